@@ -1,0 +1,1 @@
+"""Training and evaluation loops: pure PyTorch (torch.distributed when initialised, never Ray)."""

@@ -1,0 +1,135 @@
+"""Evaluation protocols on a pre-trained encoder: fine-tune (paper), linear probe, k-NN.
+
+Data-parallel aware: test loaders hold each rank's disjoint shard and counts are summed over ranks.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from simmim_ray.config import EvalConfig
+from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
+from simmim_ray.engine.pretrain import NonFiniteLoss, autocast
+
+
+def all_sum(values: list[float], device: torch.device) -> list[float]:
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t.tolist()
+
+
+class Classifier(nn.Module):
+    """Encoder -> mean-pooled patch tokens -> LayerNorm -> Linear (the SimMIM fine-tune head)."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, frozen: bool = False) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.frozen = frozen
+        c = encoder.num_features
+        # the linear probe uses a parameter-free BatchNorm, as MAE does; fine-tune the paper's LayerNorm
+        self.norm = nn.BatchNorm1d(c, affine=False) if frozen else nn.LayerNorm(c)
+        self.head = nn.Linear(c, num_classes)
+        nn.init.trunc_normal_(self.head.weight, std=0.02 if not frozen else 0.01)
+        nn.init.zeros_(self.head.bias)
+        if frozen:
+            self.encoder.requires_grad_(False)
+        if hasattr(encoder, "mask_token"):  # unused without masks; DDP rejects parameters without gradients
+            encoder.mask_token.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] -> logits [B, num_classes]."""
+        if self.frozen:
+            self.encoder.eval()
+            with torch.no_grad():
+                z = self.encoder.pooled(x)
+        else:
+            z = self.encoder.pooled(x)
+        return self.head(self.norm(z))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader, device: torch.device, amp: bool = False) -> float:
+    model.eval()
+    correct = total = 0
+    for batch in loader:
+        if "img" not in batch:
+            continue
+        with autocast(device, amp):
+            logits = model(batch["img"].to(device))
+        correct += int((logits.argmax(-1).cpu() == batch["label"]).sum())
+        total += len(batch["label"])
+    c, t = all_sum([correct, total], device)
+    return c / max(t, 1)
+
+
+def train_classifier(encoder: nn.Module, train_loader, test_loader, num_classes: int, cfg: EvalConfig,
+                     device: torch.device, world_size: int, wrap: Callable[[nn.Module], nn.Module],
+                     linear: bool, amp: bool = False, epochs: int | None = None) -> dict[str, float]:
+    """Fine-tunes a copy of `encoder` (layer-wise lr decay) or trains a linear probe on it; returns accuracy."""
+    epochs = cfg.epochs if epochs is None else epochs
+    clf = Classifier(copy.deepcopy(encoder), num_classes, frozen=linear).to(device)
+    model = wrap(clf)
+    groups = param_groups(clf, 0.0 if linear else cfg.weight_decay, None if linear else cfg.layer_decay)
+    lr = scaled_lr(cfg.base_lr, cfg.batch_size * world_size)
+    opt = build_optimizer(groups, lr)
+    iters = max(1, epochs * len(train_loader))
+    sched = warmup_cosine(opt, lr, lr * 1e-2, max(1, iters // 10), iters)
+    smoothing = 0.0 if linear else cfg.label_smoothing
+    last = 0.0
+    for epoch in range(epochs):
+        if hasattr(train_loader.sampler, "set_epoch"):
+            train_loader.sampler.set_epoch(epoch)
+        model.train()
+        for batch in train_loader:
+            if "img" not in batch:
+                continue
+            with autocast(device, amp):
+                logits = model(batch["img"].to(device))
+            loss = F.cross_entropy(logits.float(), batch["label"].to(device), label_smoothing=smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            last = loss.detach()
+    if epochs and not math.isfinite(float(last)):
+        raise NonFiniteLoss(f"non-finite loss in {'linear probe' if linear else 'fine-tuning'}: {float(last)}")
+    return {"accuracy": accuracy(model, test_loader, device, amp)}
+
+
+@torch.no_grad()
+def features(encoder: nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (L2-normalised pooled features [N, C], labels [N]) on the CPU."""
+    encoder.eval()
+    feats, labels = [], []
+    for batch in loader:
+        if "img" not in batch:
+            continue
+        feats.append(F.normalize(encoder.pooled(batch["img"].to(device)).float(), dim=-1).cpu())
+        labels.append(batch["label"])
+    if not feats:  # an empty shard (more ranks than held-out images)
+        return torch.zeros(0, encoder.num_features), torch.zeros(0, dtype=torch.long)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def knn_accuracy(encoder: nn.Module, bank_loader, query_loader, num_classes: int, k: int,
+                 device: torch.device, temperature: float = 0.07) -> dict[str, float]:
+    """Weighted k-NN (cosine, exp(sim/T) votes) with the labelled set as bank, held-out shard as queries."""
+    was_training = encoder.training
+    bank, bank_y = features(encoder, bank_loader, device)
+    query, query_y = features(encoder, query_loader, device)
+    encoder.train(was_training)
+    sims = query @ bank.T  # [Q, N]
+    k = min(k, bank.shape[0])
+    top, idx = sims.topk(k, dim=1)
+    votes = torch.zeros(query.shape[0], num_classes).scatter_add_(1, bank_y[idx], (top / temperature).exp())
+    correct = int((votes.argmax(1) == query_y).sum())
+    c, t = all_sum([correct, len(query_y)], device)
+    return {"accuracy": c / max(t, 1)}

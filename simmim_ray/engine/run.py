@@ -1,0 +1,149 @@
+"""One SimMIM run on one rank: data, model, optimiser, per-epoch pre-training, proxy and final evaluation.
+
+Pure PyTorch. The Ray worker (simmim_ray/worker.py) drives it; tests drive it directly with world_size=1.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from simmim_ray.config import Config
+from simmim_ray.data import EvalTransform, PretrainTransform, build_splits, collate_skip
+from simmim_ray.data.transforms import Transformed
+from simmim_ray.engine import evaluate
+from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
+from simmim_ray.engine.pretrain import train_one_epoch
+from simmim_ray.models import build_simmim, count_params, encoder_flops
+
+
+def _identity(m: nn.Module) -> nn.Module:
+    return m
+
+
+def shard(ds, rank: int, world: int):
+    """Disjoint, unpadded shard for evaluation (DistributedSampler pads, which would double-count)."""
+    return Subset(ds, list(range(rank, len(ds), world)))
+
+
+class PretrainRun:
+    def __init__(self, cfg: Config, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
+                 wrap: Callable[[nn.Module], nn.Module] = _identity, splits=None, pretrain_loader=None) -> None:
+        """`pretrain_loader`: an iterable of `collate_skip` batches that replaces the built-in loader (the Ray
+        Data stream of a Parquet shard); it must have `__len__` (steps per epoch, for the lr schedule)."""
+        self.cfg, self.rank, self.world = cfg, rank, world_size
+        self.device = device or torch.device("cpu")
+        self.wrap = wrap
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.splits = splits if splits is not None else build_splits(cfg)
+        s = self.splits
+        bs = cfg.train.batch_size
+        self.pretrain_ds = Transformed(s.train, PretrainTransform(cfg, s.mean, s.std))
+        self.sampler = DistributedSampler(self.pretrain_ds, world_size, rank, shuffle=True, seed=cfg.seed,
+                                          drop_last=True) if world_size > 1 else None
+        self.loader = DataLoader(self.pretrain_ds, batch_size=bs, shuffle=self.sampler is None,
+                                 sampler=self.sampler, drop_last=len(self.pretrain_ds) >= bs * world_size,
+                                 collate_fn=collate_skip, num_workers=cfg.data.loader_workers)
+        if pretrain_loader is not None:
+            self.loader, self.sampler = pretrain_loader, None
+        self.model = build_simmim(cfg).to(self.device)
+        self.ddp_model = wrap(self.model)
+        self.lr = scaled_lr(cfg.train.base_lr, bs * world_size)
+        self.optimizer = build_optimizer(param_groups(self.model, cfg.train.weight_decay), self.lr, cfg.train.betas)
+        steps = max(1, len(self.loader))
+        self.scheduler = warmup_cosine(self.optimizer, self.lr, cfg.train.min_lr, cfg.train.warmup_epochs * steps,
+                                       cfg.train.epochs * steps)
+        self.epoch = 0  # epochs completed
+        self.train_seconds = 0.0
+
+    # ---- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+                "train_seconds": self.train_seconds, "rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        torch.set_rng_state(state["rng"])
+
+    # ---- loops -----------------------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        """Pre-trains one epoch. Each epoch reseeds from (seed, epoch, rank), so a resumed run is exact."""
+        torch.manual_seed(self.cfg.seed * 100_003 + self.epoch * 1009 + self.rank)
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+        t = self.cfg.train
+        start = time.perf_counter()
+        m = train_one_epoch(self.ddp_model, self.loader, self.optimizer, self.scheduler, self.cfg.loss,
+                            self.cfg.model.patch_size, self.device, t.clip_grad, t.amp)
+        self.train_seconds += time.perf_counter() - start
+        self.epoch += 1
+        m["epoch"] = self.epoch
+        return m
+
+    def _eval_loaders(self, train_aug: bool):
+        s, cfg = self.splits, self.cfg
+        bs = cfg.eval.batch_size
+        lab = Transformed(s.labeled, EvalTransform(cfg, s.mean, s.std, train=train_aug))
+        test = Transformed(shard(s.test, self.rank, self.world), EvalTransform(cfg, s.mean, s.std, train=False))
+        return lab, DataLoader(test, batch_size=bs, collate_fn=collate_skip)
+
+    def proxy(self) -> dict[str, float]:
+        """Cheap per-epoch metric for early stopping (k-NN on the labelled set), or nothing."""
+        if self.cfg.eval.proxy == "none":
+            return {}
+        lab, test = self._eval_loaders(train_aug=False)
+        bank = DataLoader(lab, batch_size=self.cfg.eval.batch_size, collate_fn=collate_skip)
+        r = evaluate.knn_accuracy(self.model.encoder, bank, test, self.splits.num_classes, self.cfg.eval.knn_k,
+                                  self.device)
+        return {"proxy_knn": r["accuracy"]}
+
+    def final_eval(self, protocol: str | None = None, epochs: int | None = None) -> dict[str, float]:
+        """Evaluates with `eval.protocol` and adds params / FLOPs of the encoder (what a user deploys)."""
+        cfg = self.cfg
+        protocol = protocol or cfg.eval.protocol
+        torch.manual_seed(cfg.seed * 7 + 1)
+        if protocol == "knn":
+            lab, test = self._eval_loaders(train_aug=False)
+            bank = DataLoader(lab, batch_size=cfg.eval.batch_size, collate_fn=collate_skip)
+            out = evaluate.knn_accuracy(self.model.encoder, bank, test, self.splits.num_classes, cfg.eval.knn_k,
+                                        self.device)
+        else:
+            lab, test = self._eval_loaders(train_aug=protocol == "finetune")
+            sampler = DistributedSampler(lab, self.world, self.rank, seed=cfg.seed) if self.world > 1 else None
+            train_loader = DataLoader(lab, batch_size=cfg.eval.batch_size, shuffle=sampler is None,
+                                      sampler=sampler, collate_fn=collate_skip)
+            out = evaluate.train_classifier(self.model.encoder, train_loader, test, self.splits.num_classes,
+                                            cfg.eval, self.device, self.world, self.wrap,
+                                            linear=protocol == "linear", amp=cfg.train.amp, epochs=epochs)
+        return {**out, **self.size()}
+
+    def size(self) -> dict[str, float]:
+        enc = self.model.encoder
+        return {"params": count_params(enc), "flops": encoder_flops(enc, self.cfg.model.img_size)}
+
+    @torch.no_grad()
+    def image_grid(self, n: int = 8) -> torch.Tensor:
+        """[3, 3*H, n*W] in [0, 1]: rows are original | masked input | reconstruction (visible pixels pasted)."""
+        from simmim_ray.masking import upsample_mask
+
+        batch = collate_skip([self.pretrain_ds[i] for i in range(min(n, len(self.pretrain_ds)))])
+        imgs, mask = batch["img"].to(self.device), batch["mask"].to(self.device)
+        self.model.eval()
+        rec = self.model(imgs, mask)["rec"].float()
+        self.model.train()
+        m = upsample_mask(mask, self.cfg.model.patch_size).float()
+        mean = torch.tensor(self.splits.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.splits.std, device=self.device).view(1, 3, 1, 1)
+        def show(x: torch.Tensor) -> torch.Tensor:
+            return (x * std + mean).clamp(0, 1)
+
+        rows = [show(imgs), show(imgs) * (1 - m), show(imgs * (1 - m) + rec * m)]  # masked pixels black
+        return torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).cpu()

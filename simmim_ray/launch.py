@@ -1,0 +1,76 @@
+"""Driver side of one training job: builds the Ray `TorchTrainer` around `worker.train_loop`.
+
+Used by `simmim-ray train` (directly) and by each Tune trial of `simmim-ray search`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from simmim_ray.config import Config
+from simmim_ray.worker import train_loop
+
+# Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
+# trials, so poll faster and bound every wait.
+RAY_ENV_DEFAULTS = {
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+}
+
+
+def apply_ray_env_defaults() -> None:
+    for k, v in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+
+
+@dataclass
+class Resources:
+    workers: int = 2
+    gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
+    threads: int = 1  # torch intra-op threads per worker
+
+
+def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
+                 max_failures: int = 1, callbacks: list | None = None) -> TorchTrainer:
+    datasets, extra = {}, {}
+    if cfg.data.source == "parquet":
+        datasets, rows = parquet_datasets(cfg)
+        extra = {"ray_data": True, "rows": rows}
+    worker_res = {"CPU": res.cpus_per_worker}
+    if res.gpu:
+        worker_res["GPU"] = res.gpus_per_worker
+    return TorchTrainer(
+        train_loop,
+        train_loop_config={"config": cfg.to_dict(), "tb_dir": tb_dir, "threads": res.threads, **extra},
+        scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpu,
+                                               resources_per_worker=worker_res),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_path, callbacks=callbacks,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=1),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets=datasets or None,
+    )
+
+
+def parquet_datasets(cfg: Config):
+    """Ray Data stream of the pre-training rows (held-out rows filtered out row-locally)."""
+    import ray.data
+
+    from simmim_ray.data.sources import image_bytes, is_held_out
+
+    d = cfg.data
+    ds = ray.data.read_parquet(d.path)
+    frac, col = d.test_fraction, d.image_column
+    if "split" in ds.schema().names:
+        ds = ds.filter(lambda row: row["split"] != "test")
+    else:
+        ds = ds.filter(lambda row: not is_held_out(image_bytes(row[col]), frac))
+    rows = ds.count()
+    return {"train": ds}, rows

@@ -1,0 +1,56 @@
+"""ViT encoder from torchvision's VisionTransformer with a SimMIM mask token."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.vision_transformer import VisionTransformer
+
+
+class ViTEncoder(nn.Module):
+    """Wraps torchvision's ViT; the mask token replaces masked patch embeddings before pos-embedding and CLS."""
+
+    def __init__(self, img_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int,
+                 mlp_ratio: float):
+        super().__init__()
+        vit = VisionTransformer(image_size=img_size, patch_size=patch_size, num_layers=depth,
+                                num_heads=num_heads, hidden_dim=embed_dim,
+                                mlp_dim=int(embed_dim * mlp_ratio), num_classes=1)
+        del vit.heads  # classification lives in the eval head, not here
+        self.vit = vit
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.patch_size = patch_size
+        self.stride = patch_size
+        self.num_features = embed_dim
+        self.num_layers = depth
+
+    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B, 3, H, W], mask: [B, H/p, W/p] (1 = masked) or None -> tokens [B, 1 + N, C] (after final norm)."""
+        tokens = self.vit.conv_proj(x).flatten(2).transpose(1, 2)  # [B, N, C]
+        if mask is not None:
+            w = mask.flatten(1).unsqueeze(-1).type_as(tokens)
+            tokens = tokens * (1 - w) + self.mask_token.to(tokens.dtype) * w
+        cls = self.vit.class_token.expand(tokens.shape[0], -1, -1)
+        return self.vit.encoder(torch.cat([cls, tokens], dim=1))  # adds pos-embedding, runs blocks + LN
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """-> feature map [B, C, H/p, W/p] (CLS dropped), what the SimMIM head decodes."""
+        tokens = self.forward_features(x, mask)[:, 1:]
+        b, n, c = tokens.shape
+        h = int(n ** 0.5)
+        return tokens.transpose(1, 2).reshape(b, c, h, h)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of the patch tokens: [B, C] (the fine-tune protocol's input, before its norm)."""
+        return self.forward_features(x)[:, 1:].mean(1)
+
+    def layer_id(self, name: str) -> int:
+        """Depth of a parameter for layer-wise lr decay: 0 = embeddings, 1..depth = blocks, depth+1 = above."""
+        if name.startswith(("vit.conv_proj", "vit.class_token", "vit.encoder.pos_embedding", "mask_token")):
+            return 0
+        if name.startswith("vit.encoder.layers."):
+            return int(name.split(".")[3].rsplit("_", 1)[-1]) + 1
+        return self.num_layers + 1
+
+    def no_weight_decay(self) -> set[str]:
+        return {"mask_token", "vit.class_token", "vit.encoder.pos_embedding"}

@@ -1,0 +1,1 @@
+"""The search service: spaces, constrained Optuna searcher, Tune driver, results and report."""

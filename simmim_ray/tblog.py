@@ -1,0 +1,73 @@
+"""TensorBoard logging from rank 0: scalars per epoch, image grids, HParams at the end.
+
+Writes locally; when the run directory is a URI (s3://, gs://) the event files are copied there each epoch.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+class TBLogger:
+    def __init__(self, log_dir: str, enabled: bool) -> None:
+        self.enabled = enabled
+        self.remote = "://" in log_dir and not log_dir.startswith("file://")
+        self.target = log_dir
+        if not enabled:
+            return
+        local = tempfile.mkdtemp(prefix="simmim_tb_") if self.remote else log_dir.removeprefix("file://")
+        self.local = local
+        self.writer = SummaryWriter(local)
+
+    def epoch(self, run, metrics: dict, final: bool) -> None:
+        if not self.enabled:
+            return
+        step = metrics["epoch"]
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.writer.add_scalar(_tag(k), v, step)
+        if run.cfg.train.log_images:
+            self.writer.add_image("images/original|masked|reconstruction", run.image_grid(), step)
+        if final:
+            hp = _flat(run.cfg.to_dict())
+            final_metrics = {f"hparam/{k}": float(metrics[k]) for k in ("accuracy", "params", "flops")
+                             if k in metrics}
+            exp, ssi, sei = hparams(hp, final_metrics)
+            for s in (exp, ssi, sei):
+                self.writer.file_writer.add_summary(s)
+            for k, v in final_metrics.items():
+                self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+        self._sync()
+
+    def _sync(self) -> None:
+        if self.remote:
+            import pyarrow.fs as pafs
+
+            pafs.copy_files(self.local, self.target, destination_filesystem=None)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.writer.close()
+            self._sync()
+
+
+def _tag(key: str) -> str:
+    if key.startswith("loss"):
+        return f"loss/{key}"
+    if key in ("accuracy", "proxy_knn"):
+        return f"eval/{key}"
+    return f"train/{key}"

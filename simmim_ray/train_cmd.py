@@ -1,0 +1,57 @@
+"""`simmim-ray train`: one configuration, data-parallel, final metrics in DIR/metrics.json."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from simmim_ray.configio import dump_config, load_config
+from simmim_ray.data.check import check_data
+from simmim_ray.errors import UserError
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    import ray
+
+    from simmim_ray.launch import apply_ray_env_defaults
+
+    apply_ray_env_defaults()
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False,
+                     configure_logging=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise UserError(f"--address {address!r}: cannot connect to Ray: {str(e).splitlines()[0]}") from None
+
+
+def run_train(args) -> int:
+    cfg = load_config(args.config, args.set)
+    summary = check_data(cfg)
+    out = os.path.abspath(args.output)
+    os.makedirs(out, exist_ok=True)
+    dump_config(cfg, os.path.join(out, "config.yaml"))
+    print(f"simmim-ray train: {cfg.model.arch} on {summary}, {args.workers} worker(s) -> {out}", flush=True)
+    init_ray(args.address)
+
+    from ray.train import TrainingFailedError
+
+    from simmim_ray.launch import Resources, make_trainer
+
+    res = Resources(workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
+                    threads=max(1, int(args.cpus_per_worker)))
+    trainer = make_trainer(cfg, res, storage_path=out, name="train", tb_dir=os.path.join(out, "tb"))
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as e:
+        print(f"simmim-ray: error: training failed: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
+    metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str, bool))}
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2, sort_keys=True)
+    keys = ("accuracy", "params", "flops", "loss", "images_per_s", "train_seconds")
+    print("final: " + ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
+    return 0
