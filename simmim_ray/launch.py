@@ -19,6 +19,8 @@ from simmim_ray.worker import train_loop
 RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+    # `accuracy` only exists in a trial's final report (after the fine-tune); earlier epochs report the proxy.
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
 }
 
 
@@ -34,6 +36,7 @@ class Resources:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
     threads: int = 1  # torch intra-op threads per worker
+    placement_strategy: str = "PACK"  # Ray placement group strategy; SPREAD/STRICT_SPREAD put workers on many nodes
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
@@ -49,7 +52,8 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
         train_loop,
         train_loop_config={"config": cfg.to_dict(), "tb_dir": tb_dir, "threads": res.threads, **extra},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpu,
-                                               resources_per_worker=worker_res),
+                                               resources_per_worker=worker_res,
+                                               placement_strategy=res.placement_strategy),
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage_path, callbacks=callbacks,
             failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=1),

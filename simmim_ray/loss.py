@@ -5,7 +5,6 @@ import torch
 import torch.nn.functional as F
 
 from simmim_ray.config import LossConfig
-from simmim_ray.masking import upsample_mask
 
 
 def pixel_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -32,16 +31,21 @@ def simmim_loss(imgs: torch.Tensor, rec: torch.Tensor, mask: torch.Tensor, patch
                 ) -> dict[str, torch.Tensor]:
     """imgs, rec: [B, 3, H, W]; mask: [B, H/p, W/p] (1 = masked); fg_logits, fg_mask: [B, 1, H, W].
 
-    masked = sum(l * m) / (sum(m) + 1e-5) / C, exactly the official formula; visible is its complement.
+    masked = sum(l * m) / (sum(m) + 1e-5) / C with m the mask upsampled to pixels: the official formula;
+    visible is its complement.
     Returns every term and their weighted sum under "loss".
     """
     target = patch_normalise(imgs, patch_size) if cfg.norm_target else imgs
-    m = upsample_mask(mask, patch_size).to(rec.dtype)  # [B, 1, H, W]
-    per_pixel = pixel_loss(rec.float(), target.float(), cfg.type)
-    c = imgs.shape[1]
-    masked = (per_pixel * m).sum() / (m.sum() + 1e-5) / c
+    per_pixel = pixel_loss(rec.float(), target.float(), cfg.type)  # [B, C, H, W]
+    b, c, h, w = per_pixel.shape
+    p = patch_size
+    # Sum each model patch first and weight the [B, H/p, W/p] sums by the mask: the same sums as weighting every
+    # pixel by the upsampled mask (the official code), without building a pixel mask.
+    per_patch = per_pixel.reshape(b, c, h // p, p, w // p, p).sum(dim=(1, 3, 5))  # [B, H/p, W/p]
+    m = mask.to(per_patch.dtype)
     v = 1.0 - m
-    visible = (per_pixel * v).sum() / (v.sum() + 1e-5) / c
+    masked = (per_patch * m).sum() / (m.sum() * (p * p) + 1e-5) / c
+    visible = (per_patch * v).sum() / (v.sum() * (p * p) + 1e-5) / c
     terms = {"loss_masked": masked, "loss_visible": visible}
     total = cfg.masked_weight * masked + cfg.visible_weight * visible
     if fg_logits is not None and fg_mask is not None:

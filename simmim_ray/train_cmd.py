@@ -7,25 +7,7 @@ import sys
 
 from simmim_ray.configio import dump_config, load_config
 from simmim_ray.data.check import check_data
-from simmim_ray.errors import UserError
-
-
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
-    import ray
-
-    from simmim_ray.launch import apply_ray_env_defaults
-
-    apply_ray_env_defaults()
-    if ray.is_initialized():
-        return
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=True)
-        else:
-            ray.init(num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=False,
-                     configure_logging=False)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        raise UserError(f"--address {address!r}: cannot connect to Ray: {str(e).splitlines()[0]}") from None
+from simmim_ray.ray_init import init_ray
 
 
 def run_train(args) -> int:

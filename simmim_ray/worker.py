@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -47,6 +49,8 @@ class RayDataPretrainStream:
 
 
 def train_loop(loop_config: dict) -> None:
+    # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     cfg = Config.from_dict(loop_config["config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -76,6 +80,7 @@ def train_loop(loop_config: dict) -> None:
             run.load_state_dict(torch.load(os.path.join(d, CKPT_FILE), map_location=device, weights_only=True))
 
     tb = TBLogger(loop_config.get("tb_dir"), enabled=rank == 0) if loop_config.get("tb_dir") else None
+    node_ids = _node_ids(world)
     size = run.size()
     while run.epoch < cfg.train.epochs:
         metrics = run.train_epoch()
@@ -86,11 +91,22 @@ def train_loop(loop_config: dict) -> None:
             metrics.update(run.final_eval())
             metrics["train_seconds"] = run.train_seconds
         metrics["done"] = final
+        metrics["node_ids"] = node_ids
         if tb is not None:
             tb.epoch(run, metrics, final)
         _report(run, metrics, rank, every=cfg.train.checkpoint_every)
     if tb is not None:
         tb.close()
+
+
+def _node_ids(world: int) -> str:
+    """Ray node id of every rank, in rank order, comma-joined: shows which nodes the data-parallel job spans."""
+    own = ray.get_runtime_context().get_node_id()
+    if world == 1:
+        return own
+    ids = [None] * world
+    torch.distributed.all_gather_object(ids, own)  # collective: every rank calls it once, before training
+    return ",".join(ids)
 
 
 def _report(run: PretrainRun, metrics: dict, rank: int, every: int) -> None:
@@ -100,5 +116,6 @@ def _report(run: PretrainRun, metrics: dict, rank: int, every: int) -> None:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save(run.state_dict(), os.path.join(d, CKPT_FILE))
+        # the resolved config travels with the weights, so any checkpoint can be exported on its own
+        torch.save({**run.state_dict(), "config": run.cfg.to_dict()}, os.path.join(d, CKPT_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))

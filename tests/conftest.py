@@ -17,9 +17,13 @@ def ray_session():
     """A local Ray instance with 2 CPUs, its own short temp dir (socket paths must stay short)."""
     import ray
 
+    from simmim_ray.launch import apply_ray_env_defaults
+    from simmim_ray.ray_init import start_local
+
+    apply_ray_env_defaults()
     temp = tempfile.mkdtemp(prefix="r", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, configure_logging=False,
-             log_to_driver=False)
+    # with the dashboard: Train needs the State API it serves to free stopped trials' workers
+    start_local(num_cpus=2, temp_dir=temp, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -35,3 +39,19 @@ def tiny_cfg():
         "train": {"epochs": 2, "batch_size": 64, "log_images": False},
         "eval": {"epochs": 2, "batch_size": 64},
     })
+
+
+@pytest.fixture
+def fake_cifar10(tmp_path, monkeypatch):
+    """A tiny CIFAR-10 root in torchvision's pickle format: (root, n_train, n_test).
+
+    torchvision checks the real files' MD5 sums; the fake batches cannot match them, so the check is bypassed.
+    """
+    import torchvision.datasets.cifar as tv_cifar
+
+    from data_factory import write_fake_cifar10
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
+    root = str(tmp_path / "cifar")
+    n_train, n_test = write_fake_cifar10(root)
+    return root, n_train, n_test

@@ -22,8 +22,11 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
         no_decay = p.ndim <= 1 or name in skip or name.endswith((".bias", "relative_position_bias_table"))
         layer = 0
         scale = 1.0
-        if layer_decay is not None and enc is not None and name.startswith(encoder_attr + "."):
-            layer = enc.layer_id(name[len(encoder_attr) + 1:])
+        if layer_decay is not None and enc is not None:
+            # parameters outside the encoder (the classifier's norm and head) sit above its last layer; left at
+            # layer 0 they would share the embeddings' group and its smallest lr
+            inside = name.startswith(encoder_attr + ".")
+            layer = enc.layer_id(name[len(encoder_attr) + 1:]) if inside else enc.num_layers + 1
             scale = layer_decay ** (enc.num_layers + 1 - layer)
         key = (no_decay, layer if layer_decay is not None else 0)
         if key not in groups:

@@ -1,4 +1,4 @@
-"""One SimMIM pre-training epoch."""
+"""One SimMIM pre-training epoch, and the training step it repeats (also what benchmarks/ times)."""
 from __future__ import annotations
 
 import contextlib
@@ -22,6 +22,29 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def train_step(model: nn.Module, imgs: torch.Tensor, mask: torch.Tensor, fg: torch.Tensor | None,
+               optimizer: torch.optim.Optimizer, loss_cfg: LossConfig, patch_size: int, clip_grad: float,
+               amp: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """Forward, loss, backward, clip, optimiser step. imgs: [B, 3, H, W], mask: [B, H/p, W/p] on the model's
+    device; fg: [B, 1, H, W] (any device, moved only when the model has a fg/bg head) or None.
+
+    Returns (loss terms, detached on the device; gradient norm before clipping or None). No host sync.
+    """
+    with autocast(imgs.device, amp):
+        out = model(imgs, mask)
+    fg_logits = out.get("fg_logits")
+    if fg_logits is not None and fg is not None:
+        fg = fg.to(imgs.device, non_blocking=True)
+    terms = simmim_loss(imgs, out["rec"], mask, patch_size, loss_cfg, fg_logits, fg)
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    grad_norm = None
+    if clip_grad > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad, foreach=True)
+    optimizer.step()
+    return {k: v.detach() for k, v in terms.items()}, grad_norm
+
+
 def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, scheduler, loss_cfg: LossConfig,
                     patch_size: int, device: torch.device, clip_grad: float, amp: bool) -> dict[str, float]:
     """Runs one pass over `loader` (batches from `collate_skip`); returns mean loss terms and throughput."""
@@ -36,18 +59,13 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
             continue
         imgs = batch["img"].to(device, non_blocking=True)
         mask = batch["mask"].to(device, non_blocking=True)
-        with autocast(device, amp):
-            out = model(imgs, mask)
-        fg = batch["fg"].to(device, non_blocking=True) if "fg_logits" in out else None
-        terms = simmim_loss(imgs, out["rec"], mask, patch_size, loss_cfg, out.get("fg_logits"), fg)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        if clip_grad > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad, foreach=True)
-        optimizer.step()
+        terms, norm = train_step(model, imgs, mask, batch.get("fg"), optimizer, loss_cfg, patch_size,
+                                 clip_grad, amp)
+        if norm is not None:
+            grad_norm = norm
         scheduler.step()
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0) + v.detach()
+            sums[k] = sums[k] + v if k in sums else v
         n_batches += 1
         n_images += imgs.shape[0]
     elapsed = time.perf_counter() - start

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils import flop_counter as _fc
 
 from simmim_ray.config import Config, ModelConfig
 from simmim_ray.models.simmim import SimMIM
@@ -22,6 +22,28 @@ def build_simmim(cfg: Config) -> SimMIM:
     return SimMIM(build_encoder(cfg.model), fgbg_head=cfg.loss.fgbg_weight > 0)
 
 
+def _sdpa_cpu(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _sdpa_cpu_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# torch's registry counts the CUDA attention kernels but not the CPU ones: without these, attention would count
+# as zero FLOPs on CPU and a model's FLOPs would depend on the device it was measured on.
+_aten = torch.ops.aten
+EXTRA_FLOP_FORMULAS = {
+    _aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
+}
+
+
+def flop_counter() -> _fc.FlopCounterMode:
+    """torch's FLOP counter (matmul, conv, attention; 1 multiply-add = 2 FLOPs), attention counted on CPU too."""
+    return _fc.FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -33,7 +55,7 @@ def encoder_flops(encoder: nn.Module, img_size: int) -> int:
     x = torch.zeros(1, 3, img_size, img_size, device=p.device, dtype=p.dtype)
     was_training = encoder.training
     encoder.eval()
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         encoder(x)
     encoder.train(was_training)
     return int(counter.get_total_flops())

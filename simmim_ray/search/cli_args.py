@@ -1,10 +1,157 @@
-"""Argument parsers for search / check / report / convert and their dispatch."""
+"""Argument parsers for search / check / report / convert, and their dispatch."""
 from __future__ import annotations
+
+import json
+import os
 
 
 def add_search_parsers(sub, positive_int, positive_float) -> None:
-    pass
+    s = sub.add_parser("search", help="constrained search for the smallest backbone meeting a target accuracy")
+    s.add_argument("space", nargs="?", default="digits_quick",
+                   help="search space YAML (a path, or the name of one in search_spaces/)")
+    s.add_argument("--trials", type=positive_int("--trials"), default=None)
+    s.add_argument("--target-accuracy", type=float, default=None)
+    s.add_argument("--size-metric", choices=("params", "flops"), default=None)
+    s.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
+    s.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
+    s.add_argument("--asha-metric", default="proxy_knn", help="per-epoch metric ASHA ranks trials on")
+    s.add_argument("--grace-period", type=positive_int("--grace-period"), default=2)
+    s.add_argument("--max-concurrent", type=positive_int("--max-concurrent"), default=None)
+    s.add_argument("--workers-per-trial", type=positive_int("--workers-per-trial"), default=2)
+    s.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
+    s.add_argument("--gpus-per-worker", type=positive_float("--gpus-per-worker"), default=1.0)
+    s.add_argument("--gpu", action="store_true")
+    s.add_argument("--max-failures", type=int, default=1, help="Train worker-group restarts per trial")
+    s.add_argument("--storage-path", default="experiments", help="local dir or URI (s3://, gs://, file://)")
+    s.add_argument("--name", default=None, help="experiment name (default: the space's name)")
+    s.add_argument("--storage", default="", help="Optuna storage URL (default sqlite:///<experiment>/study.db)")
+    s.add_argument("--points", default="", help="YAML list of configs to try first")
+    s.add_argument("--config", default=None, help="base config YAML under the space")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--resume", default=None, metavar="DIR", help="continue the experiment in DIR")
+    s.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: local)")
+
+    c = sub.add_parser("check", help="validate a search space and print it; runs nothing")
+    c.add_argument("space")
+    c.add_argument("--config", default=None)
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    r = sub.add_parser("report", help="Pareto front and winner of an experiment (finished, running or not)")
+    r.add_argument("dir")
+    r.add_argument("--json", action="store_true")
+
+    try:
+        from simmim_ray.convert import add_parser as add_convert
+    except ImportError:  # TODO(lead): remove once convert.py lands
+        return
+    add_convert(sub, positive_int)
 
 
 def dispatch(args) -> int:
-    raise SystemExit(f"unknown command {args.command}")
+    if args.command == "check":
+        return _check(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "convert":
+        from simmim_ray.convert import run
+
+        return run(args)
+    return _search(args)
+
+
+def _check(args) -> int:
+    from simmim_ray.configio import load_config
+    from simmim_ray.search.space import load_space
+
+    base = load_config(args.config, args.set)
+    space = load_space(space_file(args.space), base)
+    print(f"space {space.name}: {len(space.params)} searched keys, target_accuracy={space.target_accuracy}, "
+          f"size_metric={space.size_metric}, trials={space.trials}")
+    for k, v in space.fixed.items():
+        print(f"  fixed  {k} = {v}")
+    for p in space.params:
+        print(f"  search {p.key}: {p.describe()}")
+    print("ok")
+    return 0
+
+
+def _report(args) -> int:
+    from simmim_ray import storage_io as sio
+    from simmim_ray.errors import UserError
+    from simmim_ray.search import results
+
+    d = args.dir.rstrip("/")
+    if not sio.exists(f"{d}/settings.json"):
+        raise UserError(f"report: {d!r} is not an experiment directory (no settings.json)")
+    st = json.loads(sio.read_bytes(f"{d}/settings.json"))
+    rows, _ = results.load_trials(d)
+    results.mark_feasible(rows, st["target_accuracy"])
+    if args.json:
+        print(json.dumps(results.report_json(rows, st["target_accuracy"], st["size_metric"]), indent=2,
+                         default=str))
+    else:
+        print(results.format_report(rows, st["target_accuracy"], st["size_metric"]))
+    return 0
+
+
+def _search(args) -> int:
+    from simmim_ray import storage_io as sio
+    from simmim_ray.configio import load_config
+    from simmim_ray.errors import UserError
+    from simmim_ray.search.driver import SearchSettings, run_search
+    from simmim_ray.search.space import load_space
+    from simmim_ray.ray_init import init_ray
+
+    if args.resume:
+        d = args.resume.rstrip("/")
+        if not sio.exists(f"{d}/settings.json"):
+            raise UserError(f"--resume {d!r}: not an experiment directory (no settings.json)")
+        s = SearchSettings(**{**json.loads(sio.read_bytes(f"{d}/settings.json")),
+                              "overrides": tuple(json.loads(sio.read_bytes(f"{d}/settings.json"))["overrides"])})
+        if args.trials:
+            s.trials = args.trials
+    else:
+        s = None
+    config_path = s.config_path if s else args.config
+    overrides = list(s.overrides) if s else args.set
+    base = load_config(config_path or None, overrides)
+    space = load_space(s.space_path if s else space_file(args.space), base)
+    if s is None:
+        target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
+        if target is None:
+            raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
+        if not 0 < target <= 1:
+            raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {target}")
+        storage = args.storage_path if "://" in args.storage_path else os.path.abspath(args.storage_path)
+        s = SearchSettings(
+            space_path=os.path.abspath(space_file(args.space)), name=args.name or space.name, storage=storage,
+            trials=args.trials or space.trials or 8, target_accuracy=float(target),
+            size_metric=args.size_metric or space.size_metric, scheduler=args.scheduler, sampler=args.sampler,
+            asha_metric=args.asha_metric, grace_period=args.grace_period, max_concurrent=args.max_concurrent or 0,
+            workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker if args.gpu else 0.0, gpu=args.gpu,
+            max_failures=args.max_failures, seed=args.seed, study_storage=args.storage,
+            points=os.path.abspath(args.points) if args.points else "",
+            config_path=os.path.abspath(args.config) if args.config else "", overrides=tuple(args.set),
+            address=args.address or "")
+        if sio.exists(f"{s.storage.rstrip('/')}/{s.name}/settings.json"):
+            raise UserError(f"experiment {s.storage}/{s.name} exists: continue it with --resume "
+                            f"{s.storage}/{s.name}, or pick another --name")
+    from simmim_ray.data.check import check_data
+
+    check_data(base)
+    init_ray(s.address or None)
+    return run_search(s, space, base, resume=bool(args.resume))
+
+
+def space_file(space: str) -> str:
+    """A path as given, else a bundled space by name: ./search_spaces/ first, then the source checkout's."""
+    if os.path.isfile(space):
+        return space
+    roots = ("search_spaces", os.path.join(os.path.dirname(__file__), "..", "..", "search_spaces"))
+    for root in roots:
+        for cand in (os.path.join(root, space), os.path.join(root, space + ".yaml")):
+            if os.path.isfile(cand):
+                return cand
+    return space

@@ -1,0 +1,177 @@
+"""`simmim-ray search`: Ray Tune runs trials, Optuna proposes configs, the answer is the smallest feasible model.
+
+Experiment directory (<storage>/<name>/): study.db (Optuna), settings.json, trials.jsonl (status events),
+<trial>/ (Tune), train_runs/<trial>/ (checkpoints), tb/<trial>/ (TensorBoard), results.parquet,
+history.parquet, best/, pareto.png.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+
+from simmim_ray.config import Config
+from simmim_ray.errors import NoFeasibleTrial, UserError
+from simmim_ray.search.space import SearchSpace
+
+
+@dataclass
+class SearchSettings:
+    space_path: str
+    name: str
+    storage: str  # absolute local path or URI of the experiment root
+    trials: int
+    target_accuracy: float
+    size_metric: str = "params"
+    scheduler: str = "asha"
+    sampler: str = "tpe"
+    asha_metric: str = "proxy_knn"
+    grace_period: int = 2
+    reduction_factor: int = 3
+    max_concurrent: int = 0  # 0: follow the cluster's resources
+    workers_per_trial: int = 2
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    gpu: bool = False
+    max_failures: int = 1
+    seed: int = 0
+    study_storage: str = ""  # optuna storage URL; default sqlite:///<exp>/study.db
+    points: str = ""
+    config_path: str = ""
+    overrides: tuple = ()
+    address: str = ""
+
+
+def experiment_dir(s: SearchSettings) -> str:
+    return f"{s.storage.rstrip('/')}/{s.name}"
+
+
+def default_concurrency(s: SearchSettings, cluster: dict) -> int:
+    """Trials that fit at once, so no trial driver waits for workers that can never be placed."""
+    per_trial_cpu = s.workers_per_trial * s.cpus_per_worker
+    fit = int(cluster.get("CPU", 1) // per_trial_cpu) if per_trial_cpu > 0 else 1
+    if s.gpu:
+        per_trial_gpu = s.workers_per_trial * s.gpus_per_worker
+        fit = min(fit, int(cluster.get("GPU", 0) // per_trial_gpu)) if per_trial_gpu > 0 else fit
+    return max(1, fit)
+
+
+def check_fits(s: SearchSettings, cluster: dict) -> None:
+    need_cpu = s.workers_per_trial * s.cpus_per_worker
+    if need_cpu > cluster.get("CPU", 0) + 1e-9:
+        raise UserError(f"--workers-per-trial x --cpus-per-worker = {need_cpu:g} CPUs, but the Ray cluster has "
+                        f"{cluster.get('CPU', 0):g}; one trial could never start")
+    if s.gpu:
+        need_gpu = s.workers_per_trial * s.gpus_per_worker
+        if need_gpu > cluster.get("GPU", 0) + 1e-9:
+            raise UserError(f"--workers-per-trial x --gpus-per-worker = {need_gpu:g} GPUs, but the Ray cluster "
+                            f"has {cluster.get('GPU', 0):g}")
+
+
+def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool) -> int:
+    import ray
+    from ray import tune
+
+    from simmim_ray.launch import Resources
+    from simmim_ray.search import progress, results
+    from simmim_ray.search.searcher import ConstrainedOptunaSearch
+    from simmim_ray.search.space import to_optuna
+    from simmim_ray.search.trial import make_trial_fn, trial_name
+    from simmim_ray.storage_io import ensure_dir, is_local, local_path, write_text
+
+    exp = experiment_dir(s)
+    cluster = ray.cluster_resources()
+    check_fits(s, cluster)
+    ensure_dir(exp)
+    write_text(f"{exp}/settings.json", json.dumps(asdict(s), indent=2))
+    concurrency = s.max_concurrent or default_concurrency(s, cluster)
+    res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
+                    gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
+    trial_fn = make_trial_fn(base.to_dict(), res, s.storage, s.name, s.max_failures)
+    # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
+    # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
+    trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
+    callbacks = [progress.ProgressPrinter(space, s, exp)]
+
+    if resume:
+        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False)
+    else:
+        storage = optuna_storage(s, exp)
+        points = load_points(s.points, space) if s.points else None
+        searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
+                                           study_name=s.name, seed=s.seed, points_to_evaluate=points,
+                                           sampler=s.sampler)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base),
+                                        num_samples=s.trials, max_concurrent_trials=concurrency,
+                                        trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+            run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    print(f"simmim-ray search: {s.trials} trials of space {space.name!r}, target accuracy "
+          f">= {s.target_accuracy:g}, minimise {s.size_metric}; {concurrency} at a time x {s.workers_per_trial} "
+          f"workers; experiment {exp}", flush=True)
+    tuner.fit()
+    return finish(s, exp)
+
+
+def finish(s: SearchSettings, exp: str) -> int:
+    """Write results.parquet, history.parquet, best/, pareto.png; exit 3 when no trial is feasible."""
+    from simmim_ray.search import results
+
+    table = results.write_outputs(exp, s.target_accuracy, s.size_metric)
+    print(results.format_report(table, s.target_accuracy, s.size_metric), flush=True)
+    if not any(r["feasible"] for r in table):
+        best = max((r for r in table if r.get("accuracy") is not None), key=lambda r: r["accuracy"], default=None)
+        if best is None:
+            raise NoFeasibleTrial(f"no trial finished; see {exp}/results.parquet")
+        raise NoFeasibleTrial(f"no trial reached accuracy >= {s.target_accuracy:g}; best was "
+                              f"{best['accuracy']:.4f} by {best['trial_id']} ({s.size_metric}="
+                              f"{best[s.size_metric]:.4g}); report written to {exp}")
+    return 0
+
+
+def optuna_storage(s: SearchSettings, exp: str):
+    import optuna
+
+    from simmim_ray.storage_io import is_local, local_path
+
+    url = s.study_storage
+    if not url:
+        if not is_local(exp):
+            raise UserError(f"--storage-path {s.storage!r} is not a local path, so the Optuna study needs a "
+                            f"database URL: pass --storage postgresql://... (or sqlite:////shared/study.db)")
+        url = f"sqlite:///{local_path(exp)}/study.db"
+    try:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+    except Exception as e:  # noqa: BLE001 - sqlalchemy raises many types for a bad URL
+        raise UserError(f"--storage {url!r}: cannot open the Optuna database: {str(e).splitlines()[0]}") from None
+
+
+def make_scheduler(s: SearchSettings, base: Config):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if s.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="epoch", metric=s.asha_metric, mode="min" if "loss" in s.asha_metric else "max",
+                         max_t=base.train.epochs, grace_period=min(s.grace_period, base.train.epochs),
+                         reduction_factor=s.reduction_factor)
+
+
+def load_points(path: str, space: SearchSpace) -> list[dict]:
+    from simmim_ray.configio import read_yaml
+
+    pts = read_yaml(path, "--points")
+    if not isinstance(pts, list) or not all(isinstance(p, dict) for p in pts):
+        raise UserError(f"--points {path!r}: must be a YAML list of mappings of searched keys to values")
+    keys = set(space.keys())
+    for i, p in enumerate(pts):
+        missing, unknown = keys - set(p), set(p) - keys
+        if missing or unknown:
+            raise UserError(f"--points {path!r}: point {i} must set exactly the searched keys; missing "
+                            f"{sorted(missing)}, unknown {sorted(unknown)}")
+    return pts

@@ -1,0 +1,81 @@
+"""Concise terminal progress (one line per finished trial) and the trials.jsonl status log."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from ray.tune import Callback
+
+from simmim_ray.search.searcher import is_final
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+class ProgressPrinter(Callback):
+    def __init__(self, space, settings, exp: str) -> None:
+        self.keys = space.keys()
+        self.s = settings
+        self.exp = exp
+        self.started: dict[str, float] = {}
+        self.done = 0
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.started[trial.trial_id] = time.time()
+
+    def _record(self, trial, status: str, error: str = "") -> None:
+        from simmim_ray.storage_io import append_line
+
+        r = trial.last_result or {}
+        event = {"trial_id": trial.trial_id and _name(trial), "status": status,
+                 "epochs": r.get("epoch", 0), "wall_s": time.time() - self.started.get(trial.trial_id, time.time()),
+                 "error": error}
+        append_line(f"{self.exp}/trials.jsonl", json.dumps(event))
+        self.done += 1
+        params = " ".join(f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in self.keys)
+        if status == "complete":
+            acc, size = r.get("accuracy", float("nan")), r.get(self.s.size_metric, float("nan"))
+            mark = "feasible" if acc >= self.s.target_accuracy else "below target"
+            tail = f"acc={acc:.3f} {self.s.size_metric}={size:,.0f} [{mark}]"
+        elif status == "pruned":
+            tail = f"stopped early at epoch {r.get('epoch', '?')} ({self.s.asha_metric}=" \
+                   f"{_fmt(r.get(self.s.asha_metric, float('nan')))})"
+        else:
+            tail = f"ERROR: {error}"
+        print(f"[{self.done}/{self.s.trials}] {_name(trial)} {status:8s} {params} | {tail}", flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._record(trial, "complete" if is_final(trial.last_result) else "pruned")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._record(trial, "error", error_reason(trial))
+
+
+def _name(trial) -> str:
+    return str(trial)
+
+
+def error_reason(trial) -> str:
+    """The final exception of the trial's error file, one line (e.g. `NonFiniteLoss: non-finite loss ...`)."""
+    try:
+        with open(trial.error_file) as f:
+            text = f.read()
+    except (OSError, TypeError):
+        return "unknown error (no error file)"
+    return summarise_error(text)
+
+
+def summarise_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    heads = [i for i, ln in enumerate(lines) if re.match(r"^[\w.]*(Error|Exception|Loss)\b[^ ]*:", ln)]
+    if not heads:
+        return (lines[-1] if lines else "unknown error")[:300]
+    i = heads[-1]
+    msg = lines[i]
+    if msg.endswith(":") and i + 1 < len(lines):
+        msg += " " + lines[i + 1]
+    return msg[:300]

@@ -1,0 +1,28 @@
+"""One Tune trial: a data-parallel Ray Train job (Train V2: the trial function fits a TorchTrainer)."""
+from __future__ import annotations
+
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from simmim_ray.config import Config
+from simmim_ray.launch import Resources, make_trainer
+
+
+def trial_name(trial) -> str:
+    """Stable across restores: Tune's trial ids end in a per-experiment counter (`<uuid>_00003`)."""
+    return f"trial_{trial.trial_id.rsplit('_', 1)[-1]}"
+
+
+def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str, max_failures: int):
+    """Returns the Tune function for `base` config (a dict) plus each trial's dotted params."""
+
+    def run_trial(params: dict) -> None:
+        cfg = Config.from_dict(base).with_overrides(params)
+        name = tune.get_context().get_trial_name()
+        exp = f"{storage_uri.rstrip('/')}/{experiment}"
+        trainer = make_trainer(cfg, res, storage_path=f"{exp}/train_runs", name=name,
+                               tb_dir=f"{exp}/tb/{name}", max_failures=max_failures,
+                               callbacks=[TuneReportCallback()])
+        trainer.fit()
+
+    return run_trial
