@@ -81,7 +81,7 @@ def _cifar10_rows(src: str):
         from PIL import Image
 
         for name, recs in splits:
-            for img, label in zip(recs.images, recs.labels):
+            for img, label in zip(recs.images, recs.labels, strict=True):
                 yield _png(Image.fromarray(img)), int(label), name
 
     return rows(), ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

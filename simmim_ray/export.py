@@ -17,8 +17,12 @@ def latest_checkpoint(exp: str, trial_id: str, hint: str = "") -> str | None:
     if hint and sio.exists(f"{hint}/{CKPT_FILE}"):
         return hint
     run = f"{exp}/train_runs/{trial_id}"
-    ckpts = [n for n in sio.listdir(run) if n.startswith("checkpoint_")]
-    return f"{run}/{ckpts[-1]}" if ckpts else None
+    # names sort by time (checkpoint_<timestamp>); Train also keeps checkpoint_manager_snapshot.json there
+    ckpts = [n for n in sio.listdir(run) if n.startswith("checkpoint_") and not n.endswith(".json")]
+    for name in reversed(ckpts):
+        if sio.exists(f"{run}/{name}/{CKPT_FILE}"):
+            return f"{run}/{name}"
+    return None
 
 
 def export_best(exp: str, row: dict) -> str:

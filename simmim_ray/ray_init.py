@@ -25,7 +25,26 @@ def start_local(num_cpus: int | None = None, temp_dir: str | None = None, **kwar
              _temp_dir=temp_dir, configure_logging=False, **kwargs)
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fails in seconds when nothing listens at a HOST:PORT (or ray://HOST:PORT) address: ray.init would retry
+    the GCS connection for many minutes (20 tries of ~30 s) before giving up."""
+    if address.startswith(("http://", "https://")):
+        raise UserError(f"--address {address!r}: an http address is the dashboard (for `ray job submit`); "
+                        f"use auto, HOST:PORT of the head's GCS, or ray://HOST:10001")
+    target = address.split("://", 1)[1] if address.startswith("ray://") else address
+    host, sep, port = target.rpartition(":")
+    if "://" in target or not sep or not host or not port.isdigit():
+        return  # auto, or a format ray.init itself rejects
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"--address {address!r}: cannot connect to Ray: nothing answers at {host}:{port} "
+                        f"({e.strerror or type(e).__name__})") from None
+
+
+def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
+    """Join `address` or start a private local instance. A search passes log_to_driver=False: its terminal
+    shows one line per trial, and worker logs stay in Ray's session directory."""
     import ray
 
     from simmim_ray.launch import apply_ray_env_defaults
@@ -33,10 +52,12 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     apply_ray_env_defaults()
     if ray.is_initialized():
         return
+    if address:
+        check_reachable(address)
     try:
         if address:
-            ray.init(address=address, configure_logging=False)
+            ray.init(address=address, configure_logging=False, log_to_driver=log_to_driver)
         else:
-            start_local(num_cpus)
+            start_local(num_cpus, log_to_driver=log_to_driver)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise UserError(f"--address {address!r}: cannot connect to Ray: {str(e).splitlines()[0]}") from None

@@ -41,10 +41,8 @@ def add_search_parsers(sub, positive_int, positive_float) -> None:
     r.add_argument("dir")
     r.add_argument("--json", action="store_true")
 
-    try:
-        from simmim_ray.convert import add_parser as add_convert
-    except ImportError:  # TODO(lead): remove once convert.py lands
-        return
+    from simmim_ray.convert import add_parser as add_convert
+
     add_convert(sub, positive_int)
 
 
@@ -80,8 +78,13 @@ def _report(args) -> int:
     from simmim_ray import storage_io as sio
     from simmim_ray.errors import UserError
     from simmim_ray.search import results
+    from simmim_ray.storage import resolve_storage
 
     d = args.dir.rstrip("/")
+    try:
+        resolve_storage(d)  # an unsupported URI: one line, not pyarrow's traceback
+    except UserError as e:
+        raise UserError(str(e).replace("--storage-path ", "report ", 1)) from None
     if not sio.exists(f"{d}/settings.json"):
         raise UserError(f"report: {d!r} is not an experiment directory (no settings.json)")
     st = json.loads(sio.read_bytes(f"{d}/settings.json"))
@@ -102,9 +105,14 @@ def _search(args) -> int:
     from simmim_ray.search.driver import SearchSettings, run_search
     from simmim_ray.search.space import load_space
     from simmim_ray.ray_init import init_ray
+    from simmim_ray.storage import resolve_storage
 
     if args.resume:
         d = args.resume.rstrip("/")
+        try:
+            resolve_storage(d)
+        except UserError as e:
+            raise UserError(str(e).replace("--storage-path ", "--resume ", 1)) from None
         if not sio.exists(f"{d}/settings.json"):
             raise UserError(f"--resume {d!r}: not an experiment directory (no settings.json)")
         s = SearchSettings(**{**json.loads(sio.read_bytes(f"{d}/settings.json")),
@@ -123,6 +131,7 @@ def _search(args) -> int:
             raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
         if not 0 < target <= 1:
             raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {target}")
+        resolve_storage(args.storage_path)  # unsupported scheme, no bucket, credentials in the URI: exit 2
         storage = args.storage_path if "://" in args.storage_path else os.path.abspath(args.storage_path)
         s = SearchSettings(
             space_path=os.path.abspath(space_file(args.space)), name=args.name or space.name, storage=storage,
@@ -141,7 +150,14 @@ def _search(args) -> int:
     from simmim_ray.data.check import check_data
 
     check_data(base)
-    init_ray(s.address or None)
+    if not args.resume:  # these are read after Ray starts; check them before
+        from simmim_ray.search.driver import experiment_dir, load_points, optuna_storage
+
+        if s.points:
+            load_points(s.points, space)
+        if s.study_storage or not sio.is_local(s.storage):
+            optuna_storage(s, experiment_dir(s))
+    init_ray(s.address or None, log_to_driver=False)
     return run_search(s, space, base, resume=bool(args.resume))
 
 

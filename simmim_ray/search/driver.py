@@ -70,6 +70,17 @@ def check_fits(s: SearchSettings, cluster: dict) -> None:
                             f"has {cluster.get('GPU', 0):g}")
 
 
+def check_shared_storage(storage: str, alive_nodes: int) -> None:
+    """Ray has no head-node syncing since 2.7: trials on other nodes write checkpoints and results to the storage
+    path directly, so a multi-node cluster needs storage every node sees."""
+    from simmim_ray.storage_io import is_local
+
+    if alive_nodes > 1 and is_local(storage) and not os.environ.get("SIMMIM_RAY_SHARED_FS"):
+        raise UserError(f"--storage-path {storage!r} is node-local, but the Ray cluster has {alive_nodes} nodes: "
+                        f"use s3://bucket/path or gs://bucket/path, or a shared filesystem mounted on every node "
+                        f"(then set SIMMIM_RAY_SHARED_FS=1)")
+
+
 def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool) -> int:
     import ray
     from ray import tune
@@ -84,6 +95,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     exp = experiment_dir(s)
     cluster = ray.cluster_resources()
     check_fits(s, cluster)
+    check_shared_storage(s.storage, sum(1 for n in ray.nodes() if n.get("Alive")))
     ensure_dir(exp)
     write_text(f"{exp}/settings.json", json.dumps(asdict(s), indent=2))
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
@@ -116,7 +128,19 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
           f">= {s.target_accuracy:g}, minimise {s.size_metric}; {concurrency} at a time x {s.workers_per_trial} "
           f"workers; experiment {exp}", flush=True)
     tuner.fit()
+    _close_study(s, exp)
     return finish(s, exp)
+
+
+def _close_study(s: SearchSettings, exp: str) -> None:
+    import optuna
+
+    from simmim_ray.search.searcher import fail_orphans
+
+    study = optuna.load_study(study_name=s.name, storage=optuna_storage(s, exp))
+    n = fail_orphans(study)
+    if n:
+        print(f"simmim-ray: {n} study trial(s) asked before an interruption were never run; marked FAIL")
 
 
 def finish(s: SearchSettings, exp: str) -> int:

@@ -31,14 +31,22 @@ def _json_lines(uri: str) -> list[dict]:
 
 def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
     """-> (one row per trial, one row per reported epoch)."""
-    events = {e["trial_id"]: e for e in _json_lines(f"{exp}/trials.jsonl")}
+    # a restored search may log a trial twice; a completed answer outranks anything logged around a restart
+    rank = {"complete": 3, "error": 2, "pruned": 1}
+    events: dict[str, dict] = {}
+    for e in _json_lines(f"{exp}/trials.jsonl"):
+        old = events.get(e["trial_id"])
+        if old is None or rank.get(e["status"], 0) >= rank.get(old["status"], 0):
+            events[e["trial_id"]] = e
     rows, history = [], []
     for name in sio.listdir(exp):
         if not name.startswith("trial_") or not sio.exists(f"{exp}/{name}/params.json"):
             continue
         params = json.loads(sio.read_bytes(f"{exp}/{name}/params.json"))
         results = _json_lines(f"{exp}/{name}/result.json")
-        for r in results:
+        # one row per epoch: a restored trial that re-reports its stored final result repeats its last epoch
+        by_epoch = {r.get("epoch", i): r for i, r in enumerate(results)}
+        for r in by_epoch.values():
             history.append({"trial_id": name, **{k: v for k, v in r.items()
                                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}})
         last = results[-1] if results else {}
@@ -91,11 +99,14 @@ def write_outputs(exp: str, target: float, size_metric: str) -> list[dict]:
                        buf)
         sio.write_bytes(f"{exp}/{name}.parquet", buf.getvalue())
     best = winner(rows, size_metric)
+    plot_pareto(exp, rows, target, size_metric, best)
     if best is not None:
         from simmim_ray.export import export_best
 
-        export_best(exp, best)
-    plot_pareto(exp, rows, target, size_metric, best)
+        try:
+            export_best(exp, best)
+        except (OSError, KeyError) as e:  # the tables above are written already; say what is missing
+            print(f"simmim-ray: warning: could not export {best['trial_id']} to {exp}/best: {e}")
     return rows
 
 

@@ -16,6 +16,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 log = logging.getLogger(__name__)
 
+TUNE_ID_ATTR = "tune_trial_id"
 FINAL_KEY = "accuracy"  # present only in a trial's final report (after the fine-tune / probe)
 
 
@@ -36,10 +37,34 @@ class ConstrainedOptunaSearch(OptunaSearch):
         super().__init__(space=space, metric=[size_metric, FINAL_KEY], mode=["min", "max"], sampler=s,
                          storage=storage, study_name=study_name, points_to_evaluate=points_to_evaluate)
 
+    def suggest(self, trial_id: str):
+        params = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            # recorded in the database at once, unlike the searcher's pickled state, which Tune saves now and then
+            self._ot_trials[trial_id].set_user_attr(TUNE_ID_ATTR, trial_id)
+        return params
+
+    def _lookup(self, trial_id: str):
+        """The study trial of a Tune trial this (restored) searcher does not know: Tune saved the trial after the
+        searcher's last save, then the driver was killed."""
+        for t in self._ot_study.get_trials(deepcopy=False):
+            if t.user_attrs.get(TUNE_ID_ATTR) == trial_id:
+                return optuna.trial.Trial(self._ot_study, t._trial_id)
+        return None
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in self._completed_trials:
             return
+        if trial_id not in self._ot_trials:
+            found = self._lookup(trial_id)
+            if found is None:
+                return
+            self._ot_trials[trial_id] = found
         ot_trial = self._ot_trials[trial_id]
+        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)
+        if stored.state.is_finished():  # told before a driver restart: keep the first answer
+            self._completed_trials.add(trial_id)
+            return
         if error or not is_final(result):
             # errored, or stopped early (ASHA): never tell the truncated metrics as a finished result
             state = TrialState.FAIL if error else TrialState.PRUNED
@@ -59,3 +84,14 @@ def is_feasible(t: optuna.trial.FrozenTrial) -> bool:
     """Optuna's rule: feasible when every constraint value is <= 0 (`set_constraint` stores them here)."""
     vals = [v for k, v in t.system_attrs.items() if k.startswith("constraints:")]
     return bool(vals) and all(float(v) <= 0 for v in vals)
+
+
+def fail_orphans(study: optuna.Study) -> int:
+    """After a search, RUNNING study trials are orphans (asked just before a driver kill, never run by Tune):
+    mark them FAIL so the study holds no phantom running trials. Returns how many."""
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "orphaned", "asked before the driver was killed; never run")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        n += 1
+    return n

@@ -1,11 +1,14 @@
 """One Tune trial: a data-parallel Ray Train job (Train V2: the trial function fits a TorchTrainer)."""
 from __future__ import annotations
 
+import json
+
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from simmim_ray import storage_io
 from simmim_ray.config import Config
-from simmim_ray.launch import Resources, make_trainer
+from simmim_ray.launch import Resources, make_trainer, share_splits
 
 
 def trial_name(trial) -> str:
@@ -14,15 +17,27 @@ def trial_name(trial) -> str:
 
 
 def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str, max_failures: int):
-    """Returns the Tune function for `base` config (a dict) plus each trial's dotted params."""
+    """Returns the Tune function for `base` config (a dict) plus each trial's dotted params.
+
+    Called in the search driver, with Ray up: the data is loaded here once and shared by every trial's workers."""
+    import ray
+
+    shared = share_splits(Config.from_dict(base)) if ray.is_initialized() else None
 
     def run_trial(params: dict) -> None:
         cfg = Config.from_dict(base).with_overrides(params)
         name = tune.get_context().get_trial_name()
         exp = f"{storage_uri.rstrip('/')}/{experiment}"
+        final_path = f"{exp}/train_runs/{name}/final.json"
+        if storage_io.exists(final_path):
+            # A restored search re-launches trials that finished after Tune's last state save: report the
+            # stored final result instead of training again (Train would restore the run and report nothing).
+            tune.report(json.loads(storage_io.read_bytes(final_path)))
+            return
         trainer = make_trainer(cfg, res, storage_path=f"{exp}/train_runs", name=name,
                                tb_dir=f"{exp}/tb/{name}", max_failures=max_failures,
-                               callbacks=[TuneReportCallback()])
+                               callbacks=[TuneReportCallback()], final_path=final_path,
+                               shared=shared)
         trainer.fit()
 
     return run_trial

@@ -1,0 +1,231 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from data_factory import make_image_folder, write_parquet_shards
+from simmim_ray.config import Config
+from simmim_ray.data import EvalTransform, PretrainTransform, build_splits, collate_skip
+from simmim_ray.data.check import check_data
+from simmim_ray.data.transforms import Transformed
+from simmim_ray.errors import UserError
+
+SMALL = {"model": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2},
+         "mask": {"patch_size": 8, "ratio": 0.5}}
+
+
+def cfg(**data) -> Config:
+    extra = data.pop("_extra", {})
+    return Config.from_dict({**SMALL, "data": data, **extra})
+
+
+def base_indices(ds) -> np.ndarray:
+    return np.asarray(ds.indices)
+
+
+def labels_of(ds) -> np.ndarray:
+    """Labels of a (possibly nested) Subset without decoding images."""
+    idx = np.arange(len(ds))
+    while hasattr(ds, "indices"):
+        idx = np.asarray(ds.indices)[idx]
+        ds = ds.dataset
+    return np.asarray(ds.labels)[idx]
+
+
+def count_skipped(ds, c: Config, mean, std) -> tuple[int, int]:
+    """(good, skipped) over a whole split through the pre-training pipeline."""
+    loader = DataLoader(Transformed(ds, PretrainTransform(c, mean, std)), batch_size=4, collate_fn=collate_skip)
+    good = skipped = 0
+    for b in loader:
+        skipped += b["skipped"]
+        good += len(b["img"]) if "img" in b else 0
+    return good, skipped
+
+
+# ---- digits ------------------------------------------------------------------------------------------------
+def test_digits_splits():
+    c = cfg(source="digits")
+    s = build_splits(c)
+    n = 1797  # scikit-learn's bundled digits
+    assert len(s.train) + len(s.test) == n
+    train_idx, test_idx = base_indices(s.train), base_indices(s.test)
+    assert not set(train_idx) & set(test_idx)
+    assert len(s.test) == pytest.approx(0.2 * n, abs=10)
+    assert s.num_classes == 10 and s.has_masks
+    # labelled subset: a subset of train, ceil(fraction * n_c) per class
+    lab_in_train = base_indices(s.labeled)
+    assert lab_in_train.max() < len(s.train)
+    train_labels = labels_of(s.train)
+    lab_labels = labels_of(s.labeled)
+    for k in range(10):
+        assert (lab_labels == k).sum() == math.ceil(0.1 * (train_labels == k).sum())
+    # held-out: stratified, every class present
+    assert set(labels_of(s.test).tolist()) == set(range(10))
+
+
+def test_digits_holdout_independent_of_seed_and_fraction_respected():
+    a = build_splits(cfg(source="digits"))
+    b = build_splits(Config.from_dict({**SMALL, "seed": 5}))
+    assert np.array_equal(base_indices(a.test), base_indices(b.test))
+    assert np.array_equal(base_indices(a.labeled), base_indices(b.labeled))
+    c = build_splits(Config.from_dict({**SMALL, "eval": {"labeled_fraction": 0.5}}))
+    assert len(c.labeled) == pytest.approx(0.5 * len(c.train), abs=10)
+
+
+def test_digits_records_and_foreground():
+    s = build_splits(cfg(source="digits"))
+    img, label, fg = s.train[0]
+    assert img.mode == "RGB" and img.size == (8, 8) and fg.mode == "L"
+    ink = np.asarray(img.convert("L")) > 64
+    assert np.array_equal(np.asarray(fg) > 0, ink)
+    assert 0 <= label <= 9
+
+
+# ---- CIFAR-10 ----------------------------------------------------------------------------------------------
+def test_cifar10_from_fake_batches(fake_cifar10):
+    root, n_train, n_test = fake_cifar10
+    s = build_splits(cfg(source="cifar10", path=root))
+    assert (len(s.train), len(s.test)) == (n_train, n_test)
+    assert s.num_classes == 10 and not s.has_masks
+    img, label, fg = s.train[0]
+    assert img.size == (32, 32) and fg is None
+    assert labels_of(s.train).tolist()[:3] == [1, 2, 3]  # data_batch_1 starts at offset 1
+    assert len(s.labeled) == 10  # ceil(0.1 * 5) per class
+    good, skipped = count_skipped(s.test, cfg(source="cifar10", path=root), s.mean, s.std)
+    assert (good, skipped) == (n_test, 0)
+
+
+def test_cifar10_missing_root_is_user_error(tmp_path):
+    with pytest.raises(UserError, match="data.path: no CIFAR-10 batches"):
+        build_splits(cfg(source="cifar10", path=str(tmp_path / "nope")))
+
+
+# ---- image folders -----------------------------------------------------------------------------------------
+def test_imagefolder_skips_and_counts_corrupt(tmp_path):
+    info = make_image_folder(str(tmp_path / "imgs"), classes=3, per_class=8, corrupt=1, truncated=1)
+    c = cfg(source="imagefolder", path=str(tmp_path / "imgs"))
+    s = build_splits(c)
+    assert len(s.train) + len(s.test) == info["good"] + info["bad"]
+    assert s.num_classes == 3 and not s.has_masks
+    g1, k1 = count_skipped(s.train, c, s.mean, s.std)
+    g2, k2 = count_skipped(s.test, c, s.mean, s.std)
+    assert g1 + g2 == info["good"]
+    assert k1 + k2 == info["bad"]  # the garbage file and the truncated PNG
+
+
+def test_imagefolder_errors(tmp_path):
+    with pytest.raises(UserError, match="data.path: image folder .* does not exist"):
+        build_splits(cfg(source="imagefolder", path=str(tmp_path / "missing")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="data.path"):
+        build_splits(cfg(source="imagefolder", path=str(tmp_path / "empty")))
+    make_image_folder(str(tmp_path / "imgs"))
+    with pytest.raises(UserError, match="loss.fgbg_weight: must be 0"):
+        build_splits(cfg(source="imagefolder", path=str(tmp_path / "imgs"), _extra={"loss": {"fgbg_weight": 0.5}}))
+
+
+# ---- Parquet -----------------------------------------------------------------------------------------------
+def test_parquet_without_mask_column(tmp_path):
+    info = write_parquet_shards(str(tmp_path / "pq"), n=40, shards=3, corrupt_rows=2)
+    c = cfg(source="parquet", path=str(tmp_path / "pq"))
+    s = build_splits(c)
+    assert len(s.train) + len(s.test) == info["rows"]
+    assert len(s.test) > 0 and len(s.train) > len(s.test)
+    assert not s.has_masks and s.num_classes == info["classes"]
+    g1, k1 = count_skipped(s.train, c, s.mean, s.std)
+    g2, k2 = count_skipped(s.test, c, s.mean, s.std)
+    assert k1 + k2 == info["corrupt"] and g1 + g2 == info["rows"] - info["corrupt"]
+    with pytest.raises(UserError, match="loss.fgbg_weight"):
+        build_splits(cfg(source="parquet", path=str(tmp_path / "pq"), _extra={"loss": {"fgbg_weight": 0.5}}))
+    with pytest.raises(UserError, match="loss.fgbg_weight"):
+        check_data(cfg(source="parquet", path=str(tmp_path / "pq"), _extra={"loss": {"fgbg_weight": 0.5}}))
+
+
+def test_parquet_holdout_is_row_local_and_stable(tmp_path):
+    """Held-out rows are chosen by a hash of the image bytes, so sharding does not move them."""
+    write_parquet_shards(str(tmp_path / "a"), n=40, shards=1)
+    write_parquet_shards(str(tmp_path / "b"), n=40, shards=4)
+    sa = build_splits(cfg(source="parquet", path=str(tmp_path / "a")))
+    sb = build_splits(cfg(source="parquet", path=str(tmp_path / "b")))
+    assert base_indices(sa.test).tolist() == base_indices(sb.test).tolist()
+
+
+def test_parquet_with_mask_and_split_columns(tmp_path):
+    info = write_parquet_shards(str(tmp_path / "pq"), n=32, shards=2, with_mask=True, split=True)
+    c = cfg(source="parquet", path=str(tmp_path / "pq"), _extra={"loss": {"fgbg_weight": 0.5}})
+    s = build_splits(c)
+    assert s.has_masks
+    assert len(s.test) == info["test"]  # the split column decides, not the hash
+    assert all(i % 4 == 3 for i in base_indices(s.test))
+    img, label, fg = s.train[0]
+    assert fg is not None and fg.mode == "L" and fg.size == img.size
+    sample = PretrainTransform(c, s.mean, s.std)(s.train[0])
+    assert sample["has_fg"] and 0 < sample["fg"].sum() < sample["fg"].numel()
+    assert check_data(c)["source"] == "parquet"
+
+
+def test_parquet_through_file_uri(tmp_path):
+    write_parquet_shards(str(tmp_path / "pq"), n=20, shards=2)
+    s = build_splits(cfg(source="parquet", path=f"file://{tmp_path / 'pq'}"))
+    assert len(s.train) + len(s.test) == 20
+
+
+def test_parquet_errors(tmp_path):
+    with pytest.raises(UserError, match="data.path: Parquet path .* does not exist"):
+        check_data(cfg(source="parquet", path=str(tmp_path / "missing")))
+    with pytest.raises(UserError, match="does not exist"):
+        build_splits(cfg(source="parquet", path=str(tmp_path / "missing")))
+    write_parquet_shards(str(tmp_path / "pq"), n=30, shards=1, image_column="picture")
+    for fn in (check_data, build_splits):
+        with pytest.raises(UserError, match="data.image_column: Parquet at .* has no column 'image'"):
+            fn(cfg(source="parquet", path=str(tmp_path / "pq")))
+    ok = build_splits(cfg(source="parquet", path=str(tmp_path / "pq"), image_column="picture"))
+    assert len(ok.train) + len(ok.test) == 30
+
+
+# ---- transforms --------------------------------------------------------------------------------------------
+def test_pretrain_and_eval_transform_shapes():
+    c = Config.from_dict({"model": {"img_size": 16, "patch_size": 2, "embed_dim": 16, "depth": 1, "num_heads": 2},
+                          "mask": {"patch_size": 8, "ratio": 0.5}})
+    s = build_splits(c)
+    t = PretrainTransform(c, s.mean, s.std)
+    out = t(s.train[0])
+    assert out["img"].shape == (3, 16, 16) and out["img"].dtype == torch.float32
+    assert out["mask"].shape == (8, 8)  # the model-patch grid, not the mask-unit grid
+    assert int(out["mask"].sum()) == 2 * 4 * 4  # ceil(0.5 * 4 units) = 2 units of 4x4 model patches
+    assert out["fg"].shape == (1, 16, 16) and set(out["fg"].unique().tolist()) <= {0.0, 1.0}
+    assert out["has_fg"] is True
+    assert t(None) is None
+    batch = collate_skip([t(s.train[i]) for i in range(3)] + [None])
+    assert batch["img"].shape == (3, 3, 16, 16) and batch["mask"].shape == (3, 8, 8)
+    assert batch["skipped"] == 1
+    assert collate_skip([None, None]) == {"skipped": 2}
+    for train in (True, False):
+        e = EvalTransform(c, s.mean, s.std, train=train)(s.test[0])
+        assert e["img"].shape == (3, 16, 16) and isinstance(e["label"], int)
+
+
+def test_pretrain_transform_crops_image_and_foreground_together():
+    """The foreground mask must follow the image through the random crop and flip."""
+    c = cfg(source="digits")
+    s = build_splits(c)
+    t = PretrainTransform(c, s.mean, s.std)
+    for i in range(5):
+        torch.manual_seed(i)
+        out = t(s.train[i])
+        bright = out["img"][0] > (0.5 - s.mean[0]) / s.std[0]
+        fg = out["fg"][0].bool()
+        # most bright pixels are foreground and most foreground pixels are bright
+        assert (bright & fg).sum() >= 0.8 * bright.sum()
+
+
+def test_eval_transform_is_deterministic_without_train():
+    c = cfg(source="digits")
+    s = build_splits(c)
+    t = EvalTransform(c, s.mean, s.std, train=False)
+    torch.manual_seed(0)
+    a = t(s.test[0])["img"]
+    torch.manual_seed(1)
+    assert torch.equal(a, t(s.test[0])["img"])
