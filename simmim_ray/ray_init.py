@@ -31,10 +31,13 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     if address.startswith(("http://", "https://")):
         raise UserError(f"--address {address!r}: an http address is the dashboard (for `ray job submit`); "
                         f"use auto, HOST:PORT of the head's GCS, or ray://HOST:10001")
+    if address in ("auto", "local"):
+        return
     target = address.split("://", 1)[1] if address.startswith("ray://") else address
     host, sep, port = target.rpartition(":")
     if "://" in target or not sep or not host or not port.isdigit():
-        return  # auto, or a format ray.init itself rejects
+        raise UserError(f"--address {address!r}: expected auto, HOST:PORT of the head's GCS (e.g. 10.0.0.5:6379) "
+                        f"or ray://HOST:PORT")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as e:
@@ -54,6 +57,8 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
         return
     if address:
         check_reachable(address)
+    if not address and os.environ.get("RAY_ADDRESS", "local") != "local":
+        address = "auto"  # inside `ray job submit` (or any shell pointed at a cluster): join it
     try:
         if address:
             ray.init(address=address, configure_logging=False, log_to_driver=log_to_driver)

@@ -100,6 +100,30 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode())
+
+
+def listdir(uri: str) -> list[str]:
+    """Names directly under `uri`, sorted (empty when it does not exist)."""
+    fs, path, _ = resolve_storage(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        return []
+    return sorted(os.path.basename(i.path.rstrip("/")) for i in fs.get_file_info(pafs.FileSelector(path)))
+
+
+def append_line(uri: str, line: str) -> None:
+    """Append for local files; object stores have no append, so rewrite the whole (small) file."""
+    fs, path, _ = resolve_storage(uri)
+    if is_node_local(uri):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+        return
+    old = read_bytes(uri).decode() if exists(uri) else ""
+    write_text(uri, old + line.rstrip("\n") + "\n")
+
+
 def delete_file(uri: str) -> None:
     fs, path, _ = resolve_storage(uri)
     fs.delete_file(path)

@@ -93,3 +93,17 @@ def test_check_command_prints_space_and_rejects_bad(tmp_path, capsys):
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.num_heads=3" in err[0]
+
+
+def test_list_choices_round_trip_through_optuna_storage(tmp_path):
+    """Swin stage depths are list choices: stored as JSON strings in Optuna, decoded back for the config."""
+    from simmim_ray.search.space import decode
+
+    space = parse_space({"params": {"model.depths": {"choice": [[2, 2], [2, 4]]}},
+                         "fixed": {"model.arch": "swin"}}, "swin")
+    dist = to_optuna(space)["model.depths"]
+    assert dist.choices == ("[2, 2]", "[2, 4]")
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db")
+    t = study.ask({"model.depths": dist})
+    cfg = space.base_config().with_overrides(decode(t.params))
+    assert cfg.model.depths in ([2, 2], [2, 4])

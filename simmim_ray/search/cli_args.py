@@ -75,7 +75,7 @@ def _check(args) -> int:
 
 
 def _report(args) -> int:
-    from simmim_ray import storage_io as sio
+    from simmim_ray import storage as sio
     from simmim_ray.errors import UserError
     from simmim_ray.search import results
     from simmim_ray.storage import resolve_storage
@@ -85,9 +85,9 @@ def _report(args) -> int:
         resolve_storage(d)  # an unsupported URI: one line, not pyarrow's traceback
     except UserError as e:
         raise UserError(str(e).replace("--storage-path ", "report ", 1)) from None
-    if not sio.exists(f"{d}/settings.json"):
+    if not sio.exists(sio.join(d, "settings.json")):
         raise UserError(f"report: {d!r} is not an experiment directory (no settings.json)")
-    st = json.loads(sio.read_bytes(f"{d}/settings.json"))
+    st = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
     rows, _ = results.load_trials(d)
     results.mark_feasible(rows, st["target_accuracy"])
     if args.json:
@@ -99,7 +99,7 @@ def _report(args) -> int:
 
 
 def _search(args) -> int:
-    from simmim_ray import storage_io as sio
+    from simmim_ray import storage as sio
     from simmim_ray.configio import load_config
     from simmim_ray.errors import UserError
     from simmim_ray.search.driver import SearchSettings, run_search
@@ -113,10 +113,10 @@ def _search(args) -> int:
             resolve_storage(d)
         except UserError as e:
             raise UserError(str(e).replace("--storage-path ", "--resume ", 1)) from None
-        if not sio.exists(f"{d}/settings.json"):
+        if not sio.exists(sio.join(d, "settings.json")):
             raise UserError(f"--resume {d!r}: not an experiment directory (no settings.json)")
-        s = SearchSettings(**{**json.loads(sio.read_bytes(f"{d}/settings.json")),
-                              "overrides": tuple(json.loads(sio.read_bytes(f"{d}/settings.json"))["overrides"])})
+        stored = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
+        s = SearchSettings(**{**stored, "overrides": tuple(stored["overrides"])})
         if args.trials:
             s.trials = args.trials
     else:
@@ -132,7 +132,7 @@ def _search(args) -> int:
         if not 0 < target <= 1:
             raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {target}")
         resolve_storage(args.storage_path)  # unsupported scheme, no bucket, credentials in the URI: exit 2
-        storage = args.storage_path if "://" in args.storage_path else os.path.abspath(args.storage_path)
+        storage = sio.resolve_storage(args.storage_path)[2]
         s = SearchSettings(
             space_path=os.path.abspath(space_file(args.space)), name=args.name or space.name, storage=storage,
             trials=args.trials or space.trials or 8, target_accuracy=float(target),
@@ -144,9 +144,9 @@ def _search(args) -> int:
             points=os.path.abspath(args.points) if args.points else "",
             config_path=os.path.abspath(args.config) if args.config else "", overrides=tuple(args.set),
             address=args.address or "")
-        if sio.exists(f"{s.storage.rstrip('/')}/{s.name}/settings.json"):
-            raise UserError(f"experiment {s.storage}/{s.name} exists: continue it with --resume "
-                            f"{s.storage}/{s.name}, or pick another --name")
+        exp = sio.join(s.storage, s.name)
+        if sio.exists(sio.join(exp, "settings.json")):
+            raise UserError(f"experiment {exp} exists: continue it with --resume {exp}, or pick another --name")
     from simmim_ray.data.check import check_data
 
     check_data(base)
@@ -155,7 +155,7 @@ def _search(args) -> int:
 
         if s.points:
             load_points(s.points, space)
-        if s.study_storage or not sio.is_local(s.storage):
+        if s.study_storage or not sio.is_node_local(s.storage):
             optuna_storage(s, experiment_dir(s))
     init_ray(s.address or None, log_to_driver=False)
     return run_search(s, space, base, resume=bool(args.resume))

@@ -45,7 +45,9 @@ class SearchSettings:
 
 
 def experiment_dir(s: SearchSettings) -> str:
-    return f"{s.storage.rstrip('/')}/{s.name}"
+    from simmim_ray.storage import join
+
+    return join(s.storage, s.name)
 
 
 def default_concurrency(s: SearchSettings, cluster: dict) -> int:
@@ -70,17 +72,6 @@ def check_fits(s: SearchSettings, cluster: dict) -> None:
                             f"has {cluster.get('GPU', 0):g}")
 
 
-def check_shared_storage(storage: str, alive_nodes: int) -> None:
-    """Ray has no head-node syncing since 2.7: trials on other nodes write checkpoints and results to the storage
-    path directly, so a multi-node cluster needs storage every node sees."""
-    from simmim_ray.storage_io import is_local
-
-    if alive_nodes > 1 and is_local(storage) and not os.environ.get("SIMMIM_RAY_SHARED_FS"):
-        raise UserError(f"--storage-path {storage!r} is node-local, but the Ray cluster has {alive_nodes} nodes: "
-                        f"use s3://bucket/path or gs://bucket/path, or a shared filesystem mounted on every node "
-                        f"(then set SIMMIM_RAY_SHARED_FS=1)")
-
-
 def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool) -> int:
     import ray
     from ray import tune
@@ -90,14 +81,17 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.space import to_optuna
     from simmim_ray.search.trial import make_trial_fn, trial_name
-    from simmim_ray.storage_io import ensure_dir, is_local, local_path, write_text
+    from simmim_ray import storage as sio
+
+    from simmim_ray import storage as sio
 
     exp = experiment_dir(s)
     cluster = ray.cluster_resources()
-    check_fits(s, cluster)
-    check_shared_storage(s.storage, sum(1 for n in ray.nodes() if n.get("Alive")))
-    ensure_dir(exp)
-    write_text(f"{exp}/settings.json", json.dumps(asdict(s), indent=2))
+    if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
+        check_fits(s, cluster)
+    sio.check_shared_storage(s.storage, sio.cluster_node_count())
+    sio.makedirs(exp)
+    sio.write_text(sio.join(exp, "settings.json"), json.dumps(asdict(s), indent=2))
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
                     gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
@@ -141,6 +135,7 @@ def _close_study(s: SearchSettings, exp: str) -> None:
     n = fail_orphans(study)
     if n:
         print(f"simmim-ray: {n} study trial(s) asked before an interruption were never run; marked FAIL")
+    upload_study(s, exp)
 
 
 def finish(s: SearchSettings, exp: str) -> int:
@@ -160,20 +155,42 @@ def finish(s: SearchSettings, exp: str) -> int:
 
 
 def optuna_storage(s: SearchSettings, exp: str):
+    """The study's database: `--storage URL`, else `<exp>/study.db` (SQLite). SQLite cannot live on an object
+    store, so for an s3:// or gs:// experiment it sits in a local cache on the driver and is copied into the
+    experiment at the end of the search (and fetched back by --resume on a fresh driver)."""
     import optuna
 
-    from simmim_ray.storage_io import is_local, local_path
+    from simmim_ray import storage as sio
 
     url = s.study_storage
     if not url:
-        if not is_local(exp):
-            raise UserError(f"--storage-path {s.storage!r} is not a local path, so the Optuna study needs a "
-                            f"database URL: pass --storage postgresql://... (or sqlite:////shared/study.db)")
-        url = f"sqlite:///{local_path(exp)}/study.db"
+        url = f"sqlite:///{sio.resolve_storage(exp)[1] if sio.is_node_local(exp) else _study_cache(exp)}/study.db"
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except Exception as e:  # noqa: BLE001 - sqlalchemy raises many types for a bad URL
         raise UserError(f"--storage {url!r}: cannot open the Optuna database: {str(e).splitlines()[0]}") from None
+
+
+def _study_cache(exp: str) -> str:
+    import hashlib
+
+    from simmim_ray import storage as sio
+
+    d = os.path.join(os.path.expanduser("~/.cache/simmim-ray"), hashlib.sha1(exp.encode()).hexdigest()[:16])
+    os.makedirs(d, exist_ok=True)
+    local = os.path.join(d, "study.db")
+    if not os.path.exists(local) and sio.exists(sio.join(exp, "study.db")):
+        with open(local, "wb") as f:
+            f.write(sio.read_bytes(sio.join(exp, "study.db")))
+    return d
+
+
+def upload_study(s: SearchSettings, exp: str) -> None:
+    from simmim_ray import storage as sio
+
+    if not s.study_storage and not sio.is_node_local(exp):
+        with open(os.path.join(_study_cache(exp), "study.db"), "rb") as f:
+            sio.write_bytes(sio.join(exp, "study.db"), f.read())
 
 
 def make_scheduler(s: SearchSettings, base: Config):
@@ -198,4 +215,6 @@ def load_points(path: str, space: SearchSpace) -> list[dict]:
         if missing or unknown:
             raise UserError(f"--points {path!r}: point {i} must set exactly the searched keys; missing "
                             f"{sorted(missing)}, unknown {sorted(unknown)}")
-    return pts
+    from simmim_ray.search.space import encode
+
+    return [{k: encode(v) for k, v in p.items()} for p in pts]

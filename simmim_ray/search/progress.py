@@ -28,13 +28,13 @@ class ProgressPrinter(Callback):
         self.started[trial.trial_id] = time.time()
 
     def _record(self, trial, status: str, error: str = "") -> None:
-        from simmim_ray.storage_io import append_line
+        from simmim_ray.storage import append_line, join
 
         r = trial.last_result or {}
         event = {"trial_id": trial.trial_id and _name(trial), "status": status,
                  "epochs": r.get("epoch", 0), "wall_s": time.time() - self.started.get(trial.trial_id, time.time()),
                  "error": error}
-        append_line(f"{self.exp}/trials.jsonl", json.dumps(event))
+        append_line(join(self.exp, "trials.jsonl"), json.dumps(event))
         self.done += 1
         params = " ".join(f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in self.keys)
         if status == "complete":

@@ -9,7 +9,7 @@ import io
 import json
 import math
 
-from simmim_ray import storage_io as sio
+from simmim_ray import storage as sio
 
 METRICS = ("accuracy", "params", "flops", "proxy_knn", "loss", "loss_masked", "images_per_s", "train_seconds",
            "skipped_images")
@@ -34,16 +34,16 @@ def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
     # a restored search may log a trial twice; a completed answer outranks anything logged around a restart
     rank = {"complete": 3, "error": 2, "pruned": 1}
     events: dict[str, dict] = {}
-    for e in _json_lines(f"{exp}/trials.jsonl"):
+    for e in _json_lines(sio.join(exp, "trials.jsonl")):
         old = events.get(e["trial_id"])
         if old is None or rank.get(e["status"], 0) >= rank.get(old["status"], 0):
             events[e["trial_id"]] = e
     rows, history = [], []
     for name in sio.listdir(exp):
-        if not name.startswith("trial_") or not sio.exists(f"{exp}/{name}/params.json"):
+        if not name.startswith("trial_") or not sio.exists(sio.join(exp, name, "params.json")):
             continue
-        params = json.loads(sio.read_bytes(f"{exp}/{name}/params.json"))
-        results = _json_lines(f"{exp}/{name}/result.json")
+        params = json.loads(sio.read_bytes(sio.join(exp, name, "params.json")))
+        results = _json_lines(sio.join(exp, name, "result.json"))
         # one row per epoch: a restored trial that re-reports its stored final result repeats its last epoch
         by_epoch = {r.get("epoch", i): r for i, r in enumerate(results)}
         for r in by_epoch.values():
@@ -52,8 +52,8 @@ def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
         last = results[-1] if results else {}
         ev = events.get(name, {})
         status = ev.get("status") or ("complete" if "accuracy" in last else "running")
-        if status == "error" and sio.exists(f"{exp}/{name}/error.txt") and not ev.get("error"):
-            ev["error"] = sio.read_bytes(f"{exp}/{name}/error.txt").decode().strip().splitlines()[-1][:300]
+        if status == "error" and sio.exists(sio.join(exp, name, "error.txt")) and not ev.get("error"):
+            ev["error"] = sio.read_bytes(sio.join(exp, name, "error.txt")).decode().strip().splitlines()[-1][:300]
         row = {"trial_id": name, "status": status, **params,
                **{m: (last.get(m) if status == "complete" or m in ("params", "flops") else None) for m in METRICS},
                "epochs": int(last.get("epoch", 0) or 0),
@@ -97,7 +97,7 @@ def write_outputs(exp: str, target: float, size_metric: str) -> list[dict]:
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(data) if data else pa.table({"trial_id": pa.array([], pa.string())}),
                        buf)
-        sio.write_bytes(f"{exp}/{name}.parquet", buf.getvalue())
+        sio.write_bytes(sio.join(exp, f"{name}.parquet"), buf.getvalue())
     best = winner(rows, size_metric)
     plot_pareto(exp, rows, target, size_metric, best)
     if best is not None:
@@ -140,7 +140,7 @@ def plot_pareto(exp: str, rows: list[dict], target: float, size_metric: str, bes
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    sio.write_bytes(f"{exp}/pareto.png", buf.getvalue())
+    sio.write_bytes(sio.join(exp, "pareto.png"), buf.getvalue())
 
 
 def format_report(rows: list[dict], target: float, size_metric: str) -> str:

@@ -15,7 +15,9 @@ Validated against the config schema before Ray starts, including every combinati
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import typing
 import os
 import random
 from dataclasses import dataclass, field
@@ -194,9 +196,25 @@ def to_optuna(space: SearchSpace) -> dict:
     out = {}
     for p in space.params:
         if p.kind == "choice":
-            out[p.key] = od.CategoricalDistribution(p.choices)
+            out[p.key] = od.CategoricalDistribution([encode(c) for c in p.choices])
         elif p.kind == "int":
             out[p.key] = od.IntDistribution(int(p.low), int(p.high), step=p.step, log=p.log)
         else:
             out[p.key] = od.FloatDistribution(p.low, p.high, log=p.kind == "loguniform")
+    return out
+
+
+def encode(value: Any) -> Any:
+    """Optuna stores categorical choices of None/bool/int/float/str only: list choices (Swin `model.depths`)
+    travel as JSON strings and are decoded before the config is built."""
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def decode(params: dict[str, Any]) -> dict[str, Any]:
+    """Tune/Optuna params -> config overrides (JSON-encoded list choices back to lists)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, str) and typing.get_origin(field_type(key)) is list:
+            value = json.loads(value)
+        out[key] = value
     return out

@@ -6,8 +6,9 @@ import json
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from simmim_ray import storage_io
+from simmim_ray import storage
 from simmim_ray.config import Config
+from simmim_ray.search.space import decode
 from simmim_ray.launch import Resources, make_trainer, share_splits
 
 
@@ -25,17 +26,17 @@ def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str,
     shared = share_splits(Config.from_dict(base)) if ray.is_initialized() else None
 
     def run_trial(params: dict) -> None:
-        cfg = Config.from_dict(base).with_overrides(params)
+        cfg = Config.from_dict(base).with_overrides(decode(params))
         name = tune.get_context().get_trial_name()
-        exp = f"{storage_uri.rstrip('/')}/{experiment}"
-        final_path = f"{exp}/train_runs/{name}/final.json"
-        if storage_io.exists(final_path):
+        exp = storage.join(storage_uri, experiment)
+        final_path = storage.join(exp, "train_runs", name, "final.json")
+        if storage.exists(final_path):
             # A restored search re-launches trials that finished after Tune's last state save: report the
             # stored final result instead of training again (Train would restore the run and report nothing).
-            tune.report(json.loads(storage_io.read_bytes(final_path)))
+            tune.report(json.loads(storage.read_bytes(final_path)))
             return
-        trainer = make_trainer(cfg, res, storage_path=f"{exp}/train_runs", name=name,
-                               tb_dir=f"{exp}/tb/{name}", max_failures=max_failures,
+        trainer = make_trainer(cfg, res, storage_path=storage.join(exp, "train_runs"), name=name,
+                               tb_dir=storage.join(exp, "tb", name), max_failures=max_failures,
                                callbacks=[TuneReportCallback()], final_path=final_path,
                                shared=shared)
         trainer.fit()

@@ -1,0 +1,43 @@
+"""Search-driver decisions that need no Ray: concurrency, placement, shared storage, warm-start points."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from simmim_ray.errors import UserError
+from simmim_ray.search.driver import SearchSettings, check_fits, default_concurrency, load_points
+from simmim_ray.search.space import parse_space
+
+
+def settings(**kw) -> SearchSettings:
+    return SearchSettings(space_path="s", name="n", storage="/tmp/x", trials=4, target_accuracy=0.5, **kw)
+
+
+@pytest.mark.parametrize("kw, cluster, expected", [
+    ({}, {"CPU": 2}, 1),  # 2 workers x 1 CPU on a laptop: one trial at a time
+    ({}, {"CPU": 16}, 8),
+    ({"cpus_per_worker": 0.5}, {"CPU": 4}, 4),
+    ({"gpu": True, "gpus_per_worker": 0.25, "workers_per_trial": 1}, {"CPU": 16, "GPU": 1}, 4),  # packed GPU
+    ({"gpu": True, "gpus_per_worker": 1.0}, {"CPU": 64, "GPU": 4}, 2),  # GPUs bound it, not CPUs
+])
+def test_default_concurrency_follows_cluster_resources(kw, cluster, expected):
+    assert default_concurrency(settings(**kw), cluster) == expected
+
+
+def test_a_trial_that_can_never_be_placed_is_refused_up_front():
+    with pytest.raises(UserError, match="one trial could never start"):
+        check_fits(settings(workers_per_trial=4), {"CPU": 2})
+    with pytest.raises(UserError, match="GPUs"):
+        check_fits(settings(gpu=True, gpus_per_worker=1.0), {"CPU": 8, "GPU": 1})
+    check_fits(settings(), {"CPU": 2})
+
+
+def test_points_must_name_exactly_the_searched_keys(tmp_path):
+    space = parse_space({"params": {"model.depth": {"int": [1, 4]}, "mask.ratio": {"uniform": [0.3, 0.8]}}}, "p")
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump([{"model.depth": 2, "mask.ratio": 0.6}]))
+    assert load_points(str(good), space) == [{"model.depth": 2, "mask.ratio": 0.6}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump([{"model.depth": 2, "model.embed_dim": 8}]))
+    with pytest.raises(UserError, match="missing \\['mask.ratio'\\], unknown \\['model.embed_dim'\\]"):
+        load_points(str(bad), space)
