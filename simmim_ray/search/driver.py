@@ -7,6 +7,7 @@ history.parquet, best/, pareto.png.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -118,6 +119,9 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
             run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
+    # Tune logs each errored trial's full traceback; the progress line shows the reason and results.parquet /
+    # <trial>/error.txt keep the details
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     print(f"simmim-ray search: {s.trials} trials of space {space.name!r}, target accuracy "
           f">= {s.target_accuracy:g}, minimise {s.size_metric}; {concurrency} at a time x {s.workers_per_trial} "
           f"workers; experiment {exp}", flush=True)

@@ -119,7 +119,10 @@ def load_space(path: str, base: Config | None = None) -> SearchSpace:
 
 
 def _parse_param(key: str, spec: Any) -> Param:
-    t = field_type(key)  # unknown key -> UserError
+    try:
+        t = field_type(key)
+    except UserError as e:  # say that the key came from the space's `params:`
+        raise UserError(f"params.{key}: {e}") from None
     if not isinstance(spec, dict):
         raise UserError(f"params.{key}: must be a distribution like {{uniform: [low, high]}} "
                         f"(fixed values go under `fixed`), but got {spec!r}")
