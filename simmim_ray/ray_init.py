@@ -50,8 +50,11 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
     shows one line per trial, and worker logs stay in Ray's session directory."""
     import ray
 
-    from simmim_ray.launch import apply_ray_env_defaults
+    from simmim_ray.launch import RAY_ENV_DEFAULTS, apply_ray_env_defaults
 
+    # Ray processes of a cluster we join inherit their raylet's environment, not ours: the defaults we set (not
+    # those the user or a job's runtime_env set) travel in the runtime env
+    ours = {k: v for k, v in RAY_ENV_DEFAULTS.items() if k not in os.environ}
     apply_ray_env_defaults()
     if ray.is_initialized():
         return
@@ -61,7 +64,8 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
         address = "auto"  # inside `ray job submit` (or any shell pointed at a cluster): join it
     try:
         if address:
-            ray.init(address=address, configure_logging=False, log_to_driver=log_to_driver)
+            ray.init(address=address, configure_logging=False, log_to_driver=log_to_driver,
+                     runtime_env={"env_vars": ours} if ours else None)
         else:
             start_local(num_cpus, log_to_driver=log_to_driver)
     except (ConnectionError, ValueError, RuntimeError) as e:

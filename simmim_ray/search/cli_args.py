@@ -115,7 +115,7 @@ def _search(args) -> int:
     from simmim_ray import storage as sio
     from simmim_ray.configio import load_config
     from simmim_ray.errors import UserError
-    from simmim_ray.search.driver import SearchSettings, run_search
+    from simmim_ray.search.driver import SearchSettings, run_search, stored_input
     from simmim_ray.search.space import load_space
     from simmim_ray.ray_init import init_ray
     from simmim_ray.storage import resolve_storage
@@ -130,6 +130,7 @@ def _search(args) -> int:
             raise UserError(f"--resume {d!r}: not an experiment directory (no settings.json)")
         stored = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
         s = SearchSettings(**{**stored, "overrides": tuple(stored["overrides"])})
+        s.space_path, s.config_path = stored_input(d, s.space_path), stored_input(d, s.config_path)
         if args.trials:
             s.trials = args.trials
     else:

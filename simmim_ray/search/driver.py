@@ -1,8 +1,8 @@
 """`simmim-ray search`: Ray Tune runs trials, Optuna proposes configs, the answer is the smallest feasible model.
 
-Experiment directory (<storage>/<name>/): study.db (Optuna), settings.json, trials.jsonl (status events),
-<trial>/ (Tune), train_runs/<trial>/ (checkpoints), tb/<trial>/ (TensorBoard), results.parquet,
-history.parquet, best/, pareto.png.
+Experiment directory (<storage>/<name>/): study.db (Optuna), settings.json, inputs/ (space and config YAML),
+trials.jsonl (status events), <trial>/ (Tune), train_runs/<trial>/ (checkpoints), tb/<trial>/ (TensorBoard),
+results.parquet, history.parquet, best/, pareto.png.
 """
 from __future__ import annotations
 
@@ -93,6 +93,8 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     sio.check_shared_storage(s.storage, sio.cluster_node_count())
     sio.makedirs(exp)
     sio.write_text(sio.join(exp, "settings.json"), json.dumps(asdict(s), indent=2))
+    if not resume:
+        snapshot_inputs(s, exp)
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
                     gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
@@ -128,6 +130,33 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     tuner.fit()
     _close_study(s, exp)
     return finish(s, exp)
+
+
+def snapshot_inputs(s: SearchSettings, exp: str) -> None:
+    """Copies the space and base-config YAML into <exp>/inputs/: settings.json names them by path, and a Ray Job's
+    working_dir (or the machine that started the search) may be gone when `--resume` runs."""
+    from simmim_ray import storage as sio
+
+    for path in (s.space_path, s.config_path):
+        if path:
+            with open(path, "rb") as f:
+                sio.write_bytes(sio.join(exp, "inputs", os.path.basename(path)), f.read())
+
+
+def stored_input(exp: str, path: str) -> str:
+    """`path` when it still exists, else a local copy of <exp>/inputs/<its name> (same name: a space is named
+    after its file); `path` unchanged when there is no copy either, so the loader names the missing file."""
+    import tempfile
+
+    from simmim_ray import storage as sio
+
+    copy = sio.join(exp, "inputs", os.path.basename(path))
+    if not path or os.path.isfile(path) or not sio.exists(copy):
+        return path
+    local = os.path.join(tempfile.mkdtemp(prefix="simmim_inputs_"), os.path.basename(path))
+    with open(local, "wb") as f:
+        f.write(sio.read_bytes(copy))
+    return local
 
 
 def _close_study(s: SearchSettings, exp: str) -> None:

@@ -44,8 +44,10 @@ def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
             continue
         params = json.loads(sio.read_bytes(sio.join(exp, name, "params.json")))
         results = _json_lines(sio.join(exp, name, "result.json"))
-        # one row per epoch: a restored trial that re-reports its stored final result repeats its last epoch
-        by_epoch = {r.get("epoch", i): r for i, r in enumerate(results)}
+        # The worker's own per-epoch log survives worker restarts and search restores (Tune restarts a restored
+        # trial's result.json); one row per epoch, the latest report of each.
+        epochs = _json_lines(sio.join(exp, "train_runs", name, "history.jsonl")) or results
+        by_epoch = {r.get("epoch", i): r for i, r in enumerate(epochs)}
         for r in by_epoch.values():
             history.append({"trial_id": name, **{k: v for k, v in r.items()
                                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}})

@@ -38,6 +38,7 @@ def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str,
         trainer = make_trainer(cfg, res, storage_path=storage.join(exp, "train_runs"), name=name,
                                tb_dir=storage.join(exp, "tb", name), max_failures=max_failures,
                                callbacks=[TuneReportCallback()], final_path=final_path,
+                               history_path=storage.join(exp, "train_runs", name, "history.jsonl"),
                                shared=shared)
         trainer.fit()
 

@@ -1,0 +1,103 @@
+"""A whole search whose --storage-path is an s3:// URI, against a real S3 API (moto's server on 127.0.0.1).
+
+The search runs as a subprocess with a private Ray instance and the S3 credentials in its environment only. Tune's
+trial state, Train's checkpoints, TensorBoard files and our outputs must all land in the bucket; this process
+then reads them back from S3 alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import optuna
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from cluster_utils import moto_s3
+
+pytestmark = pytest.mark.slow
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
+        "--set", "model.img_size=16", "--grace-period", "1"]
+
+
+def _files(fs: pafs.FileSystem, path: str) -> list[str]:
+    """Every object under `path`, relative to it."""
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return sorted(i.path[len(path) + 1:] for i in infos if i.type == pafs.FileType.File)
+
+
+def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, monkeypatch):
+    with moto_s3() as s3:
+        storage_uri = s3.uri("searches")
+        exp_uri = s3.uri("searches/digits_quick")
+        # the driver keeps the SQLite study here while the search runs (simmim_ray.search.driver._study_cache)
+        study_cache = os.path.join(os.path.expanduser("~/.cache/simmim-ray"),
+                                   hashlib.sha1(exp_uri.encode()).hexdigest()[:16])
+        ray_tmp = tempfile.mkdtemp(prefix="rs3", dir="/tmp")  # short: Ray's socket paths must stay < 107 bytes
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "RAY_ADDRESS"}
+        env.update(s3.env, RAY_TMPDIR=ray_tmp, PYTHONUNBUFFERED="1", RAY_USAGE_STATS_ENABLED="0")
+        cwd = tmp_path / "cwd"
+        cwd.mkdir()
+        try:
+            r = subprocess.run([sys.executable, "-m", "simmim_ray", "search", "digits_quick", "--trials", "2",
+                                "--storage-path", storage_uri, "--target-accuracy", "0.05", *TINY],
+                               cwd=cwd, env=env, capture_output=True, text=True, timeout=420)
+        finally:
+            shutil.rmtree(study_cache, ignore_errors=True)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+        assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+        assert "Winner:" in r.stdout
+        assert not os.listdir(cwd), "a URI storage path must not write into the working directory"
+
+        for k, v in s3.env.items():  # this process reads the bucket with the same credentials, nothing else
+            monkeypatch.setenv(k, v)
+        fs, exp = pafs.FileSystem.from_uri(exp_uri)
+        files = _files(fs, exp)
+
+        table = pq.read_table(f"{exp}/results.parquet", filesystem=fs)
+        assert {"trial_id", "status", "accuracy", "params", "flops", "feasible", "epochs", "model.embed_dim",
+                "mask.ratio"} <= set(table.column_names)
+        rows = table.to_pylist()
+        assert len(rows) == 2 and {row["status"] for row in rows} <= {"complete", "pruned"}
+        done = [row for row in rows if row["status"] == "complete"]
+        assert done and all(0 <= row["accuracy"] <= 1 and row["params"] > 0 for row in done)
+        assert pq.read_table(f"{exp}/history.parquet", filesystem=fs).num_rows >= 3  # >= 1 epoch each, 2 for one
+
+        # Tune's per-trial state and Train's checkpoints were written to S3 by Ray itself
+        for row in rows:
+            assert f"{row['trial_id']}/result.json" in files and f"{row['trial_id']}/params.json" in files
+            assert any(f.startswith(f"train_runs/{row['trial_id']}/checkpoint_") and f.endswith("/state.pt")
+                       for f in files), row["trial_id"]
+        # TensorBoard event files copied from the rank-0 worker's local dir to the bucket
+        best = min((row for row in rows if row["feasible"]), key=lambda row: row["params"])
+        assert any(f.startswith(f"tb/{best['trial_id']}/events.out.tfevents") for f in files)
+        # the winner, exported next to the results; its weights load
+        metrics = json.loads(fs.open_input_stream(f"{exp}/best/metrics.json").read())
+        assert metrics["trial_id"] == best["trial_id"]
+        with fs.open_input_stream(f"{exp}/best/encoder.pt") as f:
+            assert torch.load(io.BytesIO(f.read()), weights_only=True)
+        assert fs.get_file_info(f"{exp}/pareto.png").size > 1000
+        assert "inputs/digits_quick.yaml" in files  # what --resume reads on a driver without the space file
+
+        # the Optuna study was kept on the driver and copied into the experiment: a valid SQLite database
+        db = tmp_path / "study_from_s3.db"
+        db.write_bytes(fs.open_input_stream(f"{exp}/study.db").read())
+        study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{db}")
+        assert sorted(t.state.name for t in study.trials) == sorted(
+            "COMPLETE" if row["status"] == "complete" else "PRUNED" for row in rows)
+
+        # `report` reads the experiment straight from S3
+        rep = subprocess.run([sys.executable, "-m", "simmim_ray", "report", exp_uri, "--json"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert rep.returncode == 0, rep.stderr[-2000:]
+        assert json.loads(rep.stdout)["winner"]["trial_id"] == best["trial_id"]
