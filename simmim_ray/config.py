@@ -76,8 +76,8 @@ class EvalConfig:
     protocol: str = "finetune"  # finetune | linear | knn
     labeled_fraction: float = 0.1
     epochs: int = 30
-    batch_size: int = 64
-    base_lr: float = 1e-2
+    batch_size: int = 16  # ~144 labelled digits: small batches give the fine-tune enough steps
+    base_lr: float = 1e-1  # scaled by global batch / 512, as in pre-training
     layer_decay: float = 0.75
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
