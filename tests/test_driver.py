@@ -41,3 +41,17 @@ def test_points_must_name_exactly_the_searched_keys(tmp_path):
     bad.write_text(yaml.safe_dump([{"model.depth": 2, "model.embed_dim": 8}]))
     with pytest.raises(UserError, match="missing \\['mask.ratio'\\], unknown \\['model.embed_dim'\\]"):
         load_points(str(bad), space)
+
+
+def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
+    """The `fixed:` block reaches every trial's config and ASHA's max_t (a bug once let defaults through)."""
+    import simmim_ray.search.cli_args as cli_args
+    import simmim_ray.search.driver as driver
+
+    seen = {}
+    monkeypatch.setattr("simmim_ray.ray_init.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(driver, "run_search", lambda s, space, base, resume: seen.update(base=base) or 0)
+    from simmim_ray.cli import main
+
+    assert main(["search", "digits_quick", "--storage-path", str(tmp_path), "--target-accuracy", "0.5"]) == 0
+    assert seen["base"].train.epochs == 6 and seen["base"].eval.epochs == 15

@@ -139,6 +139,7 @@ def _search(args) -> int:
     overrides = list(s.overrides) if s else args.set
     base = load_config(config_path or None, overrides)
     space = load_space(s.space_path if s else space_file(args.space), base)
+    base = space.base_config(base)  # the space's `fixed:` values apply to every trial (and to ASHA's max_t)
     if s is None:
         target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
         if target is None:
