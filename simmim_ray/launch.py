@@ -4,6 +4,7 @@ Used by `simmim-ray train` (directly) and by each Tune trial of `simmim-ray sear
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -12,13 +13,14 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from simmim_ray.config import Config
-from simmim_ray.worker import train_loop
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
 RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
     "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "60",
+    # one process fewer per trial: the watcher only logs spot-instance preemption notices
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     # `accuracy` only exists in a trial's final report (after the fine-tune); earlier epochs report the proxy.
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
 }
@@ -27,6 +29,14 @@ RAY_ENV_DEFAULTS = {
 def apply_ray_env_defaults() -> None:
     for k, v in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(k, v)
+
+
+def train_loop(loop_config: dict) -> None:
+    """Every Train worker's entry point. The worker module (torchvision, the engine) is imported here, in the
+    workers, so the trial process that only builds the trainer never pays for it."""
+    from simmim_ray.worker import train_loop as loop
+
+    loop(loop_config)
 
 
 @dataclass
@@ -40,17 +50,23 @@ class Resources:
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
-                 max_failures: int = 1, callbacks: list | None = None) -> TorchTrainer:
+                 max_failures: int = 1, callbacks: list | None = None, final_path: str = "",
+                 history_path: str = "",
+                 shared: "SharedSplits | None" = None) -> TorchTrainer:
+    """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data."""
     datasets, extra = {}, {}
+    if shared is not None and shared.key == data_key(cfg) and (shared.has_masks or cfg.loss.fgbg_weight == 0):
+        extra["splits_ref"] = shared.ref
     if cfg.data.source == "parquet":
         datasets, rows = parquet_datasets(cfg)
-        extra = {"ray_data": True, "rows": rows}
+        extra.update(ray_data=True, rows=rows)
     worker_res = {"CPU": res.cpus_per_worker}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker
     return TorchTrainer(
         train_loop,
-        train_loop_config={"config": cfg.to_dict(), "tb_dir": tb_dir, "threads": res.threads, **extra},
+        train_loop_config={"config": cfg.to_dict(), "tb_dir": tb_dir, "threads": res.threads,
+                           "final_path": final_path, "history_path": history_path, **extra},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpu,
                                                resources_per_worker=worker_res,
                                                placement_strategy=res.placement_strategy),
@@ -61,6 +77,31 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
         ),
         datasets=datasets or None,
     )
+
+
+@dataclass(frozen=True)
+class SharedSplits:
+    key: str
+    ref: "ray.ObjectRef"
+    has_masks: bool  # else a trial with a fg/bg loss builds its own splits, which reports the error
+
+
+def data_key(cfg: Config) -> str:
+    """Everything `build_splits` reads: two configs with the same key get identical splits."""
+    return json.dumps([cfg.data.__dict__, cfg.eval.labeled_fraction, cfg.seed], sort_keys=True)
+
+
+def share_splits(cfg: Config) -> SharedSplits | None:
+    """Loads `cfg`'s data once and puts it in the object store, so a search's workers skip reading and decoding
+    it (and importing scikit-learn for digits) in every trial; None when this process cannot load it."""
+    from simmim_ray.data.splits import build_splits
+    from simmim_ray.errors import UserError
+
+    try:
+        splits = build_splits(cfg.with_overrides({"loss.fgbg_weight": 0.0}))
+    except (UserError, OSError):  # the workers raise it again, with the trial's own config
+        return None
+    return SharedSplits(data_key(cfg), ray.put(splits), bool(splits.has_masks))
 
 
 def parquet_datasets(cfg: Config):

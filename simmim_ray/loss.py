@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from simmim_ray.config import LossConfig
+from simmim_ray.masking import upsample_mask
 
 
 def pixel_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -37,15 +38,14 @@ def simmim_loss(imgs: torch.Tensor, rec: torch.Tensor, mask: torch.Tensor, patch
     """
     target = patch_normalise(imgs, patch_size) if cfg.norm_target else imgs
     per_pixel = pixel_loss(rec.float(), target.float(), cfg.type)  # [B, C, H, W]
-    b, c, h, w = per_pixel.shape
-    p = patch_size
-    # Sum each model patch first and weight the [B, H/p, W/p] sums by the mask: the same sums as weighting every
-    # pixel by the upsampled mask (the official code), without building a pixel mask.
-    per_patch = per_pixel.reshape(b, c, h // p, p, w // p, p).sum(dim=(1, 3, 5))  # [B, H/p, W/p]
-    m = mask.to(per_patch.dtype)
-    v = 1.0 - m
-    masked = (per_patch * m).sum() / (m.sum() * (p * p) + 1e-5) / c
-    visible = (per_patch * v).sum() / (v.sum() * (p * p) + 1e-5) / c
+    c, p = per_pixel.shape[1], patch_size
+    # Weight the channel-summed loss [B, H, W] by the mask upsampled to pixels: the same sums as the official
+    # per-channel weighting, with the mask at a third of the size; counts come from the patch-level mask.
+    per_px = per_pixel.sum(dim=1)  # [B, H, W]
+    m = mask.to(per_px.dtype)
+    m_px = upsample_mask(m, p).squeeze(1)  # [B, H, W]
+    masked = (per_px * m_px).sum() / (m.sum() * (p * p) + 1e-5) / c
+    visible = (per_px * (1.0 - m_px)).sum() / ((1.0 - m).sum() * (p * p) + 1e-5) / c
     terms = {"loss_masked": masked, "loss_visible": visible}
     total = cfg.masked_weight * masked + cfg.visible_weight * visible
     if fg_logits is not None and fg_mask is not None:

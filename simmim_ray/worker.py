@@ -4,9 +4,11 @@ Rank 0 writes TensorBoard (scalars, image grids, HParams) and the checkpoint; al
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
+import time
 import warnings
 
 import ray
@@ -15,8 +17,8 @@ import ray.train.torch
 import torch
 
 from simmim_ray.config import Config
+from simmim_ray.data.splits import build_splits
 from simmim_ray.engine.run import PretrainRun
-from simmim_ray.tblog import TBLogger
 
 CKPT_FILE = "state.pt"
 
@@ -49,6 +51,7 @@ class RayDataPretrainStream:
 
 
 def train_loop(loop_config: dict) -> None:
+    entered = time.time()
     # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     cfg = Config.from_dict(loop_config["config"])
@@ -60,43 +63,94 @@ def train_loop(loop_config: dict) -> None:
     def wrap(model: torch.nn.Module) -> torch.nn.Module:
         return ray.train.torch.prepare_model(model) if world > 1 else model
 
-    stream = None
+    # the search driver loads the data once and shares it through the object store (zero-copy numpy arrays)
+    t0 = time.time()
+    ref = loop_config.get("splits_ref")
+    splits = ray.get(ref) if ref is not None else build_splits(cfg)
+    timing = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "data_seconds": time.time() - t0,
+              "loop_cpu_seconds": 0.0}
     if cfg.data.source == "parquet" and loop_config.get("ray_data"):
         from simmim_ray.data import PretrainTransform
-        from simmim_ray.data.splits import build_splits
 
-        splits = build_splits(cfg)
         stream = RayDataPretrainStream(ray.train.get_dataset_shard("train"),
                                        PretrainTransform(cfg, splits.mean, splits.std), cfg.train.batch_size,
                                        int(loop_config["rows"]), world, cfg.data.image_column,
                                        cfg.data.mask_column)
         run = PretrainRun(cfg, rank, world, device, wrap, splits=splits, pretrain_loader=stream)
     else:
-        run = PretrainRun(cfg, rank, world, device, wrap)
+        run = PretrainRun(cfg, rank, world, device, wrap, splits=splits)
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            run.load_state_dict(torch.load(os.path.join(d, CKPT_FILE), map_location=device, weights_only=True))
+            state = torch.load(os.path.join(d, CKPT_FILE), map_location=device, weights_only=True)
+        run.load_state_dict(state)
+        timing["eval_seconds"] = float(state.get("eval_seconds", 0.0))
+        if rank == 0:
+            print(f"simmim-ray: resumed at epoch {run.epoch} from the latest checkpoint", flush=True)
+    resumed_from_epoch = run.epoch  # 0 on a fresh start; a restarted worker group continues after it
 
-    tb = TBLogger(loop_config.get("tb_dir"), enabled=rank == 0) if loop_config.get("tb_dir") else None
+    tb = None
+    if loop_config.get("tb_dir") and rank == 0:
+        from simmim_ray.tblog import TBLogger  # TensorBoard's import is slow; only rank 0 writes
+
+        tb = TBLogger(loop_config["tb_dir"], enabled=True)
     node_ids = _node_ids(world)
     size = run.size()
+    timing["setup_seconds"] = time.time() - entered
     while run.epoch < cfg.train.epochs:
+        c0 = time.process_time()
         metrics = run.train_epoch()
+        t0 = time.perf_counter()
         metrics.update(run.proxy())
         metrics.update(size)
         final = run.epoch == cfg.train.epochs
         if final:
             metrics.update(run.final_eval())
-            metrics["train_seconds"] = run.train_seconds
+        timing["eval_seconds"] += time.perf_counter() - t0
+        timing["loop_cpu_seconds"] += time.process_time() - c0
+        if final:
+            metrics.update(_timing_metrics(run, timing, entered))
         metrics["done"] = final
+        metrics["resumed_from_epoch"] = resumed_from_epoch
+        if final and rank == 0 and loop_config.get("final_path"):
+            # marker read by a restored search: this trial finished, report it again instead of re-running
+            from simmim_ray.storage import write_text
+
+            write_text(loop_config["final_path"], json.dumps(metrics))
+        if rank == 0 and loop_config.get("history_path"):
+            # the per-epoch record survives worker restarts and search restores (Tune rewrites its own logs)
+            from simmim_ray.storage import append_line
+
+            append_line(loop_config["history_path"], json.dumps(
+                {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
         metrics["node_ids"] = node_ids
         if tb is not None:
             tb.epoch(run, metrics, final)
-        _report(run, metrics, rank, every=cfg.train.checkpoint_every)
+        if final:
+            metrics["reported_at"] = time.time()
+        t0 = time.perf_counter()
+        _report(run, metrics, rank, every=cfg.train.checkpoint_every, eval_seconds=timing["eval_seconds"])
+        timing["checkpoint_seconds"] += time.perf_counter() - t0
     if tb is not None:
         tb.close()
+
+
+def _timing_metrics(run: PretrainRun, timing: dict, entered: float) -> dict:
+    """Where this rank's time went. `loop_seconds` (pre-training + evaluation) is the useful work of a trial;
+    everything else in a trial's wall time is overhead (see benchmarks/trial_overhead.py)."""
+    try:
+        import psutil  # comes with ray[default]
+
+        process_started = psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - diagnostics only
+        process_started = entered
+    return {"train_seconds": run.train_seconds, "eval_seconds": timing["eval_seconds"],
+            "loop_seconds": run.train_seconds + timing["eval_seconds"],
+            "setup_seconds": timing["setup_seconds"], "data_seconds": timing["data_seconds"],
+            "checkpoint_seconds": timing["checkpoint_seconds"],
+            "loop_cpu_seconds": timing["loop_cpu_seconds"],  # this process's CPU in the loop (since a restart)
+            "loop_started_at": entered, "process_started_at": process_started}
 
 
 def _node_ids(world: int) -> str:
@@ -109,7 +163,7 @@ def _node_ids(world: int) -> str:
     return ",".join(ids)
 
 
-def _report(run: PretrainRun, metrics: dict, rank: int, every: int) -> None:
+def _report(run: PretrainRun, metrics: dict, rank: int, every: int, eval_seconds: float = 0.0) -> None:
     """All ranks report; only rank 0 attaches the checkpoint (the state is identical under DDP)."""
     want = rank == 0 and (run.epoch % every == 0 or metrics["done"])
     if not want:
@@ -117,5 +171,6 @@ def _report(run: PretrainRun, metrics: dict, rank: int, every: int) -> None:
         return
     with tempfile.TemporaryDirectory() as d:
         # the resolved config travels with the weights, so any checkpoint can be exported on its own
-        torch.save({**run.state_dict(), "config": run.cfg.to_dict()}, os.path.join(d, CKPT_FILE))
+        torch.save({**run.state_dict(), "config": run.cfg.to_dict(), "eval_seconds": eval_seconds},
+                   os.path.join(d, CKPT_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))

@@ -30,13 +30,24 @@ def _sdpa_cpu_backward(grad_out_shape, query_shape, key_shape, value_shape, *arg
     return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
-# torch's registry counts the CUDA attention kernels but not the CPU ones: without these, attention would count
-# as zero FLOPs on CPU and a model's FLOPs would depend on the device it was measured on.
+def _onednn_linear(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    """`mkldnn._linear_pointwise` (models/onednn.py): input [..., K] @ weight [N, K].T."""
+    m = 1
+    for d in input_shape[:-1]:
+        m *= d
+    return 2 * m * input_shape[-1] * weight_shape[0]
+
+
+# torch's registry counts the CUDA attention kernels but not the CPU ones, nor oneDNN's linear: without these,
+# attention and (on CPU) every ViT matmul would count as zero FLOPs, and a model's FLOPs would depend on the device
+# it was measured on.
 _aten = torch.ops.aten
 EXTRA_FLOP_FORMULAS = {
     _aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
     _aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
 }
+if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    EXTRA_FLOP_FORMULAS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear
 
 
 def flop_counter() -> _fc.FlopCounterMode:

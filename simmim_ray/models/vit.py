@@ -6,24 +6,30 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer
 
+from simmim_ray.models.onednn import linear
+
 
 def block_forward(block: EncoderBlock, x: torch.Tensor) -> torch.Tensor:
     """torchvision's `EncoderBlock.forward` with the same parameters and maths, batch-first throughout.
 
     x: [B, N, C] -> [B, N, C]. In training, `nn.MultiheadAttention` transposes to sequence-first, splits q/k/v
     through a zero-filled copy and transposes back: about a quarter of a small ViT's step on CPU went into those
-    copies. Here one fused qkv matmul is viewed as [3, B, heads, N, C/heads] and fed to SDPA directly.
+    copies. Here one fused qkv matmul is viewed as [B, N, 3, heads, C/heads] and fed to SDPA directly. The four
+    matmuls go through `onednn.linear` (oneDNN on CPU, see there).
     """
-    attn = block.self_attention
+    attn, mlp = block.self_attention, block.mlp  # mlp: Linear, GELU, Dropout, Linear, Dropout
     b, n, c = x.shape
     h = attn.num_heads
     y = block.ln_1(x)
-    qkv = F.linear(y, attn.in_proj_weight, attn.in_proj_bias).view(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    y = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.dropout if attn.training else 0.0)
-    y = F.linear(y.transpose(1, 2).reshape(b, n, c), attn.out_proj.weight, attn.out_proj.bias)
+    # unbind the q/k/v axis where it lies: its backward then stacks the three grads straight into the qkv
+    # matmul's [B, N, 3, heads, C/heads] layout, with no permuted copy
+    q, k, v = linear(y, attn.in_proj_weight, attn.in_proj_bias).view(b, n, 3, h, c // h).unbind(2)
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                       dropout_p=attn.dropout if attn.training else 0.0)
+    y = linear(y.transpose(1, 2).reshape(b, n, c), attn.out_proj.weight, attn.out_proj.bias)
     x = block.dropout(y) + x
-    return x + block.mlp(block.ln_2(x))
+    y = mlp[2](mlp[1](linear(block.ln_2(x), mlp[0].weight, mlp[0].bias)))
+    return x + mlp[4](linear(y, mlp[3].weight, mlp[3].bias))
 
 
 class ViTEncoder(nn.Module):

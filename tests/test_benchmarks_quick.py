@@ -1,0 +1,82 @@
+"""The benchmarks still run (`--quick`, as subprocesses) and write their RESULTS.md sections. No timing
+assertions: only that the numbers are there and well-formed, and that the section writer keeps other sections."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import replace_section, write_result  # noqa: E402
+
+
+def run_bench(script: str, results: Path, timeout: int) -> str:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results", str(results)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def section(text: str, name: str) -> str:
+    m = re.search(rf"^## {re.escape(name)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert m, f"no section {name!r} in:\n{text}"
+    return m.group(1)
+
+
+def test_step_throughput_quick(tmp_path):
+    pytest.importorskip("transformers", reason="the peer comes from the `bench` extra")
+    results = tmp_path / "RESULTS.md"
+    out = run_bench("step_throughput.py", results, timeout=600)
+    assert re.search(r"\(a\) ours [\d.]+ img/s, peer [\d.]+ img/s, ratio [\d.]+x", out), out
+    body = section(results.read_text(), "step_throughput (--quick)")
+    assert "Command: `python benchmarks/step_throughput.py --quick" in body
+    assert re.search(r"Machine limit, measured in this run .*torch.mm \(BLAS\) [\d.]+ [GMT]FLOP/s", body)
+    for case in ("(a)", "(b)"):
+        assert f"### {case}" in body
+    ratios = [float(x) for x in re.findall(r"ours / peer = ([\d.]+)x", body)]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+    # each side's FLOPs come from the flop counter and must include attention: equal shapes, equal FLOPs
+    rows = re.findall(r"^\| (ours|peer) \| [\d.]+ \([\d-]+\) \| ([\d.]+ [KMGT]?FLOP) \|", body, re.M)
+    assert len(rows) == 4, body
+    assert rows[0][1] == rows[1][1] and rows[2][1] == rows[3][1]
+
+
+@pytest.mark.slow
+def test_scaling_quick(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    run_bench("scaling.py", results, timeout=600)
+    body = section(results.read_text(), "scaling (--quick)")
+    for setup in ("1 worker x 1 thread", "2 workers x 1 thread"):
+        m = re.search(rf"^\| {setup} \| (\d+) \| ([\d.]+)x \|", body, re.M)
+        assert m and int(m.group(1)) > 0, body
+    assert "two workers give" in body
+
+
+def test_write_result_replaces_only_its_section(tmp_path):
+    path = tmp_path / "RESULTS.md"
+    write_result("alpha", "python a.py", "first alpha", path)
+    write_result("beta", "python b.py", "only beta", path)
+    write_result("alpha", "python a.py --x", "second alpha", path)
+    text = path.read_text()
+    assert text.startswith("# Benchmark results")
+    assert text.count("## alpha\n") == 1 and "first alpha" not in text and "second alpha" in text
+    assert "Command: `python a.py --x`" in text and "Machine: " in text
+    assert "only beta" in text and text.index("## alpha") < text.index("## beta")
+
+
+def test_replace_section_appends_and_keeps_neighbours():
+    text = "# T\n\n## one\n\nx\n\n## two\n\ny\n"
+    out = replace_section(text, "one", "## one\n\nnew\n")
+    assert out == "# T\n\n## one\n\nnew\n\n## two\n\ny\n"
+    out = replace_section(out, "three", "## three\n\nz\n")
+    assert out.endswith("## two\n\ny\n\n## three\n\nz\n")
+    # a section name that is a prefix of another is not confused with it
+    out = replace_section("## step\n\na\n\n## step (--quick)\n\nb\n", "step", "## step\n\nA\n")
+    assert out == "## step\n\nA\n\n## step (--quick)\n\nb\n"
