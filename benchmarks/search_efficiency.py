@@ -169,7 +169,9 @@ def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict) -
               f"{sum(same_or_smaller)} of {len(same_or_smaller)} seeds where random found one; compute to match "
               f"random's best, as a fraction of random's: " +
               (", ".join(f"{r:.2f}x" if math.isfinite(r) else "never" for r in ratios) or "n/a") +
-              (f" (median {med:.2f}x)" if finite else "") + ".",
+              (f" (median {med:.2f}x)" if finite else "") + ". Goal (the same or a smaller feasible size with "
+              "<= 0.5x the compute, every seed): " +
+              ("met." if ratios and all(same_or_smaller) and all(r <= 0.5 for r in ratios) else "not met."),
               f"Load average {info['load_avg_1m']} at start and {os.getloadavg()[0]:.1f} at the end on "
               f"{info['cores']} cores (shared with other jobs): wall seconds move with it, trial-epochs do not."]
     accs = [t["accuracy"] for r in runs.values() for t in r["all"] if t.get("accuracy") is not None]

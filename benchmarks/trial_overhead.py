@@ -297,7 +297,8 @@ def report(rows: list[dict], cfg, point: dict, imports: dict, info: dict, reuse:
               ", ".join(f"{k} {w:.1f} ({c:.1f})" for k, (w, c) in imports.items()) + ".", "",
               f"Fixed cost per trial: naive {n['overhead']:.1f} s, ours {o['overhead']:.1f} s (naive / ours = "
               f"{ratio:.2f}x); share of trial time in training: naive {n['loop'] / n['wall']:.0%}, ours "
-              f"{o['loop'] / o['wall']:.0%}. Load average {info['load_avg_1m']} at start and "
+              f"{o['loop'] / o['wall']:.0%}. Goal (<= 8 s fixed cost and >= 75% of the trial in training): " +
+              ("met" if o["overhead"] <= 8 and o["loop"] >= 0.75 * o["wall"] else "not met") + ". Load average {info['load_avg_1m']} at start and "
               f"{os.getloadavg()[0]:.1f} at the end on {info['cores']} cores: other jobs shared the CPUs, which "
               "stretches every phase, process starts and imports most."]
     return "\n".join(lines)
