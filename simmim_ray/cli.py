@@ -16,16 +16,20 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def positive_int(flag: str):
+def int_at_least(flag: str, low: int):
     def parse(v: str) -> int:
         try:
             n = int(v)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} must be an integer, but got {v!r}") from None
-        if n < 1:
-            raise argparse.ArgumentTypeError(f"`{flag} >= 1` must hold, but got {n}")
+        if n < low:
+            raise argparse.ArgumentTypeError(f"`{flag} >= {low}` must hold, but got {n}")
         return n
     return parse
+
+
+def positive_int(flag: str):
+    return int_at_least(flag, 1)
 
 
 def positive_float(flag: str):

@@ -21,7 +21,9 @@ def add_search_parsers(sub, positive_int, positive_float) -> None:
     s.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
     s.add_argument("--gpus-per-worker", type=positive_float("--gpus-per-worker"), default=1.0)
     s.add_argument("--gpu", action="store_true")
-    s.add_argument("--max-failures", type=non_negative_int, default=1,
+    from simmim_ray.cli import int_at_least
+
+    s.add_argument("--max-failures", type=int_at_least("--max-failures", 0), default=1,
                    help="Train worker-group restarts per trial (0: none; never unlimited)")
     s.add_argument("--storage-path", default="experiments", help="local dir or URI (s3://, gs://, file://)")
     s.add_argument("--name", default=None, help="experiment name (default: the space's name)")
@@ -45,18 +47,6 @@ def add_search_parsers(sub, positive_int, positive_float) -> None:
     from simmim_ray.convert import add_parser as add_convert
 
     add_convert(sub, positive_int)
-
-
-def non_negative_int(v: str) -> int:
-    import argparse
-
-    try:
-        n = int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--max-failures must be an integer, but got {v!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"`--max-failures >= 0` must hold, but got {n}")
-    return n
 
 
 def dispatch(args) -> int:
