@@ -15,6 +15,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
+        "--set", "train.batch_size=64",
         "--set", "model.img_size=16", "--set", "eval.batch_size=128"]
 RESULT_COLUMNS = {"trial_id", "status", "accuracy", "params", "flops", "feasible", "epochs", "wall_s",
                   "model.embed_dim", "mask.ratio", "loss.visible_weight"}
