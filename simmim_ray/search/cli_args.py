@@ -129,7 +129,10 @@ def _search(args) -> int:
     overrides = list(s.overrides) if s else args.set
     base = load_config(config_path or None, overrides)
     space = load_space(s.space_path if s else space_file(args.space), base)
-    base = space.base_config(base)  # the space's `fixed:` values apply to every trial (and to ASHA's max_t)
+    # the space's `fixed:` values apply to every trial (and ASHA's max_t); the user's --set wins over them
+    from simmim_ray.configio import parse_set
+
+    base = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
     if s is None:
         target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
         if target is None:
