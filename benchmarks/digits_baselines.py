@@ -98,6 +98,7 @@ def run_seed(overrides: dict, workers: int, seed: int, fractions: list[float], l
             t = time.perf_counter()
             acc[row] = run.final_eval()["accuracy"]
             out["ft_s"][row][f] = time.perf_counter() - t
+            log(f"seed {seed}, {f:.0%} labels: {row} fine-tune + eval {out['ft_s'][row][f]:.1f}s")
         out["acc"][f] = acc
         log(f"seed {seed}, {f:.0%} labels: logreg {acc['logreg']:.3f}  scratch {acc['scratch']:.3f}  "
             f"simmim {acc['simmim']:.3f}")
@@ -121,15 +122,17 @@ def table(results: list[dict], fractions: list[float], cfg, workers: int, overri
         cells = [mean_std([r["acc"][f][key] for r in results]) for f in fractions]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     m = cfg.model
-    pre_ep = statistics.mean(r["pretrain_s"] / max(1, r["epochs"]) for r in results)
-    timing = ["| piece | seconds (mean over seeds) |", "|---|---|",
-              f"| one pre-training epoch ({r0['train_images']} images) | {pre_ep:.2f} |",
-              f"| whole pre-training ({r0['epochs']} epochs) | "
-              f"{statistics.mean(r['pretrain_s'] for r in results):.0f} |"]
+    def cell(xs: list[float], digits: int = 1) -> str:
+        return f"{min(xs):.{digits}f} / {statistics.mean(xs):.{digits}f}"
+
+    timing = ["| piece | seconds, min / mean over seeds |", "|---|---|",
+              f"| one pre-training epoch ({r0['train_images']} images) | "
+              f"{cell([r['pretrain_s'] / max(1, r['epochs']) for r in results], 2)} |",
+              f"| whole pre-training ({r0['epochs']} epochs) | {cell([r['pretrain_s'] for r in results], 0)} |"]
     for f in fractions:
         for row in ("scratch", "simmim"):
-            timing.append(f"| fine-tune + held-out eval, {row}, {f:.0%} labels | "
-                          f"{statistics.mean(r['ft_s'][row][f] for r in results):.1f} |")
+            timing.append(f"| fine-tune ({cfg.eval.epochs} epochs) + held-out eval, {row}, {f:.0%} labels | "
+                          f"{cell([r['ft_s'][row][f] for r in results])} |")
     losses = ", ".join(f"{r['loss_first_last'][0]:.3f} -> {r['loss_first_last'][1]:.3f}" for r in results)
     settings = (f"Held-out split: {r0['n_test']} images (20%, stratified, fixed). Labelled subsets and held-out "
                 f"split are fixed across seeds by design (`build_splits`), so logistic regression has no spread; the "
@@ -142,7 +145,11 @@ def table(results: list[dict], fractions: list[float], cfg, workers: int, overri
                 f"fine-tune batch {cfg.eval.batch_size} (lr {cfg.eval.base_lr * cfg.eval.batch_size / 512:.2e}, "
                 f"layer decay {cfg.eval.layer_decay}). Overrides: `{overrides or 'none (defaults)'}`. "
                 f"Pre-training loss (first -> last epoch) per seed: {losses}.")
-    return "\n".join(lines) + "\n\n" + settings + "\n\nWall times (in-process, no Ray):\n\n" + "\n".join(timing)
+    import torch
+
+    note = (f"Wall times (in-process, no Ray, {torch.get_num_threads()} torch thread(s)). Other jobs share this machine: the minimum over seeds is "
+            "the better estimate of the uncontended cost.")
+    return "\n".join(lines) + "\n\n" + settings + "\n\n" + note + "\n\n" + "\n".join(timing)
 
 
 def write_section(path: str, name: str, body: str) -> None:
@@ -186,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = build_cfg(overrides, a.workers, 0, fractions[0])
     body = table(results, fractions, cfg, a.workers, overrides)
     section = ("quick" if a.quick else a.section)
-    body = (f"### {section}\n\nCommand: `{command_line()}`  \nMachine: {describe(info)}\n\n{body}")
+    body = (f"### {section}\n\nCommand: `{command_line()}`  \nMachine: {describe(info)}, "
+            f"{os.getloadavg()[0]:.2f} at the end\n\n{body}")
     print(body)
     if out:
         write_section(out, section, body)

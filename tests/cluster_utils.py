@@ -130,8 +130,15 @@ class LocalCluster:
     def env(self, extra: dict | None = None) -> dict:
         """Environment for anything that talks to this cluster: token auth on, with this cluster's token."""
         env = dict(os.environ)
-        for k in ("RAY_AUTH_TOKEN", "RAY_ADDRESS"):  # RAY_AUTH_TOKEN would win over our token file
+        # RAY_AUTH_TOKEN would win over our token file; RAY_API_SERVER_ADDRESS (set by a private instance this
+        # pytest process may hold, see ray_init.start_local) would send State API and job calls to that instance
+        for k in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
             env.pop(k, None)
+        if self.dashboard_port:
+            # as ray_init.start_local does: with several Ray instances on this host (a test's private one, say),
+            # Train's placement-group cleaner cannot tell which State API is its own and never frees a stopped
+            # trial's CPUs; every process of this cluster inherits this from its raylet
+            env["RAY_API_SERVER_ADDRESS"] = self.dashboard_url
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.token_path,
                     "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
                     # SIGTERM'd nodes stop at once instead of draining for up to 30 s
@@ -218,6 +225,10 @@ class LocalCluster:
             self.stop_node(node, graceful=True)
         leftovers = {p: _proc_start_time(p) for p in self.alive_pids()}
         self._kill(leftovers, signal.SIGKILL)
+        keep = os.environ.get("SIMMIM_TEST_KEEP_RAY_LOGS")  # a directory: keep the nodes' logs for debugging
+        if keep:
+            shutil.copytree(self.root, os.path.join(keep, os.path.basename(self.root)), ignore_dangling_symlinks=True,
+                            ignore=shutil.ignore_patterns("*.sock", "sockets", "runtime_resources"))
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "LocalCluster":

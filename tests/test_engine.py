@@ -128,6 +128,20 @@ def test_evaluation_protocols(tiny_cfg, digits_splits, protocol):
     assert states_equal(before, run.model.encoder.state_dict())
 
 
+def test_linear_probe_survives_a_last_batch_of_one(tiny_cfg, digits_splits):
+    """BatchNorm cannot train on one sample: a labelled set of 8k+1 images used to crash the probe."""
+    from simmim_ray.engine.evaluate import Classifier
+
+    run = PretrainRun(tiny_cfg, splits=digits_splits)
+    clf = Classifier(copy.deepcopy(run.model.encoder), 10, frozen=True).train()
+    assert clf(torch.rand(1, 3, 16, 16)).shape == (1, 10)
+    n_lab = len(run._eval_loaders(train_aug=False)[0])
+    bs = n_lab - 1  # two batches: n_lab - 1 images, then one
+    out = PretrainRun(tiny_cfg.with_overrides({"eval.epochs": 1, "eval.batch_size": bs}),
+                      splits=digits_splits).final_eval("linear")
+    assert 0.0 <= out["accuracy"] <= 1.0
+
+
 def test_knn_is_above_chance_on_digits(tiny_cfg, digits_splits):
     run = PretrainRun(tiny_cfg, splits=digits_splits)
     run.train_epoch()

@@ -51,6 +51,11 @@ class Classifier(nn.Module):
                 z = self.encoder.pooled(x)
         else:
             z = self.encoder.pooled(x)
+        if self.frozen and self.training and z.shape[0] < 2:
+            # a last (or corrupt-thinned) batch of one has no batch statistics: normalise with the running ones
+            # instead of failing; every rank still runs forward and backward, so DDP stays in step
+            n = self.norm
+            return self.head(F.batch_norm(z, n.running_mean, n.running_var, training=False, eps=n.eps))
         return self.head(self.norm(z))
 
 

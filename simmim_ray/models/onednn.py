@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 _ON = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
@@ -29,8 +28,7 @@ class _OneDNNLinear(torch.autograd.Function):
         return _mm_t(x2, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
+    def backward(ctx, grad: torch.Tensor):  # not twice differentiable: oneDNN's op has no derivative of its own
         x2, weight = ctx.saved_tensors
         g2 = grad.reshape(-1, grad.shape[-1])  # [M, out]
         gx = gw = gb = None
