@@ -5,9 +5,9 @@ look for the smallest model (encoder params) whose final accuracy reaches the ta
 smallest feasible size found, and the compute (trial-epochs) spent when a trial of that size first finished.
 "Compute to match" is what TPE + ASHA spent to first finish a feasible trial at least as small as random's best.
 
-Tune runs the real `ConstrainedOptunaSearch` (sampler tpe / random) and `make_scheduler` (ASHA / FIFO) from
-`simmim_ray/search/`. Full Ray Train trials cost ~20 s of start-up each on this machine (benchmarks/
-trial_overhead.py), so each trial is an in-process function trainable that runs `PretrainRun` with world_size=1
+Tune runs the real `ConstrainedOptunaSearch` (sampler tpe / random), `initial_points` (the service's size-ladder
+warm start, tpe+asha only) and `make_scheduler` (ASHA / FIFO) from `simmim_ray/search/`. Full Ray Train trials
+cost ~20 s of start-up each on this machine (benchmarks/trial_overhead.py), so each trial is an in-process function trainable that runs `PretrainRun` with world_size=1
 and reports per epoch exactly like the Train worker (proxy_knn, params, flops, epoch; accuracy at the end, done).
 
     python benchmarks/search_efficiency.py            # 3 seeds, budget = the space's trials x epochs each
@@ -34,6 +34,7 @@ QUICK_TARGET = 0.1  # 2 epochs at 16 px give final accuracies of 0.08-0.15: some
 # A search trial has 2 data-parallel workers; the in-process trial uses their global batch, so it takes the same
 # optimiser steps at the same learning rate (lr scales with the global batch).
 WORKERS = 2
+WARM_START = 3  # the service's default (`--warm-start`): tpe+asha starts with the size ladder; the peer does not
 
 
 def trial_fn(params: dict, base: dict | None = None, splits=None) -> None:
@@ -91,16 +92,16 @@ def ledger_callback(budget: int, target: float, size_metric: str):
 def run_search(method: str, seed: int, budget: int, base, space, splits_ref, work: str) -> dict:
     from ray import tune
 
-    from simmim_ray.search.driver import SearchSettings, make_scheduler
+    from simmim_ray.search.driver import SearchSettings, initial_points, make_scheduler
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.space import to_optuna
 
     sampler, scheduler = METHODS[method]
     s = SearchSettings(space_path="", name=f"{method}-{seed}", storage=work, trials=10_000,
                        target_accuracy=space.target_accuracy, size_metric=space.size_metric, scheduler=scheduler,
-                       sampler=sampler, seed=seed)
+                       sampler=sampler, seed=seed, warm_start=WARM_START if method == "tpe+asha" else 0)
     searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, seed=seed,
-                                       sampler=sampler)
+                                       sampler=sampler, points_to_evaluate=initial_points(s, space, base) or None)
     ledger = ledger_callback(budget, s.target_accuracy, s.size_metric)
     trainable = tune.with_resources(tune.with_parameters(trial_fn, base=base.to_dict(), splits=splits_ref),
                                     {"cpu": 1})
@@ -147,8 +148,10 @@ def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict) -
              f"{space.size_metric}. Budget {budget} "
              f"trial-epochs per search (= {budget // t.epochs} full trials), 2 trials at a time, in-process trials "
              "(one torch thread each), local Ray with num_cpus=2. ASHA as the search driver builds it: on "
-             f"`proxy_knn`, grace period {min(2, t.epochs)} epochs, reduction factor 3. TPE is multivariate with 4 "
-             "random start-up trials (the same first 4 configurations as random search with the same seed).", "",
+             f"`proxy_knn`, grace period {min(2, t.epochs)} epochs, reduction factor 3. The service starts with "
+             f"{WARM_START} size-ladder points (`--warm-start`: the smallest architecture of the space, then about 2x "
+             "larger each; other keys random), then multivariate TPE (4 start-up trials, the ladder counted); random "
+             "search + FIFO has neither.", "",
              "| seed | method | trials (finished) | feasible | smallest feasible size | trial-epochs to reach it "
              "| trial-epochs to reach random's best | wall s |", "|---|---|---|---|---|---|---|---|"]
     ratios, same_or_smaller = [], []

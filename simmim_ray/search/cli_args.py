@@ -6,6 +6,8 @@ import os
 
 
 def add_search_parsers(sub, positive_int, positive_float) -> None:
+    from simmim_ray.cli import int_at_least
+
     s = sub.add_parser("search", help="constrained search for the smallest backbone meeting a target accuracy")
     s.add_argument("space", nargs="?", default="digits_quick",
                    help="search space YAML (a path, or the name of one in search_spaces/)")
@@ -21,14 +23,15 @@ def add_search_parsers(sub, positive_int, positive_float) -> None:
     s.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
     s.add_argument("--gpus-per-worker", type=positive_float("--gpus-per-worker"), default=1.0)
     s.add_argument("--gpu", action="store_true")
-    from simmim_ray.cli import int_at_least
-
     s.add_argument("--max-failures", type=int_at_least("--max-failures", 0), default=1,
                    help="Train worker-group restarts per trial (0: none; never unlimited)")
     s.add_argument("--storage-path", default="experiments", help="local dir or URI (s3://, gs://, file://)")
     s.add_argument("--name", default=None, help="experiment name (default: the space's name)")
     s.add_argument("--storage", default="", help="Optuna storage URL (default sqlite:///<experiment>/study.db)")
     s.add_argument("--points", default="", help="YAML list of configs to try first")
+    s.add_argument("--warm-start", type=int_at_least("--warm-start", 0), default=3, metavar="N",
+                   help="first try N points of a size ladder: the smallest architecture of the space, then "
+                        "about 2x larger each (capped at half the trials; 0: off, TPE starts at random)")
     s.add_argument("--config", default=None, help="base config YAML under the space")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--seed", type=int, default=0)
@@ -149,7 +152,7 @@ def _search(args) -> int:
             workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
             gpus_per_worker=args.gpus_per_worker if args.gpu else 0.0, gpu=args.gpu,
             max_failures=args.max_failures, seed=args.seed, study_storage=args.storage,
-            points=os.path.abspath(args.points) if args.points else "",
+            points=os.path.abspath(args.points) if args.points else "", warm_start=args.warm_start,
             config_path=os.path.abspath(args.config) if args.config else "", overrides=tuple(args.set),
             address=args.address or "")
         exp = sio.join(s.storage, s.name)

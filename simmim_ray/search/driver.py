@@ -40,6 +40,7 @@ class SearchSettings:
     seed: int = 0
     study_storage: str = ""  # optuna storage URL; default sqlite:///<exp>/study.db
     points: str = ""
+    warm_start: int = 3  # size-ladder points tried first (capped at half the trials); 0: off
     config_path: str = ""
     overrides: tuple = ()
     address: str = ""
@@ -84,8 +85,6 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     from simmim_ray.search.trial import make_trial_fn, trial_name
     from simmim_ray import storage as sio
 
-    from simmim_ray import storage as sio
-
     exp = experiment_dir(s)
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
@@ -109,7 +108,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
                                    restart_errored=False)
     else:
         storage = optuna_storage(s, exp)
-        points = load_points(s.points, space) if s.points else None
+        points = initial_points(s, space, base) or None
         searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
                                            study_name=s.name, seed=s.seed, points_to_evaluate=points,
                                            sampler=s.sampler)
@@ -234,6 +233,15 @@ def make_scheduler(s: SearchSettings, base: Config):
     return ASHAScheduler(time_attr="epoch", metric=s.asha_metric, mode="min" if "loss" in s.asha_metric else "max",
                          max_t=base.train.epochs, grace_period=min(s.grace_period, base.train.epochs),
                          reduction_factor=s.reduction_factor)
+
+
+def initial_points(s: SearchSettings, space: SearchSpace, base: Config) -> list[dict]:
+    """What the search tries first: the user's --points, then the size ladder (search/warm_start.py)."""
+    from simmim_ray.search.warm_start import size_ladder
+
+    points = load_points(s.points, space) if s.points else []
+    ladder = size_ladder(space, base, min(s.warm_start, s.trials // 2), s.size_metric, s.seed)
+    return points + [p for p in ladder if p not in points]
 
 
 def load_points(path: str, space: SearchSpace) -> list[dict]:
