@@ -100,13 +100,14 @@ def run_search(method: str, seed: int, budget: int, base, space, splits_ref, wor
     s = SearchSettings(space_path="", name=f"{method}-{seed}", storage=work, trials=10_000,
                        target_accuracy=space.target_accuracy, size_metric=space.size_metric, scheduler=scheduler,
                        sampler=sampler, seed=seed, warm_start=WARM_START if method == "tpe+asha" else 0)
+    points = initial_points(s, space, base)
     searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, seed=seed,
-                                       sampler=sampler, points_to_evaluate=initial_points(s, space, base) or None)
+                                       sampler=sampler, points_to_evaluate=points or None)
     ledger = ledger_callback(budget, s.target_accuracy, s.size_metric)
     trainable = tune.with_resources(tune.with_parameters(trial_fn, base=base.to_dict(), splits=splits_ref),
                                     {"cpu": 1})
     started = time.time()
-    tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base),
+    tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base, points),
                                                       num_samples=s.trials, max_concurrent_trials=2),
                run_config=tune.RunConfig(name=s.name, storage_path=work, stop=ledger, callbacks=[ledger],
                                          verbose=0, failure_config=tune.FailureConfig(max_failures=0))).fit()
@@ -149,9 +150,9 @@ def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict) -
              f"trial-epochs per search (= {budget // t.epochs} full trials), 2 trials at a time, in-process trials "
              "(one torch thread each), local Ray with num_cpus=2. ASHA as the search driver builds it: on "
              f"`proxy_knn`, grace period {min(2, t.epochs)} epochs, reduction factor 3. The service starts with "
-             f"{WARM_START} size-ladder points (`--warm-start`: the smallest architecture of the space, then about 2x "
-             "larger each; other keys random), then multivariate TPE (4 start-up trials, the ladder counted); random "
-             "search + FIFO has neither.", "",
+             f"{WARM_START} size-ladder point(s) (`--warm-start`: the smallest architecture of the space, then about 2x "
+             "larger each; other keys at the config defaults; ASHA lets them finish), then multivariate TPE (4 start-up trials, "
+             "the ladder counted); random search + FIFO has neither.", "",
              "| seed | method | trials (finished) | feasible | smallest feasible size | trial-epochs to reach it "
              "| trial-epochs to reach random's best | wall s |", "|---|---|---|---|---|---|---|---|"]
     ratios, same_or_smaller = [], []
@@ -188,6 +189,7 @@ def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WARM_START
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, 16 px, 2 epochs, budget 8 trial-epochs")
     ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with --quick)")
@@ -195,10 +197,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="trial-epochs per search (default: the space's trials x epochs)")
     ap.add_argument("--target", type=float, default=None,
                     help=f"accuracy target (default: the space's; {QUICK_TARGET} with --quick)")
+    ap.add_argument("--warm-start", type=int, default=WARM_START,
+                    help=f"size-ladder points for tpe+asha (default {WARM_START}, the service's; 0: plain TPE)")
     ap.add_argument("--raw", default=None, help="write every trial's outcome to this JSON file")
     ap.add_argument("--results", default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
+    WARM_START = args.warm_start  # read by run_search and report
 
     import ray
 

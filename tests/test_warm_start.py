@@ -50,18 +50,32 @@ def test_ladder_starts_at_the_smallest_architecture_and_climbs(digits_quick, met
     assert all(b >= 2 * a for a, b in zip(sizes, sizes[1:])), sizes
 
 
-def test_ladder_is_seeded_and_off_when_asked(digits_quick):
+def test_rungs_differ_in_size_only_under_the_recipe(digits_quick):
     space, base = digits_quick
-    assert size_ladder(space, base, 3, "params", seed=1) == size_ladder(space, base, 3, "params", seed=1)
-    assert size_ladder(space, base, 3, "params", seed=1) != size_ladder(space, base, 3, "params", seed=2)
-    assert size_ladder(space, base, 0, "params") == []
+    points = size_ladder(space, base, 3, "params", seed=1)
+    recipe = {"mask.ratio": base.mask.ratio, "mask.patch_size": base.mask.patch_size, "loss.type": base.loss.type,
+              "loss.visible_weight": base.loss.visible_weight, "loss.fgbg_weight": base.loss.fgbg_weight}
+    assert all({k: p[k] for k in recipe} == recipe for p in points)
+    assert size_ladder(space, base, 3, "params", seed=2) == points  # nothing random in a small space
+    # a recipe value outside the searched range gives way to the range's middle
+    narrow = parse_space({"params": {"model.depth": {"int": [1, 3]}, "mask.ratio": {"uniform": [0.7, 0.9]},
+                                     "loss.type": {"choice": ["smooth_l1", "l2"]},
+                                     "train.warmup_epochs": {"int": [3, 9], "step": 2}}}, "n")
+    (low, *_) = size_ladder(narrow, Config(), 1, "params")
+    assert low == {"model.depth": 1, "mask.ratio": pytest.approx(0.8), "loss.type": "l2",
+                   "train.warmup_epochs": 5}
+
+
+def test_ladder_off_when_asked_or_nothing_changes_size():
+    space = load_space(os.path.join(SPACES, "digits_quick.yaml"))
+    assert size_ladder(space, space.base_config(), 0, "params") == []
     no_model = parse_space({"params": {"mask.ratio": {"uniform": [0.3, 0.8]}}}, "m")
     assert size_ladder(no_model, Config(), 3, "params") == []
 
 
 def test_initial_points_put_the_users_first_and_cap_the_ladder(digits_quick, tmp_path):
     space, base = digits_quick
-    user = {k: v for k, v in size_ladder(space, base, 3, "params", seed=5)[2].items()}
+    user = {**size_ladder(space, base, 3, "params")[2], "mask.ratio": 0.5}
     path = tmp_path / "points.yaml"
     path.write_text(yaml.safe_dump([decode(user)]))
 

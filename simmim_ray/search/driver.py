@@ -108,13 +108,13 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
                                    restart_errored=False)
     else:
         storage = optuna_storage(s, exp)
-        points = initial_points(s, space, base) or None
+        points = initial_points(s, space, base)
         searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
-                                           study_name=s.name, seed=s.seed, points_to_evaluate=points,
+                                           study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
                                            sampler=s.sampler)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base),
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base, points),
                                         num_samples=s.trials, max_concurrent_trials=concurrency,
                                         trial_name_creator=trial_name, trial_dirname_creator=trial_name),
             run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
@@ -225,12 +225,15 @@ def upload_study(s: SearchSettings, exp: str) -> None:
             sio.write_bytes(sio.join(exp, "study.db"), f.read())
 
 
-def make_scheduler(s: SearchSettings, base: Config):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def make_scheduler(s: SearchSettings, base: Config, protect: list[dict] | None = None):
+    """ASHA on the per-epoch proxy (never stopping the `protect` points: the warm start), or FIFO."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    from simmim_ray.search.schedulers import ProtectingASHA
 
     if s.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="epoch", metric=s.asha_metric, mode="min" if "loss" in s.asha_metric else "max",
+    return ProtectingASHA(protect=protect, time_attr="epoch", metric=s.asha_metric, mode="min" if "loss" in s.asha_metric else "max",
                          max_t=base.train.epochs, grace_period=min(s.grace_period, base.train.epochs),
                          reduction_factor=s.reduction_factor)
 

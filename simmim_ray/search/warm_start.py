@@ -5,8 +5,8 @@ where along the size axis the target starts being met. TPE's start-up trials are
 corner of a space late (a random point is rarely among the smallest). The ladder instead starts at the smallest
 valid architecture and climbs in steps of `factor` in size: if the smallest model already meets the target the
 answer is found in the first trial; otherwise each infeasible rung tells TPE (through its constraint value) that
-the boundary lies above. Keys that do not change the encoder's size (mask, loss, schedule) take seeded random
-values, as random start-up trials would.
+the boundary lies above. Keys that do not change the encoder's size (mask, loss, schedule) keep the base config's
+values (the recipe) where the space allows, so that the rungs differ in size only.
 """
 from __future__ import annotations
 
@@ -47,20 +47,27 @@ def _architectures(keys: list[Param], limit: int, rng: random.Random) -> list[tu
     return sorted(sample | {tuple(v[0] for v in values)}, key=str)
 
 
-def _random_value(p: Param, rng: random.Random) -> Any:
+def recipe_value(p: Param, base: Config) -> Any:
+    """The base config's value of a non-size key where the space allows it, else the middle of its range: every
+    rung then differs from the others in size only, under the recipe the user already trusts."""
+    section, name = p.key.split(".", 1)
+    value = getattr(getattr(base, section), name)
     if p.kind == "choice":
-        return rng.choice(p.choices)
+        return value if value in p.choices else p.choices[len(p.choices) // 2]
+    if p.low <= value <= p.high and (p.kind != "int" or (value - p.low) % p.step == 0):
+        return value
     if p.kind == "int":
-        return rng.randrange(int(p.low), int(p.high) + 1, p.step)
+        return p.low + (p.high - p.low) // p.step // 2 * p.step
     if p.kind == "loguniform":
-        return math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
-    return rng.uniform(p.low, p.high)
+        return math.sqrt(p.low * p.high)
+    return (p.low + p.high) / 2
 
 
 def size_ladder(space: SearchSpace, base: Config, n: int, size_metric: str, seed: int = 0, factor: float = 2.0,
                 limit: int = 512) -> list[dict]:
     """Up to `n` points (searched key -> encoded value, as `points_to_evaluate` takes them): the smallest valid
-    architecture, then the smallest at least `factor` times the size of the previous rung, and so on."""
+    architecture, then the smallest at least `factor` times the size of the previous rung, and so on. `seed` only
+    matters for spaces with more than `limit` architectures (which are then sampled)."""
     keys = size_keys(space)
     if n <= 0 or not keys:
         return []
@@ -81,16 +88,13 @@ def size_ladder(space: SearchSpace, base: Config, n: int, size_metric: str, seed
             last = size
         if len(rungs) == n:
             break
-    others = [p for p in space.params if p not in keys]
+    others = {p.key: encode(recipe_value(p, base)) for p in space.params if p not in keys}
     points = []
     for combo in rungs:
-        for _ in range(100):  # redraw the other keys until the whole point is a valid config
-            point = {p.key: encode(v) for p, v in zip(keys, combo)}
-            point.update({p.key: encode(_random_value(p, rng)) for p in others})
-            try:
-                base.with_overrides(decode(point))
-            except UserError:
-                continue
-            points.append({k: point[k] for k in space.keys()})
-            break
+        point = {**{p.key: encode(v) for p, v in zip(keys, combo)}, **others}
+        try:
+            base.with_overrides(decode(point))
+        except UserError:  # the recipe's values do not fit this architecture (e.g. a mask patch): skip the rung
+            continue
+        points.append({k: point[k] for k in space.keys()})
     return points
