@@ -184,6 +184,17 @@ def write_result(section: str, command: str, body_markdown: str, path: str | os.
     return target
 
 
+def publish(name: str, body_markdown: str, args) -> None:
+    """The end of every benchmark's main: print the result and, unless `--no-write`, store it as the section
+    `name` (with ` (--quick)` for quick runs) of `--results` (default RESULTS.md)."""
+    print(body_markdown, flush=True)
+    if args.no_write:
+        return
+    section = name + (" (--quick)" if args.quick else "")
+    path = write_result(section, command_line(), body_markdown, args.results)
+    print(f"wrote section '{section}' of {path}")
+
+
 def replace_section(text: str, section: str, block: str) -> str:
     """`text` with the `## {section}` block (up to the next `## ` heading) replaced by `block`, or appended."""
     pattern = re.compile(rf"^## {re.escape(section)}[ \t]*\n.*?(?=^## |\Z)", re.S | re.M)

@@ -153,11 +153,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{info['load_avg_1m']}) two workers give {two_w / base:.2f}x one worker{threads}. Two cores bound "
               "both: this says whether DDP works here and what it costs, not how it scales on a cluster, where "
               "each worker has its own cores or GPU."]
-    print("\n".join(lines), flush=True)
-    if not args.no_write:
-        section = "scaling" + (" (--quick)" if args.quick else "")
-        path = common.write_result(section, common.command_line(), "\n".join(lines), args.results)
-        print(f"wrote section '{section}' of {path}")
+    common.publish("scaling", "\n".join(lines), args)
     return 0
 
 

@@ -7,8 +7,8 @@ smallest feasible size found, and the compute (trial-epochs) spent when a trial 
 
 Tune runs the real `ConstrainedOptunaSearch` (sampler tpe / random), `initial_points` (the service's size-ladder
 warm start, tpe+asha only) and `make_scheduler` (ASHA / FIFO) from `simmim_ray/search/`. Full Ray Train trials
-cost ~20 s of start-up each on this machine (benchmarks/trial_overhead.py), so each trial is an in-process function trainable that runs `PretrainRun` with world_size=1
-and reports per epoch exactly like the Train worker (proxy_knn, params, flops, epoch; accuracy at the end, done).
+cost ~20 s of start-up each on this machine (benchmarks/trial_overhead.py), so each trial is an in-process
+function trainable that runs `PretrainRun` with world_size=1 and reports per epoch exactly like the Train worker (proxy_knn, params, flops, epoch; accuracy at the end, done).
 
     python benchmarks/search_efficiency.py            # 3 seeds, budget = the space's trials x epochs each
     python benchmarks/search_efficiency.py --quick    # 1 seed, tiny images, 2 epochs, small budget (CI)
@@ -27,6 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
+from simmim_ray.search.driver import SearchSettings  # noqa: E402
 
 METHODS = {"tpe+asha": ("tpe", "asha"), "random+fifo": ("random", "fifo")}
 QUICK = {"model.img_size": 16, "train.epochs": 2, "eval.epochs": 2, "train.warmup_epochs": 1}
@@ -34,7 +35,8 @@ QUICK_TARGET = 0.1  # 2 epochs at 16 px give final accuracies of 0.08-0.15: some
 # A search trial has 2 data-parallel workers; the in-process trial uses their global batch, so it takes the same
 # optimiser steps at the same learning rate (lr scales with the global batch).
 WORKERS = 2
-WARM_START = 3  # the service's default (`--warm-start`): tpe+asha starts with the size ladder; the peer does not
+# tpe+asha starts with the service's size ladder (`--warm-start`, same default); the peer does not
+WARM_START = SearchSettings.warm_start
 
 
 def trial_fn(params: dict, base: dict | None = None, splits=None) -> None:
@@ -89,17 +91,18 @@ def ledger_callback(budget: int, target: float, size_metric: str):
     return Ledger()
 
 
-def run_search(method: str, seed: int, budget: int, base, space, splits_ref, work: str) -> dict:
+def run_search(method: str, seed: int, budget: int, base, space, splits_ref, work: str,
+               warm_start: int = WARM_START) -> dict:
     from ray import tune
 
-    from simmim_ray.search.driver import SearchSettings, initial_points, make_scheduler
+    from simmim_ray.search.driver import initial_points, make_scheduler
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.space import to_optuna
 
     sampler, scheduler = METHODS[method]
     s = SearchSettings(space_path="", name=f"{method}-{seed}", storage=work, trials=10_000,
                        target_accuracy=space.target_accuracy, size_metric=space.size_metric, scheduler=scheduler,
-                       sampler=sampler, seed=seed, warm_start=WARM_START if method == "tpe+asha" else 0)
+                       sampler=sampler, seed=seed, warm_start=warm_start if method == "tpe+asha" else 0)
     points = initial_points(s, space, base)
     searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, seed=seed,
                                        sampler=sampler, points_to_evaluate=points or None)
@@ -140,7 +143,7 @@ def fmt_size(x) -> str:
     return "none" if x is None else f"{x:,.0f}"
 
 
-def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict) -> str:
+def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict, warm_start: int = WARM_START) -> str:
     m, t = base, base.train
     lines = [f"Space `digits_quick` ({len(space.params)} searched keys; {t.epochs} pre-training epochs per full "
              f"trial, {base.eval.epochs}-epoch {base.eval.protocol} on {base.eval.labeled_fraction:.0%} labels at "
@@ -150,9 +153,9 @@ def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict) -
              f"trial-epochs per search (= {budget // t.epochs} full trials), 2 trials at a time, in-process trials "
              "(one torch thread each), local Ray with num_cpus=2. ASHA as the search driver builds it: on "
              f"`proxy_knn`, grace period {min(2, t.epochs)} epochs, reduction factor 3. The service starts with "
-             f"{WARM_START} size-ladder point(s) (`--warm-start`: the smallest architecture of the space, then about 2x "
-             "larger each; other keys at the config defaults; ASHA lets them finish), then multivariate TPE (4 start-up trials, "
-             "the ladder counted); random search + FIFO has neither.", "",
+             f"{warm_start} size-ladder point(s) (`--warm-start`: the smallest architecture of the space, then "
+             "about 2x larger each; other keys at the config defaults; ASHA lets them finish), then multivariate "
+             "TPE (4 start-up trials, the ladder counted); random search + FIFO has neither.", "",
              "| seed | method | trials (finished) | feasible | smallest feasible size | trial-epochs to reach it "
              "| trial-epochs to reach random's best | wall s |", "|---|---|---|---|---|---|---|---|"]
     ratios, same_or_smaller = [], []
@@ -189,7 +192,6 @@ def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    global WARM_START
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="1 seed, 16 px, 2 epochs, budget 8 trial-epochs")
     ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3; 1 with --quick)")
@@ -203,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=None, help="RESULTS.md to update (default benchmarks/RESULTS.md)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
-    WARM_START = args.warm_start  # read by run_search and report
 
     import ray
 
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         splits = build_splits(base)  # once; every trial reads it from the object store
         for seed in seeds:
             for method in METHODS if seed % 2 == 0 else reversed(list(METHODS)):
-                r = run_search(method, seed, budget, base, space, splits, work)
+                r = run_search(method, seed, budget, base, space, splits, work, args.warm_start)
                 runs[(seed, method)] = r
                 print(f"seed {seed} {method}: {r['trials']} trials ({r['completed']} finished, {r['feasible']} "
                       f"feasible), best {space.size_metric} {fmt_size(r['best_size'])} after "
@@ -242,12 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.raw:
         with open(args.raw, "w") as f:
             json.dump({f"{s}/{m}": r for (s, m), r in runs.items()}, f, indent=1)
-    body = report(runs, seeds, budget, base, space, info)
-    print(body, flush=True)
-    if not args.no_write:
-        section = "search_efficiency" + (" (--quick)" if args.quick else "")
-        path = common.write_result(section, common.command_line(), body, args.results)
-        print(f"wrote section '{section}' of {path}")
+    body = report(runs, seeds, budget, base, space, info, args.warm_start)
+    common.publish("search_efficiency", body, args)
     return 0
 
 

@@ -345,11 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     imports = import_seconds()
     rows = measure(cfg, point, rounds, per_tuner, reuse)
     body = report(rows, cfg, point, imports, info, reuse)
-    print(body, flush=True)
-    if not args.no_write:
-        section = "trial_overhead" + (" (--quick)" if args.quick else "")
-        path = common.write_result(section, common.command_line(), body, args.results)
-        print(f"wrote section '{section}' of {path}")
+    common.publish("trial_overhead", body, args)
     return 0
 
 

@@ -2,32 +2,16 @@
 assertions: only that the numbers are there and well-formed, and that the section writer keeps other sections."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_utils import ROOT, run_bench, section
+
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import replace_section, write_result  # noqa: E402
-
-
-def run_bench(script: str, results: Path, timeout: int) -> str:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results", str(results)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc.stdout
-
-
-def section(text: str, name: str) -> str:
-    m = re.search(rf"^## {re.escape(name)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    assert m, f"no section {name!r} in:\n{text}"
-    return m.group(1)
 
 
 def test_step_throughput_quick(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from simmim_ray.config import Config
+from simmim_ray.errors import UserError
 from simmim_ray.search.driver import SearchSettings, initial_points
 from simmim_ray.search.space import decode, load_space, parse_space
 from simmim_ray.search.warm_start import encoder_size, size_ladder
@@ -28,7 +29,7 @@ def brute_force_smallest(space, base, metric: str) -> int:
     for combo in itertools.product(*[p.candidates() for p in arch]):
         try:
             cfg = base.with_overrides(dict(zip([p.key for p in arch], combo)))
-        except Exception:
+        except UserError:  # e.g. heads not dividing the width
             continue
         enc = build_encoder(cfg.model)
         sizes.append(count_params(enc) if metric == "params" else encoder_flops(enc, cfg.model.img_size))

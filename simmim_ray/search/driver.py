@@ -233,9 +233,9 @@ def make_scheduler(s: SearchSettings, base: Config, protect: list[dict] | None =
 
     if s.scheduler == "fifo":
         return FIFOScheduler()
-    return ProtectingASHA(protect=protect, time_attr="epoch", metric=s.asha_metric, mode="min" if "loss" in s.asha_metric else "max",
-                         max_t=base.train.epochs, grace_period=min(s.grace_period, base.train.epochs),
-                         reduction_factor=s.reduction_factor)
+    return ProtectingASHA(protect=protect, time_attr="epoch", metric=s.asha_metric,
+                          mode="min" if "loss" in s.asha_metric else "max", max_t=base.train.epochs,
+                          grace_period=min(s.grace_period, base.train.epochs), reduction_factor=s.reduction_factor)
 
 
 def initial_points(s: SearchSettings, space: SearchSpace, base: Config) -> list[dict]:
