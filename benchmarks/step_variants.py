@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 import simmim_ray.engine.pretrain as pretrain_mod
+import simmim_ray.models.attention as attn_mod
+import simmim_ray.models.onednn as onednn_mod
+import simmim_ray.models.simmim as simmim_mod
 import simmim_ray.models.vit as vit_mod
 from simmim_ray.config import Config
 from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
@@ -35,6 +38,20 @@ NOTES = """### What our step does, and why
   splits q/k/v through a zero-filled copy and transposes back; on the digits model about a quarter of the step
   went into those copies (`aten::copy_`/`fill_` in the profile). q/k/v are unbound along the axis where they lie,
   so the backward stacks their grads straight into the matmul's layout. SDPA (the CPU flash kernel) as before.
+- **Attention as two matmuls and a softmax for short sequences on CPU** (`models/attention.py`, up to 200 tokens;
+  SDPA above that and on GPU): PyTorch's CPU flash kernel is built for long sequences; at the digits model's 65
+  tokens x head dim 16 the plain form is 2.0x faster forward + backward, at ViT-B/16 192 px's 145 x 64 1.3x, at
+  325 x 64 0.66x (measured on this machine, 2 threads). Same maths; the flop counter counts both alike.
+- **Flat parameter and gradient buffers for AdamW** (`engine/flat_adamw.py`): the digits model has 57 parameter
+  tensors, and zeroing, clipping (a norm and a multiply per tensor) and the optimiser's per-tensor bookkeeping
+  cost ~1.2 ms of a ~9 ms step. With each group's parameters as views of one tensor (grads likewise), they are
+  one or two ops per group: clip 0.55 -> 0.21 ms, optimiser 0.6 -> 0.4 ms, zeroing 0.12 -> 0.02 ms per step.
+  Same AdamW, same results (tests compare it with torch's, with and without DDP).
+- **Small weight gradients by torch.mm**: oneDNN copies a transposed operand first; for products under 10M
+  multiply-adds that copy costs more than it saves (digits: 55-61 vs 74-81 us per weight grad).
+- **Patch embedding and the pixel heads as matmuls** (`vit.py: patch_embed`, `simmim.py: pixel_head`): the
+  stride-p patch convolution and the 1x1 convolution + PixelShuffle, with the same weights, as one matmul each
+  plus a permute; oneDNN's convolution backward cost ~0.2 ms per call on these tiny products.
 - **Mask token by `torch.where`** instead of `x * (1 - m) + t * m`: identical values for a 0/1 mask, fewer ops
   (within noise).
 - **Loss**: sum |x - x_rec| over channels first, then weight by the upsampled mask: the official normalisation
@@ -45,8 +62,9 @@ NOTES = """### What our step does, and why
 - **torch.compile** is not used: at one thread it gave 1.07x on the digits step (the GEMMs and the attention
   kernel dominate, not Python), and its first step took 88 s of wall clock on this shared machine, more than a
   whole digits trial's training; every trial of a search has another shape.
-- Where the time goes now (digits, 1 thread): attention (the CPU flash kernel, head dim 16, 65 tokens: about
-  25 GFLOP/s, exp-bound) is about 40% of the step, the oneDNN matmuls about 30%.
+- Where the time goes now (digits, batch 8, 2 threads, profiler): the linear layers' matmuls (oneDNN and
+  torch.mm) about a third, attention's batched matmuls and softmax about a quarter, the optimiser and clipping
+  under a tenth; the rest is elementwise ops (LayerNorm, GELU, residuals) and per-op overhead.
 - FLOPs: torch's flop counter knows neither the CPU attention kernels nor oneDNN's linear;
   `simmim_ray.models.factory.flop_counter` adds both, so the two sides here (and the `flops` size metric) count
   the same FLOPs on any device.
@@ -93,26 +111,42 @@ ABLATIONS = {
     "loss with upsampled pixel mask": {"pixel_mask_loss": True},
     "AdamW foreach instead of fused": {"adamw": "foreach"},
     "AdamW per-tensor loop (neither)": {"adamw": "for-loop"},
+    "attention by SDPA's CPU flash kernel at every length": {"sdpa_always": True},
+    "small weight grads by oneDNN instead of torch.mm": {"onednn_small_grads": True},
+    "patch embedding and pixel heads as convolutions": {"conv_heads": True},
+    "AdamW per tensor (fused) instead of flat buffers": {"flat": False},
     "all of the above off (the first version)": {"torchvision_attention": True, "arithmetic_mask": True,
-                                                 "pixel_mask_loss": True, "mkl_linear": True},
+                                                 "pixel_mask_loss": True, "mkl_linear": True, "sdpa_always": True,
+                                                 "conv_heads": True, "adamw": "foreach"},
 }
+
+
+def _conv_patch_embed(conv, x):
+    return conv(x).flatten(2).transpose(1, 2)
+
+
+def _conv_pixel_head(head, z):
+    return head(z)
 
 
 class Ours:
     def __init__(self, cfg: Config, imgs: torch.Tensor, mask: torch.Tensor, device: str, compile_model: bool = False,
                  torchvision_attention: bool = False, arithmetic_mask: bool = False, pixel_mask_loss: bool = False,
-                 adamw: str | None = None, mkl_linear: bool = False) -> None:
+                 adamw: str | None = None, mkl_linear: bool = False, flat: bool = True, sdpa_always: bool = False,
+                 onednn_small_grads: bool = False, conv_heads: bool = False) -> None:
         torch.manual_seed(cfg.seed)
         self.cfg, self.imgs, self.mask, self.batch = cfg, imgs, mask, imgs.shape[0]
         self.model = build_simmim(cfg).to(device).train()
         lr = scaled_lr(cfg.train.base_lr, self.batch)
-        self.optimizer = build_optimizer(param_groups(self.model, cfg.train.weight_decay), lr, cfg.train.betas)
+        self.optimizer = build_optimizer(param_groups(self.model, cfg.train.weight_decay), lr, cfg.train.betas,
+                                         flat=flat and adamw is None)
         if adamw is not None:  # ablation: same groups and hyper-parameters, another implementation
             kw = {"foreach": True} if adamw == "foreach" else {"foreach": False}
             self.optimizer = torch.optim.AdamW(self.optimizer.param_groups, betas=tuple(cfg.train.betas), eps=1e-8,
                                                **kw)
         self.scheduler = warmup_cosine(self.optimizer, lr, cfg.train.min_lr, 10, 100_000)
-        self.switches = (torchvision_attention, arithmetic_mask, pixel_mask_loss, mkl_linear)
+        self.switches = (torchvision_attention, arithmetic_mask, pixel_mask_loss, mkl_linear, sdpa_always,
+                         onednn_small_grads, conv_heads)
         self.net = torch.compile(self.model) if compile_model else self.model
         self.first_step_s = 0.0
         if compile_model:
@@ -123,9 +157,10 @@ class Ours:
     @contextlib.contextmanager
     def _switched(self):
         """Swap in the slower pieces for an ablation; module globals are looked up at call time."""
-        tv, arith, pix, mkl = self.switches
+        tv, arith, pix, mkl, sdpa, small, conv = self.switches
         saved = (vit_mod.block_forward, vit_mod.ViTEncoder.forward_features, pretrain_mod.simmim_loss,
-                 vit_mod.linear)
+                 vit_mod.linear, attn_mod.MATMUL_MAX_TOKENS, onednn_mod._SMALL_GRAD_MACS, vit_mod.patch_embed,
+                 simmim_mod.pixel_head)
         if tv:
             vit_mod.block_forward = _torchvision_block
         if arith:
@@ -134,11 +169,18 @@ class Ours:
             pretrain_mod.simmim_loss = official_pixel_mask_loss
         if mkl:
             vit_mod.linear = F.linear
+        if sdpa:
+            attn_mod.MATMUL_MAX_TOKENS = 0
+        if small:
+            onednn_mod._SMALL_GRAD_MACS = 0
+        if conv:
+            vit_mod.patch_embed, simmim_mod.pixel_head = _conv_patch_embed, _conv_pixel_head
         try:
             yield
         finally:
             (vit_mod.block_forward, vit_mod.ViTEncoder.forward_features, pretrain_mod.simmim_loss,
-             vit_mod.linear) = saved
+             vit_mod.linear, attn_mod.MATMUL_MAX_TOKENS, onednn_mod._SMALL_GRAD_MACS, vit_mod.patch_embed,
+             simmim_mod.pixel_head) = saved
 
     def step(self) -> None:
         t = self.cfg.train

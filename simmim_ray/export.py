@@ -33,7 +33,9 @@ def export_best(exp: str, row: dict) -> str:
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint for {row['trial_id']} under {sio.join(exp, 'train_runs')}")
     state = torch.load(io.BytesIO(sio.read_bytes(sio.join(ckpt, CKPT_FILE))), map_location="cpu", weights_only=True)
-    encoder = {k.removeprefix("encoder."): v for k, v in state["model"].items() if k.startswith("encoder.")}
+    # clone: the checkpoint's tensors are views of the optimiser's flat buffers, and saving a view saves its
+    # whole storage (the decoder's weights too)
+    encoder = {k.removeprefix("encoder."): v.clone() for k, v in state["model"].items() if k.startswith("encoder.")}
     buf = io.BytesIO()
     torch.save(encoder, buf)
     best = sio.join(exp, "best")

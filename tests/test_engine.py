@@ -206,7 +206,7 @@ def test_param_groups_no_decay_rules(tiny_cfg):
 def test_layer_decay_scales_lr(tiny_cfg):
     model = build_simmim(tiny_cfg)
     groups = param_groups(model, 0.05, layer_decay=0.5)
-    opt = build_optimizer(groups, lr=1.0)
+    opt = build_optimizer(groups, lr=1.0, flat=False)  # per-tensor groups, to look the lrs up
     lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     p = dict(model.named_parameters())
     depth = tiny_cfg.model.depth  # 2 blocks: embeddings get 0.5^3, block 0 0.5^2, block 1 0.5, head 1

@@ -142,3 +142,28 @@ def test_encoder_flops_restores_training_mode():
     enc = build_encoder(cfg_for(VIT).model).train()
     encoder_flops(enc, 16)
     assert enc.training
+
+
+def test_patch_embed_and_pixel_heads_equal_their_convolutions():
+    """The matmul forms of the patch convolution and the (1x1 conv, PixelShuffle) heads: same values and grads."""
+    from simmim_ray.models.simmim import pixel_head
+    from simmim_ray.models.vit import patch_embed
+
+    torch.manual_seed(0)
+    model = build_simmim(Config.from_dict({"loss": {"fgbg_weight": 0.5}}))  # digits default + the fg/bg head
+    x = torch.randn(3, 3, 32, 32)
+    z = torch.randn(3, model.encoder.num_features, 8, 8)
+    conv = model.encoder.vit.conv_proj
+    cases = [(lambda: patch_embed(conv, x), lambda: conv(x).flatten(2).transpose(1, 2), conv)]
+    cases += [(lambda h=h: pixel_head(h, z), lambda h=h: h(z), h[0]) for h in (model.decoder, model.fgbg)]
+    for ours, ref, module in cases:
+        outs, grads = [], []
+        for fn in (ours, ref):
+            module.zero_grad()
+            y = fn()
+            y.square().sum().backward()
+            outs.append(y.detach())
+            grads.append([p.grad.clone() for p in module.parameters()])
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

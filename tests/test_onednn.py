@@ -8,7 +8,9 @@ import torch.nn.functional as F
 from simmim_ray.models import onednn
 
 
-@pytest.mark.parametrize("shape,out", [((5, 7, 16), 48), ((33, 64), 16), ((2, 3, 4, 8), 8)])
+# the last two are above _SMALL_GRAD_MACS: the weight grad goes to oneDNN (out > in and out < in), not torch.mm
+@pytest.mark.parametrize("shape,out", [((5, 7, 16), 48), ((33, 64), 16), ((2, 3, 4, 8), 8), ((3, 200, 64), 320),
+                                       ((600, 160), 128)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_matches_f_linear_forward_and_backward(shape, out, bias):
     g = torch.Generator().manual_seed(0)
@@ -29,7 +31,7 @@ def test_matches_f_linear_forward_and_backward(shape, out, bias):
     assert y.shape == (*shape[:-1], out)
     for got, want in zip(grads, g_ref):
         assert got.shape == want.shape and got.is_contiguous()
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # sums of up to 600 terms
 
 
 def test_input_without_grad_and_other_dtypes_fall_back():

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simmim_ray.config import EvalConfig
+from simmim_ray.engine.flat_adamw import clip_grad_norm_
 from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
 from simmim_ray.engine.pretrain import NonFiniteLoss, autocast
 
@@ -80,10 +81,10 @@ def train_classifier(encoder: nn.Module, train_loader, test_loader, num_classes:
     """Fine-tunes a copy of `encoder` (layer-wise lr decay) or trains a linear probe on it; returns accuracy."""
     epochs = cfg.epochs if epochs is None else epochs
     clf = Classifier(copy.deepcopy(encoder), num_classes, frozen=linear).to(device)
-    model = wrap(clf)
     groups = param_groups(clf, 0.0 if linear else cfg.weight_decay, None if linear else cfg.layer_decay)
     lr = scaled_lr(cfg.base_lr, cfg.batch_size * world_size)
-    opt = build_optimizer(groups, lr)
+    opt = build_optimizer(groups, lr)  # before wrap: it moves the parameters' storage into flat buffers
+    model = wrap(clf)
     iters = max(1, epochs * len(train_loader))
     sched = warmup_cosine(opt, lr, lr * 1e-2, max(1, iters // 10), iters)
     smoothing = 0.0 if linear else cfg.label_smoothing
@@ -100,7 +101,7 @@ def train_classifier(encoder: nn.Module, train_loader, test_loader, num_classes:
             loss = F.cross_entropy(logits.float(), batch["label"].to(device), label_smoothing=smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            clip_grad_norm_(opt, model.parameters(), 5.0)
             opt.step()
             sched.step()
             last = loss.detach()

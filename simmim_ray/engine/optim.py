@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from simmim_ray.engine.flat_adamw import FlatAdamW, can_flatten
+
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None,
                  encoder_attr: str = "encoder") -> list[dict]:
@@ -35,13 +37,19 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | Non
     return list(groups.values())
 
 
-def build_optimizer(groups: list[dict], lr: float, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+def build_optimizer(groups: list[dict], lr: float, betas=(0.9, 0.999), flat: bool = True) -> torch.optim.Optimizer:
+    """AdamW over `groups` (their `lr_scale` applied). Build it before wrapping the model in DDP or moving it:
+    with `flat`, the parameters' storage moves into the optimiser's flat buffers."""
     for g in groups:
         g["lr"] = lr * g.pop("lr_scale", 1.0)
     # fused: one kernel per parameter group for the whole update (CPU and CUDA); else foreach: one kernel per op
     # over all tensors. Either beats a Python loop per parameter; fused halved the optimiser's time on CPU.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=1e-8, fused=fused, foreach=not fused)
+    kwargs = dict(lr=lr, betas=tuple(betas), eps=1e-8, fused=fused, foreach=not fused)
+    # one flat buffer per group: zeroing, clipping and the update become one op per group (engine/flat_adamw.py)
+    if flat and can_flatten(groups):
+        return FlatAdamW(groups, **kwargs)
+    return torch.optim.AdamW(groups, **kwargs)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, base_lr: float, min_lr: float, warmup_iters: int,

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from simmim_ray.config import LossConfig
+from simmim_ray.engine.flat_adamw import clip_grad_norm_
 from simmim_ray.loss import simmim_loss
 
 
@@ -40,7 +41,7 @@ def train_step(model: nn.Module, imgs: torch.Tensor, mask: torch.Tensor, fg: tor
     terms["loss"].backward()
     grad_norm = None
     if clip_grad > 0:
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad, foreach=True)
+        grad_norm = clip_grad_norm_(optimizer, model.parameters(), clip_grad)
     optimizer.step()
     return {k: v.detach() for k, v in terms.items()}, grad_norm
 

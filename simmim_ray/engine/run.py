@@ -50,9 +50,10 @@ class PretrainRun:
         if pretrain_loader is not None:
             self.loader, self.sampler = pretrain_loader, None
         self.model = build_simmim(cfg).to(self.device)
-        self.ddp_model = wrap(self.model)
         self.lr = scaled_lr(cfg.train.base_lr, bs * world_size)
+        # before wrap: the optimiser moves the parameters' storage into its flat buffers
         self.optimizer = build_optimizer(param_groups(self.model, cfg.train.weight_decay), self.lr, cfg.train.betas)
+        self.ddp_model = wrap(self.model)
         steps = max(1, len(self.loader))
         self.scheduler = warmup_cosine(self.optimizer, self.lr, cfg.train.min_lr, cfg.train.warmup_epochs * steps,
                                        cfg.train.epochs * steps)

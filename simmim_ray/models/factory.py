@@ -27,7 +27,18 @@ def _sdpa_cpu(query_shape, key_shape, value_shape, *args, out_shape=None, **kwar
 
 
 def _sdpa_cpu_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape) * 4 // 5
+
+
+def _without_recompute(formula):
+    """torch counts a fused attention backward as 5 batched matmuls: 4 plus recomputing the scores. Model FLOPs
+    (what MFU is defined on, and what attention as plain matmuls counts) have 4: 4/5 of torch's count, exact when
+    q and v have the same head dim (every ViT/Swin here)."""
+    def count(*args, **kwargs) -> int:
+        return formula(*args, **kwargs) * 4 // 5
+
+    count._get_raw = True  # already wrapped by torch's registry: takes the op's arguments, not shapes
+    return count
 
 
 def _onednn_linear(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
@@ -40,12 +51,17 @@ def _onednn_linear(input_shape, weight_shape, *args, out_shape=None, **kwargs) -
 
 # torch's registry counts the CUDA attention kernels but not the CPU ones, nor oneDNN's linear: without these,
 # attention and (on CPU) every ViT matmul would count as zero FLOPs, and a model's FLOPs would depend on the device
-# it was measured on.
+# it was measured on. Attention backwards count model FLOPs (no recompute), whichever kernel ran.
 _aten = torch.ops.aten
 EXTRA_FLOP_FORMULAS = {
     _aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu,
     _aten._scaled_dot_product_flash_attention_for_cpu_backward: _sdpa_cpu_backward,
 }
+for _op in (_aten._scaled_dot_product_flash_attention_backward, _aten._scaled_dot_product_efficient_attention_backward,
+            _aten._scaled_dot_product_cudnn_attention_backward, _aten._flash_attention_backward,
+            _aten._efficient_attention_backward):
+    if _op in _fc.flop_registry:
+        EXTRA_FLOP_FORMULAS[_op] = _without_recompute(_fc.flop_registry[_op])
 if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
     EXTRA_FLOP_FORMULAS[torch.ops.mkldnn._linear_pointwise] = _onednn_linear
 
