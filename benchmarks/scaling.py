@@ -149,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     two_w = common.median([o["ips"] for o in res[SETUPS[1][0]]])
     threads = (f"; spending the second core on intra-op threads instead gives "
                f"{common.median([o['ips'] for o in res[SETUPS[2][0]]]) / base:.2f}x" if len(setups) > 2 else "")
-    lines += ["", f"On this machine ({info['cores']} cores, shared with other jobs at load average "
-              f"{info['load_avg_1m']}) two workers give {two_w / base:.2f}x one worker{threads}. Two cores bound "
+    load = info["load_avg_1m"]
+    state = "idle" if load < 1 else "shared with other jobs"
+    lines += ["", f"On this machine ({info['cores']} cores, {state}: load average {load} at start) two workers "
+              f"give {two_w / base:.2f}x one worker{threads}. Two cores bound "
               "both: this says whether DDP works here and what it costs, not how it scales on a cluster, where "
               "each worker has its own cores or GPU."]
     common.publish("scaling", "\n".join(lines), args)
