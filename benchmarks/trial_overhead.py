@@ -273,7 +273,10 @@ controller, placement-group cleaner, synchronization actor, result queue, datase
 seconds of Python + Ray start-up, and imports torch in the trial actor, the controller and both workers, plus
 torchvision (which pulls in torch._dynamo) in both workers: see the CPU table and the import line, against 2 cores.
 Train V2 cannot keep a worker group across `fit()` calls and Ray hands actors only never-used pooled worker processes,
-so none of this can be reused between trials. Tune's `reuse_actors` saves the trial actor (about 4 s per trial here,
+so none of this can be reused between trials (measured: with `RAY_preload_python_modules=torch` only the
+raylet's first, prestarted worker processes come with torch imported; actors created after them get fresh processes
+that import it on the critical path, 1.6 s to ready instead of 0.4 s, so preloading moves the cost, it does not
+remove it). Tune's `reuse_actors` saves the trial actor (about 4 s per trial here,
 `--reuse-actors yes`), but a trial that ASHA stops keeps its `fit()` running until the reuse reset gives up (2 s), so
 it is not on by default. Getting under 8 s would need a worker group that outlives trials (one long Train job
 serving many trials), which Train V2 does not offer; on this machine the trial's own training must last about 3x
