@@ -4,7 +4,6 @@ Writes locally; when the run directory is a URI (s3://, gs://) the event files a
 """
 from __future__ import annotations
 
-import os
 import tempfile
 
 from torch.utils.tensorboard import SummaryWriter

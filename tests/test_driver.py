@@ -45,7 +45,6 @@ def test_points_must_name_exactly_the_searched_keys(tmp_path):
 
 def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
     """The `fixed:` block reaches every trial's config and ASHA's max_t (a bug once let defaults through)."""
-    import simmim_ray.search.cli_args as cli_args
     import simmim_ray.search.driver as driver
 
     seen = {}

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 
 from simmim_ray.config import Config
@@ -79,7 +77,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     from ray import tune
 
     from simmim_ray.launch import Resources
-    from simmim_ray.search import progress, results
+    from simmim_ray.search import progress
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.space import to_optuna
     from simmim_ray.search.trial import make_trial_fn, trial_name
