@@ -72,29 +72,22 @@ def size_ladder(space: SearchSpace, base: Config, n: int, size_metric: str, seed
     if n <= 0 or not keys:
         return []
     rng = random.Random(seed)
-    sized: dict[int, tuple] = {}
+    others = {p.key: encode(recipe_value(p, base)) for p in space.params if p not in keys}
+    sized: dict[int, dict] = {}
     for combo in _architectures(keys, limit, rng):
+        point = {**{p.key: encode(v) for p, v in zip(keys, combo)}, **others}
         try:
-            cfg = base.with_overrides(dict(zip([p.key for p in keys], combo)))
-        except UserError:  # e.g. heads not dividing the width: the search would never run it either
+            cfg = base.with_overrides(decode(point))
+        except UserError:  # heads not dividing the width, a recipe mask patch that does not fit: never a rung
             continue
         size = encoder_size(cfg, size_metric)
-        sized.setdefault(size, combo)  # among equal sizes, the first in candidate order
-    rungs: list[tuple] = []
+        sized.setdefault(size, {k: point[k] for k in space.keys()})  # equal sizes: the first in candidate order
+    points: list[dict] = []
     last = None
     for size in sorted(sized):
         if last is None or size >= factor * last:
-            rungs.append(sized[size])
+            points.append(sized[size])
             last = size
-        if len(rungs) == n:
+        if len(points) == n:
             break
-    others = {p.key: encode(recipe_value(p, base)) for p in space.params if p not in keys}
-    points = []
-    for combo in rungs:
-        point = {**{p.key: encode(v) for p, v in zip(keys, combo)}, **others}
-        try:
-            base.with_overrides(decode(point))
-        except UserError:  # the recipe's values do not fit this architecture (e.g. a mask patch): skip the rung
-            continue
-        points.append({k: point[k] for k in space.keys()})
     return points
