@@ -89,7 +89,6 @@ class FlatAdamW(torch.optim.AdamW):
             g.mul_(coef)
         return total
 
-    @torch.no_grad()
     def step(self, closure=None):
         self._rebind()
         return super().step(closure)

@@ -26,16 +26,21 @@ def _sdpa_cpu(query_shape, key_shape, value_shape, *args, out_shape=None, **kwar
     return _fc.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _sdpa_cpu_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return _fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape) * 4 // 5
-
-
-def _without_recompute(formula):
+def _model_flops(fused_backward_flops: int) -> int:
     """torch counts a fused attention backward as 5 batched matmuls: 4 plus recomputing the scores. Model FLOPs
     (what MFU is defined on, and what attention as plain matmuls counts) have 4: 4/5 of torch's count, exact when
     q and v have the same head dim (every ViT/Swin here)."""
+    return fused_backward_flops * 4 // 5
+
+
+def _sdpa_cpu_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return _model_flops(_fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape))
+
+
+def _without_recompute(formula):
+    """torch's registered formula for a fused attention backward, in model FLOPs (see `_model_flops`)."""
     def count(*args, **kwargs) -> int:
-        return formula(*args, **kwargs) * 4 // 5
+        return _model_flops(formula(*args, **kwargs))
 
     count._get_raw = True  # already wrapped by torch's registry: takes the op's arguments, not shapes
     return count
