@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,22 @@ def _conv_pixel_head(head, z):
     return head(z)
 
 
+def _slower_pieces(torchvision_attention: bool, arithmetic_mask: bool, pixel_mask_loss: bool, mkl_linear: bool,
+                   sdpa_always: bool, onednn_small_grads: bool, conv_heads: bool) -> list[tuple[object, str, object]]:
+    """(object, attribute, stand-in) for each optimisation switched off; module globals are looked up at call
+    time, so patching them for the duration of a step is enough."""
+    switched = [
+        (torchvision_attention, [(vit_mod, "block_forward", _torchvision_block)]),
+        (arithmetic_mask, [(vit_mod.ViTEncoder, "forward_features", _arithmetic_mask_forward_features)]),
+        (pixel_mask_loss, [(pretrain_mod, "simmim_loss", official_pixel_mask_loss)]),
+        (mkl_linear, [(vit_mod, "linear", F.linear)]),
+        (sdpa_always, [(attn_mod, "MATMUL_MAX_TOKENS", 0)]),
+        (onednn_small_grads, [(onednn_mod, "_SMALL_GRAD_MACS", 0)]),
+        (conv_heads, [(vit_mod, "patch_embed", _conv_patch_embed), (simmim_mod, "pixel_head", _conv_pixel_head)]),
+    ]
+    return [patch for on, patches in switched if on for patch in patches]
+
+
 class Ours:
     def __init__(self, cfg: Config, imgs: torch.Tensor, mask: torch.Tensor, device: str, compile_model: bool = False,
                  torchvision_attention: bool = False, arithmetic_mask: bool = False, pixel_mask_loss: bool = False,
@@ -145,8 +162,8 @@ class Ours:
             self.optimizer = torch.optim.AdamW(self.optimizer.param_groups, betas=tuple(cfg.train.betas), eps=1e-8,
                                                **kw)
         self.scheduler = warmup_cosine(self.optimizer, lr, cfg.train.min_lr, 10, 100_000)
-        self.switches = (torchvision_attention, arithmetic_mask, pixel_mask_loss, mkl_linear, sdpa_always,
-                         onednn_small_grads, conv_heads)
+        self.patches = _slower_pieces(torchvision_attention, arithmetic_mask, pixel_mask_loss, mkl_linear,
+                                      sdpa_always, onednn_small_grads, conv_heads)
         self.net = torch.compile(self.model) if compile_model else self.model
         self.first_step_s = 0.0
         if compile_model:
@@ -156,31 +173,11 @@ class Ours:
 
     @contextlib.contextmanager
     def _switched(self):
-        """Swap in the slower pieces for an ablation; module globals are looked up at call time."""
-        tv, arith, pix, mkl, sdpa, small, conv = self.switches
-        saved = (vit_mod.block_forward, vit_mod.ViTEncoder.forward_features, pretrain_mod.simmim_loss,
-                 vit_mod.linear, attn_mod.MATMUL_MAX_TOKENS, onednn_mod._SMALL_GRAD_MACS, vit_mod.patch_embed,
-                 simmim_mod.pixel_head)
-        if tv:
-            vit_mod.block_forward = _torchvision_block
-        if arith:
-            vit_mod.ViTEncoder.forward_features = _arithmetic_mask_forward_features
-        if pix:
-            pretrain_mod.simmim_loss = official_pixel_mask_loss
-        if mkl:
-            vit_mod.linear = F.linear
-        if sdpa:
-            attn_mod.MATMUL_MAX_TOKENS = 0
-        if small:
-            onednn_mod._SMALL_GRAD_MACS = 0
-        if conv:
-            vit_mod.patch_embed, simmim_mod.pixel_head = _conv_patch_embed, _conv_pixel_head
-        try:
+        """Swap in the slower pieces of an ablation for one step."""
+        with contextlib.ExitStack() as stack:
+            for obj, name, value in self.patches:
+                stack.enter_context(mock.patch.object(obj, name, value))
             yield
-        finally:
-            (vit_mod.block_forward, vit_mod.ViTEncoder.forward_features, pretrain_mod.simmim_loss,
-             vit_mod.linear, attn_mod.MATMUL_MAX_TOKENS, onednn_mod._SMALL_GRAD_MACS, vit_mod.patch_embed,
-             simmim_mod.pixel_head) = saved
 
     def step(self) -> None:
         t = self.cfg.train
