@@ -138,7 +138,7 @@ def _slower_pieces(torchvision_attention: bool, arithmetic_mask: bool, pixel_mas
         (torchvision_attention, [(vit_mod, "block_forward", _torchvision_block)]),
         (arithmetic_mask, [(vit_mod.ViTEncoder, "forward_features", _arithmetic_mask_forward_features)]),
         (pixel_mask_loss, [(pretrain_mod, "simmim_loss", official_pixel_mask_loss)]),
-        (mkl_linear, [(vit_mod, "linear", F.linear)]),
+        (mkl_linear, [(vit_mod, "linear", F.linear), (simmim_mod, "linear", F.linear)]),  # blocks, patches, heads
         (sdpa_always, [(attn_mod, "MATMUL_MAX_TOKENS", 0)]),
         (onednn_small_grads, [(onednn_mod, "_SMALL_GRAD_MACS", 0)]),
         (conv_heads, [(vit_mod, "patch_embed", _conv_patch_embed), (simmim_mod, "pixel_head", _conv_pixel_head)]),
