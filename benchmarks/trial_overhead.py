@@ -261,26 +261,28 @@ def measure(cfg, point: dict, rounds: int, per_tuner: int, reuse: bool) -> list[
     return rows
 
 
-WHY = """What ours changes, row by row: the driver loads the data once and shares it through the object store
-(data + model setup; no scikit-learn import in the workers); the controller polls every 0.2 s instead of 2 s (checkpoint
-+ report: a report can wait for the next poll); the final report carries `done`, so Tune ends the trial there instead
-of waiting for the next poll and the worker group's shutdown (last report -> fit() returns); no preemption watcher
-process (CPU table); the trial process does not import the worker module (torchvision) and only rank 0 imports
-TensorBoard. Checkpoints of these small models cost ~0.1 s per epoch: lighter ones would give nothing.
+WHY = """What ours changes, row by row: Tune reuses the trial actor (`reuse_actors`; the trial function aborts its
+Train run when Tune stops the trial, `simmim_ray/search/trial_stop.py`, so a pruned trial hands its actor over at
+once): no trial process to start and no torch import in it (Tune: start trial actor); no dataset manager actor when
+the run has no Ray Datasets (CPU table); the driver loads the data once and shares it through the object store
+(data + model setup; no scikit-learn import in the workers); the controller polls every 0.2 s instead of 2 s
+(checkpoint + report: a report can wait for the next poll); the final report carries `done`, so Tune ends the trial
+there instead of waiting for the next poll and the worker group's shutdown (last report -> fit() returns); no
+preemption watcher process (CPU table); only rank 0 imports TensorBoard. Checkpoints of these small models cost
+~0.1 s per epoch: lighter ones would give nothing.
 
-Why the fixed cost stays far above 8 s: every Train V2 trial starts about eight new processes (trial actor, Train
-controller, placement-group cleaner, synchronization actor, result queue, dataset manager, two workers), each 1-2 CPU
-seconds of Python + Ray start-up, and imports torch in the trial actor, the controller and both workers, plus
-torchvision (which pulls in torch._dynamo) in both workers: see the CPU table and the import line, against 2 cores.
-Train V2 cannot keep a worker group across `fit()` calls and Ray hands actors only never-used pooled worker processes,
-so none of this can be reused between trials (measured: with `RAY_preload_python_modules=torch` only the
-raylet's first, prestarted worker processes come with torch imported; actors created after them get fresh processes
-that import it on the critical path, 1.6 s to ready instead of 0.4 s, so preloading moves the cost, it does not
-remove it). Tune's `reuse_actors` saves the trial actor (about 4 s per trial here,
-`--reuse-actors yes`), but a trial that ASHA stops keeps its `fit()` running until the reuse reset gives up (2 s), so
-it is not on by default. Getting under 8 s would need a worker group that outlives trials (one long Train job
-serving many trials), which Train V2 does not offer; on this machine the trial's own training must last about 3x
-its fixed cost for 75% of the time to be training."""
+What is left is Train V2's per-run processes: each `fit()` starts a controller, a placement-group cleaner, a
+synchronization actor, Tune's result queue and the two workers, each 1-2 CPU seconds of Python + Ray start-up; the
+controller imports torch before it can place the workers (about 2 s with one core idle), and each worker imports
+ray.train (pandas), torch and torch._dynamo (which every torch optimiser imports on construction; torchvision pulls it
+in first) before its loop starts: see the CPU table and the import line, against 2 cores. Train V2 cannot keep a
+worker group across `fit()` calls, so none of this can be reused between trials. Tried and not adopted:
+`RAY_preload_python_modules=torch` (every new Ray process, the helper actors too, then imports torch: actors created
+after the raylet's first prestarted processes take 1.6 s to be ready instead of 0.4 s, which moves the cost rather than
+removing it); running without Train's placement-group cleaner (1.2-1.5 s less per trial here) would leak the
+workers' CPUs whenever a controller dies with its trial actor: placement groups outlive their creator actor (checked:
+still CREATED 15 s after the creator was killed). On this machine the trial's own training must last about 3x its
+fixed cost for 75% of the time to be training."""
 
 
 def report(rows: list[dict], cfg, point: dict, imports: dict, info: dict, reuse: bool) -> str:

@@ -56,3 +56,9 @@ def test_search_efficiency_quick(tmp_path):
     # trial may land one result before the stop reaches it)
     spent = [int(x) for x in re.findall(r"of (\d+) trial-epochs", out)]
     assert len(spent) == 2 and all(budget <= s <= budget + 2 for s in spent), out
+    # compute is counted both ways: a FLOP-weighted count wherever there is a trial-epoch count, and positive
+    assert "in trial-epochs:" in body and "in FLOP-weighted trial-epochs:" in body
+    reach = re.findall(r"^\| \d+ \| (?:tpe\+asha|random\+fifo) \|.*\| ([\d-]+) \| ([\d.-]+) \| \d+ \|$", body, re.M)
+    assert len(reach) == 2, body
+    for epochs, gflops in reach:
+        assert (epochs == "-") == (gflops == "-") and (gflops == "-" or float(gflops) > 0), (epochs, gflops)

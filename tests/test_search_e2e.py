@@ -61,6 +61,10 @@ def test_search_end_to_end_writes_every_output(tmp_path):
     states = sorted(t.state.name for t in study.trials)
     assert states == sorted("COMPLETE" if row["status"] == "complete" else "PRUNED" for row in rows)
     assert "Winner:" in r.stdout
+    # Tune handed finished and pruned trials' actors to later trials (one process for several trials)
+    pids = {json.loads(line)["pid"] for row in rows
+            for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
+    assert len(pids) < len(rows), pids
     # the report reads the stored experiment
     rep = cli("report", str(exp), "--json")
     assert rep.returncode == 0

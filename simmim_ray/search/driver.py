@@ -15,6 +15,10 @@ from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
 from simmim_ray.search.space import SearchSpace
 
+# Tune hands a finished or stopped trial's actor to the next trial: saves a process start and the trial module's
+# imports (torch) per trial; safe because the trial function ends its Train run when Tune stops it (trial_stop.py)
+REUSE_ACTORS = True
+
 
 @dataclass
 class SearchSettings:
@@ -114,7 +118,8 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base, points),
                                         num_samples=s.trials, max_concurrent_trials=concurrency,
-                                        trial_name_creator=trial_name, trial_dirname_creator=trial_name),
+                                        trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+                                        reuse_actors=REUSE_ACTORS),
             run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )

@@ -10,6 +10,7 @@ from simmim_ray import storage
 from simmim_ray.config import Config
 from simmim_ray.search.space import decode
 from simmim_ray.launch import Resources, make_trainer, share_splits
+from simmim_ray.search.trial_stop import StopWithTune
 
 
 def trial_name(trial) -> str:
@@ -35,11 +36,15 @@ def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str,
             # stored final result instead of training again (Train would restore the run and report nothing).
             tune.report(json.loads(storage.read_bytes(final_path)))
             return
+        # Tune reuses this trial's actor for the next trial (reuse_actors): when Tune stops the trial, the
+        # stopper aborts the Train run, so the function returns in time to hand the actor over
+        stopper = StopWithTune()
         trainer = make_trainer(cfg, res, storage_path=storage.join(exp, "train_runs"), name=name,
                                tb_dir=storage.join(exp, "tb", name), max_failures=max_failures,
-                               callbacks=[TuneReportCallback()], final_path=final_path,
+                               callbacks=[TuneReportCallback(), stopper.callback], final_path=final_path,
                                history_path=storage.join(exp, "train_runs", name, "history.jsonl"),
                                shared=shared)
-        trainer.fit()
+        with stopper:
+            trainer.fit()
 
     return run_trial
