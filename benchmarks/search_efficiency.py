@@ -10,8 +10,9 @@ about 3x the forward pass for any of these ViTs; the final fine-tunes, proportio
 
 Tune runs the real `ConstrainedOptunaSearch` (sampler tpe / random), `initial_points` (the service's size-ladder
 warm start, tpe+asha only) and `make_scheduler` (ASHA / FIFO) from `simmim_ray/search/`. Full Ray Train trials
-cost ~20 s of start-up each on this machine (benchmarks/trial_overhead.py), so each trial is an in-process
-function trainable that runs `PretrainRun` with world_size=1 and reports per epoch exactly like the Train worker (proxy_knn, params, flops, epoch; accuracy at the end, done).
+cost ~9 s of start-up each on this machine (benchmarks/trial_overhead.py), so each trial is an in-process
+function trainable that runs `PretrainRun` with world_size=1 and reports per epoch exactly like the Train worker
+(proxy_knn, params, flops, epoch; accuracy at the end, done).
 
     python benchmarks/search_efficiency.py            # 3 seeds, budget = the space's trials x epochs each
     python benchmarks/search_efficiency.py --quick    # 1 seed, tiny images, 2 epochs, small budget (CI)
@@ -165,8 +166,8 @@ def report(runs: dict, seeds: list[int], budget: int, base, space, info: dict, w
              "about 2x larger each; other keys at the config defaults; ASHA lets them finish), then multivariate "
              "TPE (4 start-up trials, the ladder counted); random search + FIFO has neither.", "",
              "| seed | method | trials (finished) | feasible | smallest feasible size | trial-epochs to reach it "
-             "| trial-epochs to reach random's best | FLOP-weighted: forward MFLOP/image x epochs, to reach random's best "
-             "| wall s |",
+             "| trial-epochs to reach random's best "
+             "| FLOP-weighted: forward MFLOP/image x epochs, to reach random's best | wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
     ratios, flop_ratios, same_or_smaller = [], [], []
     for seed in seeds:

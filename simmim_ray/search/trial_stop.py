@@ -2,9 +2,10 @@
 
 With `reuse_actors`, Tune gives a finished or stopped trial's actor to the next trial: it sets the Tune session's
 stop event and waits up to TUNE_FUNCTION_THREAD_TIMEOUT_S (Ray: 2 s; the service sets 60, a ceiling, not a wait)
-for the old trial function to return; if it has not, the *next* trial fails ("Could not re-use actor"). A trial function sits in `TorchTrainer.fit()`, which returns only
-when training ends, and an ASHA-stopped trial is still training. So on that signal we abort the trial's Train
-controller (it stops the worker group and exits) and `fit()`'s error is swallowed.
+for the old trial function to return; if it has not, the *next* trial fails ("Could not re-use actor"). A trial
+function sits in `TorchTrainer.fit()`, which returns only when training ends, and an ASHA-stopped trial is still
+training. So on that signal we abort the trial's Train controller (it stops the worker group, frees its placement
+group and exits) and `fit()`'s error is swallowed.
 
 Train V2 keeps the controller's handle to itself; a controller callback publishes it in Ray's internal KV store
 under a key only this trial knows, and the trial's watcher thread reads it when it has to.
