@@ -58,18 +58,16 @@ class StopWithTune:
         self.stopped = False
         self._done = threading.Event()
         self._poll_s = poll_s
-        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "StopWithTune":
         if self.stop_event is not None:
-            self._thread = threading.Thread(target=self._watch, name="simmim-stop-with-tune", daemon=True)
-            self._thread.start()
+            threading.Thread(target=self._watch, name="simmim-stop-with-tune", daemon=True).start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        # not joined: the watcher notices `_done` within a poll by itself, and the actor hand-over should not wait
+        # for that (`stopped` is set before the abort that makes fit() raise, so it is final here)
         self._done.set()
-        if self._thread is not None:
-            self._thread.join()
         try:
             internal_kv._internal_kv_del(self.key, namespace=KV_NAMESPACE)
         except Exception:  # noqa: BLE001 - Ray may be shutting down; the key is small
@@ -82,6 +80,8 @@ class StopWithTune:
             if self.stop_event.wait(self._poll_s):
                 break
         else:
+            return
+        if self._done.is_set():  # fit() returned first: nothing to stop
             return
         self.stopped = True
         # the controller publishes its handle when it starts; a stop can come before that
