@@ -13,6 +13,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from simmim_ray.config import Config
+from simmim_ray.train_backend import LazyTorchConfig
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
@@ -25,6 +26,9 @@ RAY_ENV_DEFAULTS = {
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     # a reused trial actor waits this long for the previous trial's function to return (simmim_ray.search.trial_stop)
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
+    # Tune saves the experiment state (what `--resume` restores) at most every 10 s by default: a trial that starts
+    # and ends between two saves is unknown to a search restored after a crash. Trials here last 5 s and more.
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
 }
 
 
@@ -93,6 +97,8 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets or None,
+        # the Train controller never imports torch: its workers do (simmim_ray/train_backend.py)
+        torch_config=LazyTorchConfig(),
     )
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 
 from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from simmim_ray import storage
 from simmim_ray.config import Config
 from simmim_ray.search.space import decode
 from simmim_ray.launch import Resources, make_trainer, share_splits
+from simmim_ray.search.trial_report import tune_report_channel
 from simmim_ray.search.trial_stop import StopWithTune
 
 
@@ -39,12 +39,18 @@ def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str,
         # Tune reuses this trial's actor for the next trial (reuse_actors): when Tune stops the trial, the
         # stopper aborts the Train run, so the function returns in time to hand the actor over
         stopper = StopWithTune()
+        # Train's reports reach Tune through Ray's KV store, not through a queue actor started per trial
+        report, results = tune_report_channel()
         trainer = make_trainer(cfg, res, storage_path=storage.join(exp, "train_runs"), name=name,
                                tb_dir=storage.join(exp, "tb", name), max_failures=max_failures,
-                               callbacks=[TuneReportCallback(), stopper.callback], final_path=final_path,
+                               callbacks=[report, stopper.callback], final_path=final_path,
                                history_path=storage.join(exp, "train_runs", name, "history.jsonl"),
                                shared=shared)
-        with stopper:
-            trainer.fit()
+        try:
+            with stopper:
+                trainer.fit()
+        finally:
+            if stopper.stopped:
+                results.close()
 
     return run_trial
