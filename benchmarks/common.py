@@ -163,14 +163,14 @@ def command_line() -> str:
 
 
 def write_result(section: str, command: str, body_markdown: str, path: str | os.PathLike | None = None,
-                 device: str = "cpu") -> Path:
-    """Replace (or append) the section `## {section}` of RESULTS.md with the command, the machine, the date and
-    `body_markdown`. Other sections are kept as they are. Safe against concurrent writers (file lock, atomic
-    rename). Returns the path written."""
+                 device: str = "cpu", info: dict | None = None) -> Path:
+    """Replace (or append) the section `## {section}` of RESULTS.md with the command, the machine (`info`, taken
+    when the run started; else now), the date and `body_markdown`. Other sections are kept as they are. Safe
+    against concurrent writers (file lock, atomic rename). Returns the path written."""
     target = Path(path) if path is not None else RESULTS
     block = (f"## {section}\n\n"
              f"Command: `{command}`  \n"
-             f"Machine: {describe(machine_info(device))}  \n"
+             f"Machine: {describe(info or machine_info(device))}  \n"
              f"Date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}\n\n"
              f"{body_markdown.strip()}\n")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -184,14 +184,14 @@ def write_result(section: str, command: str, body_markdown: str, path: str | os.
     return target
 
 
-def publish(name: str, body_markdown: str, args) -> None:
+def publish(name: str, body_markdown: str, args, info: dict | None = None) -> None:
     """The end of every benchmark's main: print the result and, unless `--no-write`, store it as the section
     `name` (with ` (--quick)` for quick runs) of `--results` (default RESULTS.md)."""
     print(body_markdown, flush=True)
     if args.no_write:
         return
     section = name + (" (--quick)" if args.quick else "")
-    path = write_result(section, command_line(), body_markdown, args.results)
+    path = write_result(section, command_line(), body_markdown, args.results, info=info)
     print(f"wrote section '{section}' of {path}")
 
 

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
               f"give {two_w / base:.2f}x one worker{threads}. Two cores bound "
               "both: this says whether DDP works here and what it costs, not how it scales on a cluster, where "
               "each worker has its own cores or GPU."]
-    common.publish("scaling", "\n".join(lines), args)
+    common.publish("scaling", "\n".join(lines), args, info)
     return 0
 
 

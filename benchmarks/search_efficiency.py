@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.raw, "w") as f:
             json.dump({f"{s}/{m}": r for (s, m), r in runs.items()}, f, indent=1)
     body = report(runs, seeds, budget, base, space, info, args.warm_start)
-    common.publish("search_efficiency", body, args)
+    common.publish("search_efficiency", body, args, info)
     return 0
 
 

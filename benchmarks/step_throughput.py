@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write:
         section = ("step_throughput" + (" ablation" if args.ablate else "") + (" (--quick)" if args.quick else "")
                    + (f" ({device})" if gpu else "") + (f" (--threads {args.threads})" if args.threads else ""))
-        path = common.write_result(section, common.command_line(), "\n".join(sections), args.results, device)
+        path = common.write_result(section, common.command_line(), "\n".join(sections), args.results, device,
+                                   info)
         print(f"wrote section '{section}' of {path}")
     return 0
 

@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     imports = import_seconds()
     rows = measure(cfg, point, rounds, per_tuner, reuse)
     body = report(rows, cfg, point, imports, info, reuse)
-    common.publish("trial_overhead", body, args)
+    common.publish("trial_overhead", body, args, info)
     return 0
 
 
