@@ -26,9 +26,6 @@ RAY_ENV_DEFAULTS = {
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
     # a reused trial actor waits this long for the previous trial's function to return (simmim_ray.search.trial_stop)
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
-    # Tune saves the experiment state (what `--resume` restores) at most every 10 s by default: a trial that starts
-    # and ends between two saves is unknown to a search restored after a crash. Trials here last 5 s and more.
-    "TUNE_GLOBAL_CHECKPOINT_S": "2",
 }
 
 

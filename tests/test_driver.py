@@ -1,6 +1,8 @@
 """Search-driver decisions that need no Ray: concurrency, placement, shared storage, warm-start points."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -54,3 +56,19 @@ def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
 
     assert main(["search", "digits_quick", "--storage-path", str(tmp_path), "--target-accuracy", "0.5"]) == 0
     assert seen["base"].train.epochs == 6 and seen["base"].eval.epochs == 15
+
+
+def test_tune_saves_its_state_every_2_s_on_file_systems_only(monkeypatch):
+    # a trial that starts and ends between two of Tune's saves is unknown to --resume (tests/test_search_e2e.py)
+    from simmim_ray.search.driver import tune_state_period
+
+    monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S", raising=False)
+    tune_state_period("s3://bucket/prefix")  # each save copies every file: keep Tune's own pace there
+    assert "TUNE_GLOBAL_CHECKPOINT_S" not in os.environ
+    for local in ("/shared/experiments", "file:///shared/experiments"):
+        monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S", raising=False)
+        tune_state_period(local)
+        assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "2"
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "30")  # the user's choice wins
+    tune_state_period("/shared/experiments")
+    assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "30"
