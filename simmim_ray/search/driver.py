@@ -104,6 +104,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
     callbacks = [progress.ProgressPrinter(space, s, exp)]
+    tune_state_period(s.storage)  # read by Tune when the search starts
 
     if resume:
         tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False,
@@ -123,7 +124,6 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
             run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
-    tune_state_period(s.storage)
     # Tune logs each errored trial's full traceback; the progress line shows the reason and results.parquet /
     # <trial>/error.txt keep the details
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)

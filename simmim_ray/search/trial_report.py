@@ -17,7 +17,8 @@ from ray.experimental import internal_kv
 from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Empty
 
-NAMESPACE = "simmim_ray"
+from simmim_ray.search.trial_stop import KV_NAMESPACE
+
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # what Ray's TuneReportCallback adds for a reported checkpoint
 
 
@@ -32,7 +33,7 @@ class ReportToTune(UserCallback):
         if checkpoint:
             item[CHECKPOINT_PATH_KEY] = checkpoint.path
         self.sent += 1
-        internal_kv._internal_kv_put(f"{self.key}:{self.sent}", pickle.dumps(item), namespace=NAMESPACE)
+        internal_kv._internal_kv_put(f"{self.key}:{self.sent}", pickle.dumps(item), namespace=KV_NAMESPACE)
 
 
 class KVResults:
@@ -51,9 +52,9 @@ class KVResults:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             name = f"{self.key}:{self.next}"
-            raw = internal_kv._internal_kv_get(name, namespace=NAMESPACE)
+            raw = internal_kv._internal_kv_get(name, namespace=KV_NAMESPACE)
             if raw is not None:
-                internal_kv._internal_kv_del(name, namespace=NAMESPACE)
+                internal_kv._internal_kv_del(name, namespace=KV_NAMESPACE)
                 self.next += 1
                 self._wait = self.min_poll_s
                 return pickle.loads(raw)
@@ -65,7 +66,7 @@ class KVResults:
 
     def close(self) -> None:
         """Drops what no one will read (reports of a stopped trial)."""
-        internal_kv._internal_kv_del(f"{self.key}:", del_by_prefix=True, namespace=NAMESPACE)
+        internal_kv._internal_kv_del(f"{self.key}:", del_by_prefix=True, namespace=KV_NAMESPACE)
 
 
 def tune_report_channel() -> tuple[ReportToTune, KVResults]:
