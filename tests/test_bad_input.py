@@ -178,8 +178,8 @@ CASES = [
      "--points file '$PWD/nope.yaml' does not exist"),
     ("points-keys", "flags", "`--points` entry with a key the space does not search",
      f"{S} --points points_extra.yaml", "--points",
-     f"--points '$PWD/points_extra.yaml': point 0 must set exactly the searched keys; missing [], "
-     f"unknown ['model.depth']"),
+     "--points '$PWD/points_extra.yaml': point 0 must set exactly the searched keys; missing [], "
+     "unknown ['model.depth']"),
     # ---- experiment directories ------------------------------------------------------------------------------
     ("resume-not-experiment", "experiment", "`--resume` of a directory that is no experiment",
      "search --resume imgs", "--resume",

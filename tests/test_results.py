@@ -128,3 +128,58 @@ def test_report_rejects_a_non_experiment(tmp_path, capsys):
 
     assert main(["report", str(tmp_path)]) == 2
     assert "not an experiment directory" in capsys.readouterr().err
+
+
+def test_a_trial_tune_never_saved_keeps_its_row_from_its_event(experiment):
+    """A trial that ended after Tune's last state save before a driver kill has no Tune files in the experiment;
+    its final event in trials.jsonl (config + last result, as ProgressPrinter logs it) still gives its row. A
+    trial whose Tune copy predates its final report gets the event's final result."""
+    from simmim_ray.search import results
+
+    exp, small = experiment
+    final = {"epoch": 2, "accuracy": 0.9, "params": 50_000, "flops": 7, "checkpoint_path": "/ck/g"}
+    with open(exp / "trials.jsonl", "a") as f:
+        f.write(json.dumps({"trial_id": "trial_g", "status": "complete", "wall_s": 8.0, "epochs": 2, "error": "",
+                            "config": {"model.embed_dim": 24}, "result": final}) + "\n")
+        f.write(json.dumps({"trial_id": "trial_f", "status": "complete", "wall_s": 9.0, "epochs": 2, "error": "",
+                            "config": {"model.embed_dim": 40}, "result": {**final, "accuracy": 0.7}}) + "\n")
+    hist = exp / "train_runs" / "trial_g" / "history.jsonl"
+    hist.parent.mkdir(parents=True)
+    hist.write_text("".join(json.dumps({"epoch": e, "proxy_knn": 0.1 * e}) + "\n" for e in (1, 2)))
+    rows = results.write_outputs(str(exp), 0.8, "params")
+    by = {r["trial_id"]: r for r in pq.read_table(str(exp / "results.parquet")).to_pylist()}
+    assert len(by) == 7
+    g = by["trial_g"]
+    assert (g["status"], g["accuracy"], g["params"], g["model.embed_dim"], g["feasible"], g["epochs"],
+            g["wall_s"], g["checkpoint_path"]) == ("complete", 0.9, 50_000, 24, True, 2, 8.0, "/ck/g")
+    assert (by["trial_f"]["status"], by["trial_f"]["accuracy"]) == ("complete", 0.7)
+    history = pq.read_table(str(exp / "history.parquet")).to_pylist()
+    assert sorted(h["epoch"] for h in history if h["trial_id"] == "trial_g") == [1, 2]
+    assert results.winner(rows, "params")["trial_id"] == "trial_a"  # still the smallest feasible
+
+
+def test_progress_event_carries_what_a_row_needs(tmp_path):
+    from types import SimpleNamespace
+
+    from simmim_ray.search import results
+    from simmim_ray.search.progress import ProgressPrinter
+
+    class Trial:  # what ProgressPrinter reads of a Tune trial
+        trial_id = "abc_1"
+        config = {"model.embed_dim": 24}
+        last_result = {"epoch": 2, "accuracy": 0.75, "params": 123, "flops": 9, "done": True,
+                       "checkpoint_path": "/ck", "time_total_s": 3.0, "hostname": "h"}
+
+        def __str__(self):
+            return "trial_1"
+
+    space = SimpleNamespace(keys=lambda: ["model.embed_dim"])
+    settings = SimpleNamespace(target_accuracy=0.5, size_metric="params", trials=1, asha_metric="proxy_knn")
+    trial = Trial()
+    (tmp_path / "settings.json").write_text("{}")
+    ProgressPrinter(space, settings, str(tmp_path)).on_trial_complete(0, [], trial)
+    (ev,) = [json.loads(ln) for ln in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert ev["config"] == {"model.embed_dim": 24} and "hostname" not in ev["result"]
+    (row,) = results.load_trials(str(tmp_path))[0]
+    assert (row["trial_id"], row["status"], row["accuracy"], row["params"], row["checkpoint_path"]) == (
+        "trial_1", "complete", 0.75, 123, "/ck")

@@ -71,7 +71,13 @@ def test_search_end_to_end_writes_every_output(tmp_path):
     assert json.loads(rep.stdout)["winner"]["trial_id"] == best["trial_id"]
 
 
-def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path):
+@pytest.mark.parametrize("state_period", ["", "60"], ids=["tune-state-2s", "tune-state-60s"])
+def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path, monkeypatch, state_period):
+    """"60": Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial
+    starts and finishes between two saves and the restored Tune never knows it: its row still comes from
+    trials.jsonl, and the searcher's budget (counted from the study) starts no fifth trial."""
+    if state_period:
+        monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", state_period)
     args = ["search", "digits_quick", "--trials", "4", "--storage-path", str(tmp_path), "--target-accuracy",
             "0.05", "--scheduler", "fifo", *TINY]
     exp = tmp_path / "digits_quick"

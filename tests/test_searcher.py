@@ -98,3 +98,30 @@ def test_orphans_are_failed():
     s.suggest("never_run")
     assert fail_orphans(s._ot_study) == 1
     assert s._ot_study.trials[0].state == TrialState.FAIL
+
+
+def test_budget_counts_trials_from_the_study_after_a_restore(tmp_path):
+    """A trial that finished after the searcher's last save is unknown to the restored searcher (and to Tune's
+    restored state); the budget still counts it, so a resumed search starts no trial too many."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/study.db")
+
+    def searcher(budget):
+        return ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0, storage=storage, study_name="b", budget=budget)
+
+    s1 = searcher(3)
+    s1.on_trial_complete("t0", synthetic(s1.suggest("t0")))
+    s1.save(str(tmp_path / "searcher.pkl"))  # Tune's last save before the kill
+    s1.on_trial_complete("t1", synthetic(s1.suggest("t1")))
+    s1.suggest("orphan")  # asked just before the kill, never run
+    fail_orphans(s1._ot_study)  # as the resumed search's end would
+
+    for budget, expect in ((3, 1), (0, 2)):  # budget 0: Tune's own count (which missed t1) would decide
+        s2 = searcher(99)
+        s2.restore(str(tmp_path / "searcher.pkl"))
+        assert s2.budget == 3 and s2.started() == {"t0", "t1"}  # the orphan is not counted
+        s2.budget = budget
+        got = [s2.suggest(f"{budget}_{i}") for i in range(2)]
+        assert sum(g is not None and g != "FINISHED" for g in got) == expect, got
+    # a later search sharing the database and study name does not count this one's trials
+    s3 = searcher(1)
+    assert s3.started() == set() and s3.suggest("new") not in (None, "FINISHED")

@@ -114,7 +114,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
         points = initial_points(s, space, base)
         searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
                                            study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
-                                           sampler=s.sampler)
+                                           sampler=s.sampler, budget=s.trials)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base, points),

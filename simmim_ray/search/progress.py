@@ -7,7 +7,13 @@ import time
 
 from ray.tune import Callback
 
+from simmim_ray.search.results import METRICS
 from simmim_ray.search.searcher import is_final
+
+# What a row of results.parquet needs, logged with each trial's final status. Tune writes a trial's own files
+# (params.json, result.json) into its experiment only at its state saves, which a killed driver can miss;
+# trials.jsonl is appended as each trial ends, so the table never loses a finished trial (results.load_trials).
+EVENT_RESULT_KEYS = (*METRICS, "epoch", "checkpoint_path", "time_total_s")
 
 
 def _fmt(v) -> str:
@@ -33,8 +39,9 @@ class ProgressPrinter(Callback):
         r = trial.last_result or {}
         event = {"trial_id": trial.trial_id and _name(trial), "status": status,
                  "epochs": r.get("epoch", 0), "wall_s": time.time() - self.started.get(trial.trial_id, time.time()),
-                 "error": error}
-        append_line(join(self.exp, "trials.jsonl"), json.dumps(event))
+                 "error": error, "config": trial.config,
+                 "result": {k: r[k] for k in EVENT_RESULT_KEYS if k in r}}
+        append_line(join(self.exp, "trials.jsonl"), json.dumps(event, default=str))
         self.done += 1
         params = " ".join(f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in self.keys)
         if status == "complete":

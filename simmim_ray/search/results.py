@@ -44,25 +44,39 @@ def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
             continue
         params = json.loads(sio.read_bytes(sio.join(exp, name, "params.json")))
         results = _json_lines(sio.join(exp, name, "result.json"))
-        # The worker's own per-epoch log survives worker restarts and search restores (Tune restarts a restored
-        # trial's result.json); one row per epoch, the latest report of each.
-        epochs = _json_lines(sio.join(exp, "train_runs", name, "history.jsonl")) or results
-        by_epoch = {r.get("epoch", i): r for i, r in enumerate(epochs)}
-        for r in by_epoch.values():
-            history.append({"trial_id": name, **{k: v for k, v in r.items()
-                                                 if isinstance(v, (int, float)) and not isinstance(v, bool)}})
-        last = results[-1] if results else {}
         ev = events.get(name, {})
-        status = ev.get("status") or ("complete" if "accuracy" in last else "running")
-        if status == "error" and sio.exists(sio.join(exp, name, "error.txt")) and not ev.get("error"):
-            ev["error"] = sio.read_bytes(sio.join(exp, name, "error.txt")).decode().strip().splitlines()[-1][:300]
-        row = {"trial_id": name, "status": status, **params,
-               **{m: (last.get(m) if status == "complete" or m in ("params", "flops") else None) for m in METRICS},
-               "epochs": int(last.get("epoch", 0) or 0),
-               "wall_s": float(ev.get("wall_s") or last.get("time_total_s") or 0.0),
-               "error": ev.get("error", ""), "checkpoint_path": last.get("checkpoint_path", "")}
-        rows.append(row)
+        if ev.get("result") and "accuracy" in ev["result"] and not (results and "accuracy" in results[-1]):
+            results.append(ev["result"])  # Tune's copy was saved before the final report
+        rows.append(_row(exp, name, params, results, ev, history))
+    # A trial that ended after Tune's last state save before a driver kill has no files of Tune's here (the
+    # restored search never knew it); its final event in trials.jsonl carries its config and last result
+    listed = {r["trial_id"] for r in rows}
+    for name, ev in events.items():
+        if name not in listed and "config" in ev:
+            rows.append(_row(exp, name, ev["config"], [ev["result"]] if ev.get("result") else [], ev, history))
     return rows, history
+
+
+def _row(exp: str, name: str, params: dict, results: list[dict], ev: dict, history: list[dict]) -> dict:
+    """One results.parquet row from a trial's config, its reports (last = final) and its trials.jsonl event;
+    appends its per-epoch rows to `history`."""
+    # The worker's own per-epoch log survives worker restarts and search restores (Tune restarts a restored
+    # trial's result.json); one row per epoch, the latest report of each.
+    epochs = _json_lines(sio.join(exp, "train_runs", name, "history.jsonl")) or results
+    by_epoch = {r.get("epoch", i): r for i, r in enumerate(epochs)}
+    for r in by_epoch.values():
+        history.append({"trial_id": name, **{k: v for k, v in r.items()
+                                             if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+    last = results[-1] if results else {}
+    status = ev.get("status") or ("complete" if "accuracy" in last else "running")
+    error = ev.get("error", "")
+    if status == "error" and not error and sio.exists(sio.join(exp, name, "error.txt")):
+        error = sio.read_bytes(sio.join(exp, name, "error.txt")).decode().strip().splitlines()[-1][:300]
+    return {"trial_id": name, "status": status, **params,
+            **{m: (last.get(m) if status == "complete" or m in ("params", "flops") else None) for m in METRICS},
+            "epochs": int(last.get("epoch", 0) or 0),
+            "wall_s": float(ev.get("wall_s") or last.get("time_total_s") or 0.0),
+            "error": error, "checkpoint_path": last.get("checkpoint_path", "")}
 
 
 def mark_feasible(rows: list[dict], target: float) -> None:

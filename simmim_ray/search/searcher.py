@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 log = logging.getLogger(__name__)
 
 TUNE_ID_ATTR = "tune_trial_id"
+SEARCH_ATTR = "search_id"
+ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
 FINAL_KEY = "accuracy"  # present only in a trial's final report (after the fine-tune / probe)
 
 
@@ -26,9 +30,10 @@ def is_final(result: dict | None) -> bool:
 
 class ConstrainedOptunaSearch(OptunaSearch):
     def __init__(self, space: dict, size_metric: str, target_accuracy: float, storage=None, study_name=None,
-                 seed: int = 0, points_to_evaluate=None, sampler: str = "tpe") -> None:
+                 seed: int = 0, points_to_evaluate=None, sampler: str = "tpe", budget: int = 0) -> None:
         self.target_accuracy = float(target_accuracy)
         self.size_metric = size_metric
+        self.budget = budget  # trials this search may start in all (0: Tune's num_samples alone decides)
         if sampler == "random":
             s = optuna.samplers.RandomSampler(seed=seed)
         else:
@@ -36,12 +41,27 @@ class ConstrainedOptunaSearch(OptunaSearch):
             s = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=4)
         super().__init__(space=space, metric=[size_metric, FINAL_KEY], mode=["min", "max"], sampler=s,
                          storage=storage, study_name=study_name, points_to_evaluate=points_to_evaluate)
+        # marks this search's study trials: a database and study name may be shared with earlier searches
+        self._search_id = uuid.uuid4().hex
+
+    def started(self) -> set[str]:
+        """Tune ids of this search's trials that finished (per the study) or are running (per this searcher).
+
+        Counted from the study, not from Tune's restored state: a trial that ended after Tune's last state save
+        before a driver kill is unknown to the restored Tune, which would otherwise start one trial too many."""
+        done = {t.user_attrs[TUNE_ID_ATTR] for t in self._ot_study.get_trials(deepcopy=False)
+                if t.user_attrs.get(SEARCH_ATTR) == self._search_id and t.state.is_finished()
+                and ORPHAN_ATTR not in t.user_attrs}
+        return done | (set(self._ot_trials) - set(self._completed_trials))
 
     def suggest(self, trial_id: str):
+        if self.budget and trial_id not in self._ot_trials and len(self.started()) >= self.budget:
+            return Searcher.FINISHED
         params = super().suggest(trial_id)
         if trial_id in self._ot_trials:
             # recorded in the database at once, unlike the searcher's pickled state, which Tune saves now and then
             self._ot_trials[trial_id].set_user_attr(TUNE_ID_ATTR, trial_id)
+            self._ot_trials[trial_id].set_user_attr(SEARCH_ATTR, self._search_id)
         return params
 
     def _lookup(self, trial_id: str):
@@ -91,7 +111,7 @@ def fail_orphans(study: optuna.Study) -> int:
     mark them FAIL so the study holds no phantom running trials. Returns how many."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "orphaned", "asked before the driver was killed; never run")
+        study._storage.set_trial_user_attr(t._trial_id, ORPHAN_ATTR, "asked before the driver was killed; never run")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         n += 1
     return n

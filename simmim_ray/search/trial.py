@@ -14,7 +14,8 @@ from simmim_ray.search.trial_stop import StopWithTune
 
 
 def trial_name(trial) -> str:
-    """Stable across restores: Tune's trial ids end in a per-experiment counter (`<uuid>_00003`)."""
+    """Stable across restores: Tune's trial id (8 hex digits under a search algorithm; `<uuid>_00003` without one)
+    is kept in its experiment state and in trials.jsonl."""
     return f"trial_{trial.trial_id.rsplit('_', 1)[-1]}"
 
 
