@@ -161,9 +161,11 @@ def _search(args) -> int:
     from simmim_ray.data.check import check_data
 
     check_data(base)
-    if not args.resume:  # these are read after Ray starts; check them before
-        from simmim_ray.search.driver import experiment_dir, load_points, optuna_storage
+    from simmim_ray.search.driver import check_study, experiment_dir, load_points, optuna_storage
 
+    if args.resume:
+        check_study(s, experiment_dir(s))
+    else:  # these are read after Ray starts; check them before
         if s.points:
             load_points(s.points, space)
         if s.study_storage or not sio.is_node_local(s.storage):

@@ -104,9 +104,12 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
     callbacks = [progress.ProgressPrinter(space, s, exp)]
+    if study_in_cache(s, exp):
+        callbacks.append(progress.StudyBackup(s, exp))
     tune_state_period(s.storage)  # read by Tune when the search starts
 
     if resume:
+        optuna_storage(s, exp)  # a fresh driver fetches the study into its local cache before Tune restores it
         tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
@@ -207,6 +210,17 @@ def optuna_storage(s: SearchSettings, exp: str):
         raise UserError(f"--storage {url!r}: cannot open the Optuna database: {str(e).splitlines()[0]}") from None
 
 
+def check_study(s: SearchSettings, exp: str) -> None:
+    """`--resume` continues the experiment's Optuna study (Tune's restored searcher holds its trial ids): refuse
+    before Ray starts when it is gone, instead of failing inside Tune."""
+    import optuna
+
+    storage = optuna_storage(s, exp)  # an object-store experiment's study is fetched into the local cache here
+    if s.name not in optuna.get_all_study_names(storage):
+        raise UserError(f"--resume {exp}: the search's Optuna study {s.name!r} is not in {storage.url} "
+                        f"(a search can only continue with its study)")
+
+
 def _study_cache(exp: str) -> str:
     import hashlib
 
@@ -221,10 +235,17 @@ def _study_cache(exp: str) -> str:
     return d
 
 
+def study_in_cache(s: SearchSettings, exp: str) -> bool:
+    """The study lives in the driver's local cache: an object-store experiment without `--storage`."""
+    from simmim_ray import storage as sio
+
+    return not s.study_storage and not sio.is_node_local(exp)
+
+
 def upload_study(s: SearchSettings, exp: str) -> None:
     from simmim_ray import storage as sio
 
-    if not s.study_storage and not sio.is_node_local(exp):
+    if study_in_cache(s, exp):
         with open(os.path.join(_study_cache(exp), "study.db"), "rb") as f:
             sio.write_bytes(sio.join(exp, "study.db"), f.read())
 

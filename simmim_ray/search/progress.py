@@ -62,6 +62,22 @@ class ProgressPrinter(Callback):
         self._record(trial, "error", error_reason(trial))
 
 
+class StudyBackup(Callback):
+    """Copies the driver's SQLite study into an object-store experiment each time a trial ends (Tune tells the
+    searcher before its callbacks), so `--resume` on a fresh driver continues the study instead of losing it."""
+
+    def __init__(self, settings, exp: str) -> None:
+        self.s = settings
+        self.exp = exp
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        from simmim_ray.search.driver import upload_study
+
+        upload_study(self.s, self.exp)
+
+    on_trial_error = on_trial_complete
+
+
 def _name(trial) -> str:
     return str(trial)
 
