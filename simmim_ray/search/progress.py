@@ -7,7 +7,7 @@ import time
 
 from ray.tune import Callback
 
-from simmim_ray.search.results import METRICS
+from simmim_ray.search.results import METRICS, json_lines
 from simmim_ray.search.searcher import is_final
 
 # What a row of results.parquet needs, logged with each trial's final status. Tune writes a trial's own files
@@ -28,7 +28,7 @@ class ProgressPrinter(Callback):
         self.s = settings
         self.exp = exp
         self.started: dict[str, float] = {}
-        self.done = 0
+        self.finished: set[str] | None = None  # trial names in trials.jsonl, read when the first trial ends
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.started[trial.trial_id] = time.time()
@@ -42,7 +42,9 @@ class ProgressPrinter(Callback):
                  "error": error, "config": trial.config,
                  "result": {k: r[k] for k in EVENT_RESULT_KEYS if k in r}}
         append_line(join(self.exp, "trials.jsonl"), json.dumps(event, default=str))
-        self.done += 1
+        if self.finished is None:  # a resumed search counts the trials its earlier drivers finished
+            self.finished = {e["trial_id"] for e in json_lines(join(self.exp, "trials.jsonl"))}
+        self.finished.add(event["trial_id"])
         params = " ".join(f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in self.keys)
         if status == "complete":
             acc, size = r.get("accuracy", float("nan")), r.get(self.s.size_metric, float("nan"))
@@ -53,7 +55,7 @@ class ProgressPrinter(Callback):
                    f"{_fmt(r.get(self.s.asha_metric, float('nan')))})"
         else:
             tail = f"ERROR: {error}"
-        print(f"[{self.done}/{self.s.trials}] {_name(trial)} {status:8s} {params} | {tail}", flush=True)
+        print(f"[{len(self.finished)}/{self.s.trials}] {_name(trial)} {status:8s} {params} | {tail}", flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._record(trial, "complete" if is_final(trial.last_result) else "pruned")

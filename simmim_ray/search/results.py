@@ -15,7 +15,7 @@ METRICS = ("accuracy", "params", "flops", "proxy_knn", "loss", "loss_masked", "i
            "skipped_images")
 
 
-def _json_lines(uri: str) -> list[dict]:
+def json_lines(uri: str) -> list[dict]:
     if not sio.exists(uri):
         return []
     out = []
@@ -34,7 +34,7 @@ def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
     # a restored search may log a trial twice; a completed answer outranks anything logged around a restart
     rank = {"complete": 3, "error": 2, "pruned": 1}
     events: dict[str, dict] = {}
-    for e in _json_lines(sio.join(exp, "trials.jsonl")):
+    for e in json_lines(sio.join(exp, "trials.jsonl")):
         old = events.get(e["trial_id"])
         if old is None or rank.get(e["status"], 0) >= rank.get(old["status"], 0):
             events[e["trial_id"]] = e
@@ -43,7 +43,7 @@ def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
         if not name.startswith("trial_") or not sio.exists(sio.join(exp, name, "params.json")):
             continue
         params = json.loads(sio.read_bytes(sio.join(exp, name, "params.json")))
-        results = _json_lines(sio.join(exp, name, "result.json"))
+        results = json_lines(sio.join(exp, name, "result.json"))
         ev = events.get(name, {})
         if ev.get("result") and "accuracy" in ev["result"] and not (results and "accuracy" in results[-1]):
             results.append(ev["result"])  # Tune's copy was saved before the final report
@@ -62,7 +62,7 @@ def _row(exp: str, name: str, params: dict, results: list[dict], ev: dict, histo
     appends its per-epoch rows to `history`."""
     # The worker's own per-epoch log survives worker restarts and search restores (Tune restarts a restored
     # trial's result.json); one row per epoch, the latest report of each.
-    epochs = _json_lines(sio.join(exp, "train_runs", name, "history.jsonl")) or results
+    epochs = json_lines(sio.join(exp, "train_runs", name, "history.jsonl")) or results
     by_epoch = {r.get("epoch", i): r for i, r in enumerate(epochs)}
     for r in by_epoch.values():
         history.append({"trial_id": name, **{k: v for k, v in r.items()
