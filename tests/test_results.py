@@ -156,33 +156,3 @@ def test_a_trial_tune_never_saved_keeps_its_row_from_its_event(experiment):
     history = pq.read_table(str(exp / "history.parquet")).to_pylist()
     assert sorted(h["epoch"] for h in history if h["trial_id"] == "trial_g") == [1, 2]
     assert results.winner(rows, "params")["trial_id"] == "trial_a"  # still the smallest feasible
-
-
-def test_progress_event_carries_what_a_row_needs(tmp_path, capsys):
-    from types import SimpleNamespace
-
-    from simmim_ray.search import results
-    from simmim_ray.search.progress import ProgressPrinter
-
-    class Trial:  # what ProgressPrinter reads of a Tune trial
-        trial_id = "abc_1"
-        config = {"model.embed_dim": 24}
-        last_result = {"epoch": 2, "accuracy": 0.75, "params": 123, "flops": 9, "done": True,
-                       "checkpoint_path": "/ck", "time_total_s": 3.0, "hostname": "h"}
-
-        def __str__(self):
-            return "trial_1"
-
-    space = SimpleNamespace(keys=lambda: ["model.embed_dim"])
-    settings = SimpleNamespace(target_accuracy=0.5, size_metric="params", trials=2, asha_metric="proxy_knn")
-    trial = Trial()
-    (tmp_path / "settings.json").write_text("{}")
-    # an earlier driver of this (resumed) search finished trial_0; the progress count goes on from it
-    (tmp_path / "trials.jsonl").write_text(json.dumps({"trial_id": "trial_0", "status": "pruned"}) + "\n")
-    ProgressPrinter(space, settings, str(tmp_path)).on_trial_complete(0, [], trial)
-    assert capsys.readouterr().out.startswith("[2/2] trial_1 complete embed_dim=24 | acc=0.750 params=123")
-    ev = [json.loads(ln) for ln in (tmp_path / "trials.jsonl").read_text().splitlines()][-1]
-    assert ev["config"] == {"model.embed_dim": 24} and "hostname" not in ev["result"]
-    row = {r["trial_id"]: r for r in results.load_trials(str(tmp_path))[0]}["trial_1"]
-    assert (row["trial_id"], row["status"], row["accuracy"], row["params"], row["checkpoint_path"]) == (
-        "trial_1", "complete", 0.75, 123, "/ck")

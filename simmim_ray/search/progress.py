@@ -75,7 +75,10 @@ class StudyBackup(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         from simmim_ray.search.driver import upload_study
 
-        upload_study(self.s, self.exp)
+        try:
+            upload_study(self.s, self.exp)
+        except Exception as e:  # noqa: BLE001 - a failed copy must not end the search; the next trial retries
+            print(f"simmim-ray: warning: could not copy the study to {self.exp}/study.db: {e}", flush=True)
 
     on_trial_error = on_trial_complete
 
