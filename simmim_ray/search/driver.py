@@ -109,7 +109,6 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     tune_state_period(s.storage)  # read by Tune when the search starts
 
     if resume:
-        optuna_storage(s, exp)  # a fresh driver fetches the study into its local cache before Tune restores it
         tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
@@ -212,7 +211,8 @@ def optuna_storage(s: SearchSettings, exp: str):
 
 def check_study(s: SearchSettings, exp: str) -> None:
     """`--resume` continues the experiment's Optuna study (Tune's restored searcher holds its trial ids): refuse
-    before Ray starts when it is gone, instead of failing inside Tune."""
+    before Ray starts when it is gone, instead of failing inside Tune. Also what fetches an object-store
+    experiment's study into the driver's cache, where the restored searcher opens it."""
     import optuna
 
     storage = optuna_storage(s, exp)  # an object-store experiment's study is fetched into the local cache here

@@ -52,7 +52,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         done = {t.user_attrs[TUNE_ID_ATTR] for t in self._ot_study.get_trials(deepcopy=False)
                 if t.user_attrs.get(SEARCH_ATTR) == self._search_id and t.state.is_finished()
                 and ORPHAN_ATTR not in t.user_attrs}
-        return done | (set(self._ot_trials) - set(self._completed_trials))
+        return done | (set(self._ot_trials) - self._completed_trials)
 
     def suggest(self, trial_id: str):
         if self.budget and trial_id not in self._ot_trials and len(self.started()) >= self.budget:
