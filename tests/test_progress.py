@@ -34,11 +34,11 @@ def test_progress_event_carries_what_a_row_needs(tmp_path, capsys):
 
 
 def test_study_backup_copies_the_study_and_survives_a_failed_copy(tmp_path, monkeypatch, capsys):
-    from simmim_ray.search import driver
+    from simmim_ray.search import study_store
     from simmim_ray.search.progress import StudyBackup
 
     copies = []
-    monkeypatch.setattr(driver, "upload_study", lambda s, exp: copies.append(exp))
+    monkeypatch.setattr(study_store, "upload_study", lambda s, exp: copies.append(exp))
     backup = StudyBackup(None, "s3://b/exp")
     backup.on_trial_complete(0, [], None)
     backup.on_trial_error(0, [], None)
@@ -47,6 +47,6 @@ def test_study_backup_copies_the_study_and_survives_a_failed_copy(tmp_path, monk
     def fail(s, exp):
         raise OSError("connection reset")
 
-    monkeypatch.setattr(driver, "upload_study", fail)
+    monkeypatch.setattr(study_store, "upload_study", fail)
     backup.on_trial_complete(0, [], None)  # the search goes on
     assert "could not copy the study to s3://b/exp/study.db: connection reset" in capsys.readouterr().out

@@ -52,7 +52,7 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
     with moto_s3() as s3:
         storage_uri = s3.uri("searches")
         exp_uri = s3.uri("searches/digits_quick")
-        # the driver keeps the SQLite study here while the search runs (simmim_ray.search.driver._study_cache)
+        # the driver keeps the SQLite study here while the search runs (simmim_ray.search.study_store.study_cache)
         study_cache = os.path.join(os.path.expanduser("~/.cache/simmim-ray"),
                                    hashlib.sha1(exp_uri.encode()).hexdigest()[:16])
         ray_tmp = tempfile.mkdtemp(prefix="rs3", dir="/tmp")  # short: Ray's socket paths must stay < 107 bytes

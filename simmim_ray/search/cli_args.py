@@ -161,7 +161,8 @@ def _search(args) -> int:
     from simmim_ray.data.check import check_data
 
     check_data(base)
-    from simmim_ray.search.driver import check_study, experiment_dir, load_points, optuna_storage
+    from simmim_ray.search.driver import experiment_dir, load_points
+    from simmim_ray.search.study_store import check_study, optuna_storage
 
     if args.resume:
         check_study(s, experiment_dir(s))

@@ -73,7 +73,7 @@ class StudyBackup(Callback):
         self.exp = exp
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        from simmim_ray.search.driver import upload_study
+        from simmim_ray.search.study_store import upload_study
 
         try:
             upload_study(self.s, self.exp)
