@@ -69,13 +69,16 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
                 first = subprocess.Popen([*cmd, "digits_quick", "--trials", "3", "--storage-path", storage_uri,
                                           "--target-accuracy", "0.05", *TINY], cwd=cwd, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-                deadline = time.time() + 300
+                deadline, study_before_any_trial = time.time() + 300, False
                 while time.time() < deadline and not _lines(fs, f"{exp}/trials.jsonl"):
                     assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+                    # the new study is copied into the bucket before any trial ends (a resume needs it)
+                    study_before_any_trial |= fs.get_file_info(f"{exp}/study.db").type == pafs.FileType.File
                     time.sleep(0.5)
                 os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started
                 first.wait()
             before = {json.loads(ln)["trial_id"] for ln in _lines(fs, f"{exp}/trials.jsonl")}
+            assert study_before_any_trial
             assert before, (tmp_path / "first.log").read_text()[-3000:]
             shutil.rmtree(study_cache, ignore_errors=True)  # a fresh driver
             shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -83,7 +83,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     from simmim_ray.launch import Resources
     from simmim_ray.search import progress
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
-    from simmim_ray.search.study_store import close_study, optuna_storage, study_in_cache
+    from simmim_ray.search.study_store import close_study, optuna_storage, study_in_cache, upload_study
     from simmim_ray.search.space import to_optuna
     from simmim_ray.search.trial import make_trial_fn, trial_name
     from simmim_ray import storage as sio
@@ -104,9 +104,9 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
-    callbacks = [progress.ProgressPrinter(space, s, exp)]
-    if study_in_cache(s, exp):
-        callbacks.append(progress.StudyBackup(s, exp))
+    # Tune runs callbacks in list order: the study copy goes first, so a trial in trials.jsonl is in the copy too
+    callbacks = [progress.StudyBackup(s, exp)] if study_in_cache(s, exp) else []
+    callbacks.append(progress.ProgressPrinter(space, s, exp))
     tune_state_period(s.storage)  # read by Tune when the search starts
 
     if resume:
@@ -118,6 +118,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
         searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
                                            study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
                                            sampler=s.sampler, budget=s.trials)
+        upload_study(s, exp)  # the new study is in an object-store experiment before any trial ends
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base, points),
