@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-# Ray's own defaults for what `simmim_ray.launch.RAY_ENV_DEFAULTS` changes
+# Ray's own defaults for what `simmim_ray.train.launch.RAY_ENV_DEFAULTS` changes
 NAIVE_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "2.0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "1"}
 
 

@@ -81,12 +81,12 @@ def run_job(cfg_dict: dict, workers: int, threads: int, storage: str, name: str)
 
 
 def start_ray(temp: str) -> None:
-    from simmim_ray.launch import apply_ray_env_defaults
+    from simmim_ray.train.launch import apply_ray_env_defaults
 
     apply_ray_env_defaults()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     try:
-        from simmim_ray.ray_init import start_local
+        from simmim_ray.train.ray_init import start_local
     except ImportError:  # older tree: a plain private instance
         import ray
 

@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
-from simmim_ray.search.driver import SearchSettings  # noqa: E402
+from simmim_ray.search.settings import SearchSettings  # noqa: E402
 
 METHODS = {"tpe+asha": ("tpe", "asha"), "random+fifo": ("random", "fifo")}
 QUICK = {"model.img_size": 16, "train.epochs": 2, "eval.epochs": 2, "train.warmup_epochs": 1}
@@ -226,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from simmim_ray.data.splits import build_splits
-    from simmim_ray.launch import apply_ray_env_defaults
-    from simmim_ray.ray_init import start_local
-    from simmim_ray.search.cli_args import space_file
+    from simmim_ray.train.launch import apply_ray_env_defaults
+    from simmim_ray.train.ray_init import start_local
+    from simmim_ray.cli.search import space_file
     from simmim_ray.search.space import load_space
 
     space = load_space(space_file("digits_quick"))

@@ -113,7 +113,7 @@ def phases(trial: dict, since: float, marks: dict) -> dict:
 
 def base_config(quick: bool, epochs: int | None):
     """(search base config, the searched point): the space's fixed values, no image grids."""
-    from simmim_ray.search.cli_args import space_file
+    from simmim_ray.cli.search import space_file
     from simmim_ray.search.space import load_space
 
     space = load_space(space_file("digits_quick"))
@@ -132,7 +132,7 @@ def run_tuner(variant: str, tag: str, n: int, cfg, point: dict, work: str, cpu: 
     """One Tune experiment of `n` trials of one kind, one at a time; per trial its phases and CPU seconds."""
     from ray import tune
 
-    from simmim_ray.launch import Resources
+    from simmim_ray.train.launch import Resources
     from simmim_ray.search.trial import make_trial_fn, trial_name
 
     storage, marks = os.path.join(work, tag), os.path.join(work, tag, "marks")  # fresh per experiment
@@ -166,8 +166,8 @@ def measure(cfg, point: dict, rounds: int, per_tuner: int, reuse: bool) -> list[
     """ABBA rounds of (naive, ours) Tune experiments in one local Ray; the first trial of each is a warm-up."""
     import ray
 
-    from simmim_ray.launch import apply_ray_env_defaults
-    from simmim_ray.ray_init import start_local
+    from simmim_ray.train.launch import apply_ray_env_defaults
+    from simmim_ray.train.ray_init import start_local
 
     apply_ray_env_defaults()  # what `simmim-ray search` does before starting Ray; naive trials undo it
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -201,7 +201,7 @@ Train run when Tune stops the trial, `simmim_ray/search/trial_stop.py`, so a pru
 once): no trial process to start and no torch import in it (Tune: start trial actor); no dataset manager actor when
 the run has no Ray Datasets (CPU table); the driver loads the data once and shares it through the object store
 (data + model setup; no scikit-learn import in the workers); the Train controller never imports torch
-(`simmim_ray/train_backend.py`: Ray's torch backend steps are sent to the workers as functions of a light module
+(`simmim_ray/train/backend.py`: Ray's torch backend steps are sent to the workers as functions of a light module
 that call Ray's worker-side functions there; about 1.5 CPU-seconds less in the controller, which the workers' start
 got back: controller row and CPU table); Train's reports reach Tune through Ray's KV store
 (`simmim_ray/search/trial_report.py`), not a queue actor started per trial (CPU table: no _QueueActor); the

@@ -17,8 +17,8 @@ def ray_session():
     """A local Ray instance with 2 CPUs, its own short temp dir (socket paths must stay short)."""
     import ray
 
-    from simmim_ray.launch import apply_ray_env_defaults
-    from simmim_ray.ray_init import start_local
+    from simmim_ray.train.launch import apply_ray_env_defaults
+    from simmim_ray.train.ray_init import start_local
 
     apply_ray_env_defaults()
     temp = tempfile.mkdtemp(prefix="r", dir="/tmp")

@@ -9,7 +9,7 @@ import pytest
 from data_factory import make_image_folder
 from simmim_ray.cli import main
 from simmim_ray.config import Config
-from simmim_ray.convert import convert
+from simmim_ray.data.convert import convert
 from simmim_ray.data import build_splits
 from simmim_ray.data.check import check_data
 from simmim_ray.errors import UserError

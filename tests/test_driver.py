@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from simmim_ray.errors import UserError
-from simmim_ray.search.driver import SearchSettings, check_fits, default_concurrency, load_points
+from simmim_ray.search.settings import SearchSettings
+from simmim_ray.search.driver import check_fits, default_concurrency, load_points
 from simmim_ray.search.space import parse_space
 
 
@@ -50,7 +51,7 @@ def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
     import simmim_ray.search.driver as driver
 
     seen = {}
-    monkeypatch.setattr("simmim_ray.ray_init.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)
     monkeypatch.setattr(driver, "run_search", lambda s, space, base, resume: seen.update(base=base) or 0)
     from simmim_ray.cli import main
 

@@ -223,7 +223,7 @@ def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path):
 
 # ---- 3. corrupt and truncated images ----------------------------------------------------------------------------
 def _fit_one_worker(cfg, tmp_path, name: str) -> dict:
-    from simmim_ray.launch import Resources, make_trainer
+    from simmim_ray.train.launch import Resources, make_trainer
 
     # one worker on one of the session's 2 CPUs: Ray Data's read tasks need the other
     trainer = make_trainer(cfg, Resources(workers=1, cpus_per_worker=1.0, threads=1),

@@ -59,7 +59,7 @@ def drive(spec_path: str) -> None:
         spec = json.load(f)
     ray.init(address=spec["address"], log_to_driver=False, configure_logging=False)
     from simmim_ray.config import Config
-    from simmim_ray.launch import Resources, apply_ray_env_defaults, make_trainer
+    from simmim_ray.train.launch import Resources, apply_ray_env_defaults, make_trainer
     from simmim_ray.storage import check_shared_storage, cluster_node_count
 
     apply_ray_env_defaults()

@@ -29,7 +29,7 @@ def scalars(tb_dir: str) -> tuple[dict[str, list[float]], dict]:
 @pytest.mark.slow
 def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
     from simmim_ray.config import Config
-    from simmim_ray.launch import Resources, make_trainer
+    from simmim_ray.train.launch import Resources, make_trainer
 
     cfg = Config().with_overrides(TINY)
     tb = str(tmp_path / "tb")

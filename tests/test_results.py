@@ -111,7 +111,8 @@ def test_report_text_and_json(experiment, capsys):
 
 
 def test_no_feasible_trial_still_writes_report_and_says_best(experiment, capsys):
-    from simmim_ray.search.driver import SearchSettings, finish
+    from simmim_ray.search.driver import finish
+    from simmim_ray.search.settings import SearchSettings
 
     exp, _ = experiment
     s = SearchSettings(space_path="x", name="exp", storage=str(exp.parent), trials=6, target_accuracy=0.99)

@@ -48,8 +48,8 @@ def test_workers_get_a_gloo_process_group_and_the_controller_never_imports_torch
     import ray.train
     from ray.experimental import internal_kv
 
-    from simmim_ray.launch import Trainer
-    from simmim_ray.train_backend import LazyTorchConfig
+    from simmim_ray.train.launch import Trainer
+    from simmim_ray.train.backend import LazyTorchConfig
 
     out = str(tmp_path / "seen")
     trainer = Trainer(_allreduce_loop, train_loop_config={"out": out}, torch_config=LazyTorchConfig(),
@@ -68,8 +68,8 @@ def test_workers_get_a_gloo_process_group_and_the_controller_never_imports_torch
 
 
 def test_make_trainer_uses_the_lazy_torch_config(tiny_cfg, tmp_path):
-    from simmim_ray.launch import Resources, make_trainer
-    from simmim_ray.train_backend import LazyTorchBackend, LazyTorchConfig
+    from simmim_ray.train.launch import Resources, make_trainer
+    from simmim_ray.train.backend import LazyTorchBackend, LazyTorchConfig
 
     trainer = make_trainer(tiny_cfg, Resources(workers=2), storage_path=str(tmp_path), name="t", tb_dir=None)
     assert isinstance(trainer.backend_config, LazyTorchConfig)
@@ -89,7 +89,7 @@ class _FakeGroup:
 
 
 def test_unknown_init_method_is_refused_with_the_rule():
-    from simmim_ray.train_backend import LazyTorchBackend, LazyTorchConfig
+    from simmim_ray.train.backend import LazyTorchBackend, LazyTorchConfig
 
     with pytest.raises(ValueError, match=r"`init_method in \('env', 'tcp'\)` must hold, but got 'udp'"):
         LazyTorchBackend().on_start(_FakeGroup(), LazyTorchConfig(init_method="udp"))

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from data_factory import make_image_folder, write_parquet_shards
-from simmim_ray import train_cmd
+from simmim_ray.cli import train as train_cmd
 from simmim_ray.cli import main
 from simmim_ray.errors import UserError
 

@@ -90,7 +90,7 @@ def test_the_search_trial_reports_through_the_kv_channel(monkeypatch, tmp_path):
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from simmim_ray.config import Config
-    from simmim_ray.launch import Resources
+    from simmim_ray.train.launch import Resources
     from simmim_ray.search import trial
     from simmim_ray.search.trial_report import KVResults, ReportToTune
     from simmim_ray.search.trial_stop import PublishController

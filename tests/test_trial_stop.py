@@ -34,7 +34,7 @@ def _quick(config: dict) -> None:
 def _trainer(tmp_path, loop, name: str, callbacks: list, config: dict | None = None):
     import ray.train
 
-    from simmim_ray.launch import Trainer
+    from simmim_ray.train.launch import Trainer
 
     return Trainer(loop, train_loop_config=config or {},
                    scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),

@@ -9,7 +9,8 @@ import yaml
 
 from simmim_ray.config import Config
 from simmim_ray.errors import UserError
-from simmim_ray.search.driver import SearchSettings, initial_points
+from simmim_ray.search.settings import SearchSettings
+from simmim_ray.search.driver import initial_points
 from simmim_ray.search.space import decode, load_space, parse_space
 from simmim_ray.search.warm_start import encoder_size, size_ladder
 from simmim_ray.models.factory import build_encoder, count_params, encoder_flops

@@ -9,49 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
+from simmim_ray.search.settings import SearchSettings, experiment_dir
 from simmim_ray.search.space import SearchSpace
 
 # Tune hands a finished or stopped trial's actor to the next trial: saves a process start and the trial module's
 # imports (torch) per trial; safe because the trial function ends its Train run when Tune stops it (trial_stop.py)
 REUSE_ACTORS = True
-
-
-@dataclass
-class SearchSettings:
-    space_path: str
-    name: str
-    storage: str  # absolute local path or URI of the experiment root
-    trials: int
-    target_accuracy: float
-    size_metric: str = "params"
-    scheduler: str = "asha"
-    sampler: str = "tpe"
-    asha_metric: str = "proxy_knn"
-    grace_period: int = 2
-    reduction_factor: int = 3
-    max_concurrent: int = 0  # 0: follow the cluster's resources
-    workers_per_trial: int = 2
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    gpu: bool = False
-    max_failures: int = 1
-    seed: int = 0
-    study_storage: str = ""  # optuna storage URL; default sqlite:///<exp>/study.db
-    points: str = ""
-    warm_start: int = 3  # size-ladder points tried first (capped at half the trials); 0: off
-    config_path: str = ""
-    overrides: tuple = ()
-    address: str = ""
-
-
-def experiment_dir(s: SearchSettings) -> str:
-    from simmim_ray.storage import join
-
-    return join(s.storage, s.name)
 
 
 def default_concurrency(s: SearchSettings, cluster: dict) -> int:
@@ -80,7 +47,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     import ray
     from ray import tune
 
-    from simmim_ray.launch import Resources
+    from simmim_ray.train.launch import Resources
     from simmim_ray.search import progress
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.study_store import close_study, optuna_storage, study_in_cache, upload_study

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from simmim_ray.errors import UserError
 
 if TYPE_CHECKING:
-    from simmim_ray.search.driver import SearchSettings
+    from simmim_ray.search.settings import SearchSettings
 
 
 def optuna_storage(s: SearchSettings, exp: str):

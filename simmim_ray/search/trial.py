@@ -8,7 +8,7 @@ from ray import tune
 from simmim_ray import storage
 from simmim_ray.config import Config
 from simmim_ray.search.space import decode
-from simmim_ray.launch import Resources, make_trainer, share_splits
+from simmim_ray.train.launch import Resources, make_trainer, share_splits
 from simmim_ray.search.trial_report import tune_report_channel
 from simmim_ray.search.trial_stop import StopWithTune
 

@@ -1,4 +1,4 @@
-"""`simmim-ray convert SRC OUT --from imagefolder|cifar10`: write Parquet shards that `data.source=parquet` reads.
+"""Image folder / CIFAR-10 -> Parquet shards (`simmim-ray convert`) that `data.source=parquet` reads.
 
 Columns: `image` (encoded bytes: PNG, or the source file's own JPEG/PNG bytes when they decode), `label` (int64),
 and for CIFAR-10 `split` ("train" / "test", so its official test set stays the held-out split). Class names go
@@ -13,21 +13,6 @@ import os
 from simmim_ray.errors import UserError
 
 DEFAULT_ROWS_PER_SHARD = 10_000
-
-
-def add_parser(sub, positive_int) -> None:
-    c = sub.add_parser("convert", help="turn an image folder or CIFAR-10 into Parquet shards for data.source=parquet")
-    c.add_argument("src", help="image folder root (<class>/<image>) or CIFAR-10 root (holds cifar-10-batches-py/)")
-    c.add_argument("out", help="output directory for part-NNNNN.parquet shards (must be empty or absent)")
-    c.add_argument("--from", dest="src_format", required=True, choices=("imagefolder", "cifar10"))
-    c.add_argument("--rows-per-shard", type=positive_int("--rows-per-shard"), default=DEFAULT_ROWS_PER_SHARD)
-
-
-def run(args) -> int:
-    counts = convert(args.src, args.out, args.src_format, args.rows_per_shard)
-    print(f"simmim-ray convert: {counts['rows']} images in {counts['shards']} shard(s) -> {os.path.abspath(args.out)}"
-          f" ({counts['skipped']} unreadable skipped)")
-    return 0
 
 
 def convert(src: str, out: str, src_format: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD) -> dict:

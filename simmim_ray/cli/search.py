@@ -1,13 +1,13 @@
-"""Argument parsers for search / check / report / convert, and their dispatch."""
+"""`simmim-ray search`: flags, the experiment's settings, the checks before Ray starts, then the driver."""
 from __future__ import annotations
 
 import json
 import os
 
+from simmim_ray.cli.args import int_at_least, positive_float, positive_int
 
-def add_search_parsers(sub, positive_int, positive_float) -> None:
-    from simmim_ray.cli import int_at_least
 
+def add_parser(sub) -> None:
     s = sub.add_parser("search", help="constrained search for the smallest backbone meeting a target accuracy")
     s.add_argument("space", nargs="?", default="digits_quick",
                    help="search space YAML (a path, or the name of one in search_spaces/)")
@@ -38,79 +38,15 @@ def add_search_parsers(sub, positive_int, positive_float) -> None:
     s.add_argument("--resume", default=None, metavar="DIR", help="continue the experiment in DIR")
     s.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: local)")
 
-    c = sub.add_parser("check", help="validate a search space and print it; runs nothing")
-    c.add_argument("space")
-    c.add_argument("--config", default=None)
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
-    r = sub.add_parser("report", help="Pareto front and winner of an experiment (finished, running or not)")
-    r.add_argument("dir")
-    r.add_argument("--json", action="store_true")
-
-    from simmim_ray.convert import add_parser as add_convert
-
-    add_convert(sub, positive_int)
-
-
-def dispatch(args) -> int:
-    if args.command == "check":
-        return _check(args)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "convert":
-        from simmim_ray.convert import run
-
-        return run(args)
-    return _search(args)
-
-
-def _check(args) -> int:
-    from simmim_ray.configio import load_config
-    from simmim_ray.search.space import load_space
-
-    base = load_config(args.config, args.set)
-    space = load_space(space_file(args.space), base)
-    print(f"space {space.name}: {len(space.params)} searched keys, target_accuracy={space.target_accuracy}, "
-          f"size_metric={space.size_metric}, trials={space.trials}")
-    for k, v in space.fixed.items():
-        print(f"  fixed  {k} = {v}")
-    for p in space.params:
-        print(f"  search {p.key}: {p.describe()}")
-    print("ok")
-    return 0
-
-
-def _report(args) -> int:
-    from simmim_ray import storage as sio
-    from simmim_ray.errors import UserError
-    from simmim_ray.search import results
-    from simmim_ray.storage import resolve_storage
-
-    d = args.dir.rstrip("/")
-    try:
-        resolve_storage(d)  # an unsupported URI: one line, not pyarrow's traceback
-    except UserError as e:
-        raise UserError(str(e).replace("--storage-path ", "report ", 1)) from None
-    if not sio.exists(sio.join(d, "settings.json")):
-        raise UserError(f"report: {d!r} is not an experiment directory (no settings.json)")
-    st = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
-    rows, _ = results.load_trials(d)
-    results.mark_feasible(rows, st["target_accuracy"])
-    if args.json:
-        print(json.dumps(results.report_json(rows, st["target_accuracy"], st["size_metric"]), indent=2,
-                         default=str))
-    else:
-        print(results.format_report(rows, st["target_accuracy"], st["size_metric"]))
-    return 0
-
-
-def _search(args) -> int:
+def run(args) -> int:
     from simmim_ray import storage as sio
     from simmim_ray.configio import load_config
     from simmim_ray.errors import UserError
-    from simmim_ray.search.driver import SearchSettings, run_search, stored_input
+    from simmim_ray.search.driver import run_search, stored_input
+    from simmim_ray.search.settings import SearchSettings
     from simmim_ray.search.space import load_space
-    from simmim_ray.ray_init import init_ray
+    from simmim_ray.train.ray_init import init_ray
     from simmim_ray.storage import resolve_storage
 
     if args.resume:
@@ -161,7 +97,8 @@ def _search(args) -> int:
     from simmim_ray.data.check import check_data
 
     check_data(base)
-    from simmim_ray.search.driver import experiment_dir, load_points
+    from simmim_ray.search.driver import load_points
+    from simmim_ray.search.settings import experiment_dir
     from simmim_ray.search.study_store import check_study, optuna_storage
 
     if args.resume:

@@ -5,12 +5,24 @@ import json
 import os
 import sys
 
+from simmim_ray.cli.args import positive_float, positive_int
 from simmim_ray.configio import dump_config, load_config
 from simmim_ray.data.check import check_data
-from simmim_ray.ray_init import init_ray
+from simmim_ray.train.ray_init import init_ray
 
 
-def run_train(args) -> int:
+def add_parser(sub) -> None:
+    t = sub.add_parser("train", help="train one configuration data-parallel under Ray Train")
+    t.add_argument("--config", help="YAML config file (defaults: small ViT on digits)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    t.add_argument("--workers", type=positive_int("--workers"), default=2)
+    t.add_argument("--gpu", action="store_true")
+    t.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
+    t.add_argument("--output", default="runs/train")
+    t.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: start locally)")
+
+
+def run(args) -> int:
     cfg = load_config(args.config, args.set)
     summary = check_data(cfg)
     out = os.path.abspath(args.output)
@@ -21,7 +33,7 @@ def run_train(args) -> int:
 
     from ray.train import TrainingFailedError
 
-    from simmim_ray.launch import Resources, make_trainer
+    from simmim_ray.train.launch import Resources, make_trainer
 
     res = Resources(workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                     threads=max(1, int(args.cpus_per_worker)))

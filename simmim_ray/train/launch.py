@@ -13,7 +13,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from simmim_ray.config import Config
-from simmim_ray.train_backend import LazyTorchConfig
+from simmim_ray.train.backend import LazyTorchConfig
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
@@ -37,7 +37,7 @@ def apply_ray_env_defaults() -> None:
 def train_loop(loop_config: dict) -> None:
     """Every Train worker's entry point. The worker module (torchvision, the engine) is imported here, in the
     workers, so the trial process that only builds the trainer never pays for it."""
-    from simmim_ray.worker import train_loop as loop
+    from simmim_ray.train.worker import train_loop as loop
 
     loop(loop_config)
 
@@ -94,7 +94,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets or None,
-        # the Train controller never imports torch: its workers do (simmim_ray/train_backend.py)
+        # the Train controller never imports torch: its workers do (simmim_ray/train/backend.py)
         torch_config=LazyTorchConfig(),
     )
 

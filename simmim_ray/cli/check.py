@@ -1,0 +1,26 @@
+"""`simmim-ray check SPACE`: validate a search space against the config schema and print it; runs nothing."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("check", help="validate a search space and print it; runs nothing")
+    c.add_argument("space")
+    c.add_argument("--config", default=None)
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+
+def run(args) -> int:
+    from simmim_ray.configio import load_config
+    from simmim_ray.cli.search import space_file
+    from simmim_ray.search.space import load_space
+
+    base = load_config(args.config, args.set)
+    space = load_space(space_file(args.space), base)
+    print(f"space {space.name}: {len(space.params)} searched keys, target_accuracy={space.target_accuracy}, "
+          f"size_metric={space.size_metric}, trials={space.trials}")
+    for k, v in space.fixed.items():
+        print(f"  fixed  {k} = {v}")
+    for p in space.params:
+        print(f"  search {p.key}: {p.describe()}")
+    print("ok")
+    return 0
