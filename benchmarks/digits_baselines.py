@@ -62,8 +62,8 @@ def logistic_regression(cfg) -> tuple[float, int, int]:
     from simmim_ray.data.splits import build_splits
 
     s = build_splits(cfg)
-    recs = s.train.dataset  # DigitsRecords; train/test are Subsets of it, labelled a Subset of train
-    lab = np.asarray(s.train.indices)[np.asarray(s.labeled.indices)]
+    recs = s.labeled.dataset  # DigitsRecords; every split is a Subset of it
+    lab = np.asarray(s.labeled.indices)
     test = np.asarray(s.test.indices)
     x = recs.images.reshape(len(recs.labels), -1) / 255.0
     clf = LogisticRegression(max_iter=5000).fit(x[lab], recs.labels[lab])
@@ -96,7 +96,7 @@ def run_seed(overrides: dict, workers: int, seed: int, fractions: list[float], l
             if row == "simmim":
                 run.model.load_state_dict(weights)
             t = time.perf_counter()
-            acc[row] = run.final_eval()["accuracy"]
+            acc[row] = run.final_eval(splits=("test",))["test_accuracy"]
             out["ft_s"][row][f] = time.perf_counter() - t
             log(f"seed {seed}, {f:.0%} labels: {row} fine-tune + eval {out['ft_s'][row][f]:.1f}s")
         out["acc"][f] = acc

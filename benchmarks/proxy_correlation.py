@@ -67,12 +67,12 @@ def run_trial(cfg, splits, grace: list[int], ft_lengths: list[int]) -> dict:
         if run.epoch in grace:
             for k in ft_lengths:
                 r, s = timed(lambda: run.final_eval(epochs=k))
-                e[f"ft{k}"], e[f"ft{k}_s"] = r["accuracy"], s
+                e[f"ft{k}"], e[f"ft{k}_s"] = r["val_accuracy"], s
         rec["epochs"].append(e)
         print(f"  epoch {run.epoch}: " + ", ".join(f"{k}={v:.3g}" for k, v in e.items() if k != "epoch"),
               flush=True)
     r, rec["final_s"] = timed(run.final_eval)
-    rec["final"] = r["accuracy"]
+    rec["final"] = r["val_accuracy"]
     return rec
 
 

@@ -83,8 +83,8 @@ def ledger_callback(budget: int, target: float, size_metric: str):
             t = self.trials.setdefault(trial.trial_id, {"epochs": 0, "params": dict(trial.config)})
             t["epochs"] += 1
             t["size"] = result.get(size_metric)
-            if "accuracy" in result and result.get("done"):
-                t.update(accuracy=result["accuracy"], feasible=result["accuracy"] >= target,
+            if "val_accuracy" in result and result.get("done"):
+                t.update(accuracy=result["val_accuracy"], feasible=result["val_accuracy"] >= target,
                          finished_at_budget=self.epochs, finished_at_flops=self.flops, finished_at=time.time())
 
         # Stopper

@@ -49,7 +49,11 @@ class DataConfig:
     source: str = "digits"  # digits | cifar10 | imagefolder | parquet
     path: str = ""
     download: bool = False  # cifar10 only, and only when the user asks
-    test_fraction: float = 0.2  # held-out split when the source has none
+    # Four disjoint splits (data/splits.py): test and validation are these fractions of all rows (test only where
+    # the source has no test split of its own), the rest is training: `eval.labeled_fraction` of it is labelled,
+    # the remainder is the unlabelled pre-training pool.
+    test_fraction: float = 0.2
+    val_fraction: float = 0.2
     image_column: str = "image"
     label_column: str = "label"
     mask_column: str = "mask"
@@ -76,7 +80,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     protocol: str = "finetune"  # finetune | linear | knn
-    labeled_fraction: float = 0.1
+    labeled_fraction: float = 0.1  # of the training rows (neither validation nor test); the rest pre-trains
     # ~150 labelled digits: 30 epochs left the classifier under-fitted (train accuracy 60-90%)
     epochs: int = 50
     batch_size: int = 8  # per worker; ~150 labelled digits: small batches give the fine-tune enough steps
@@ -130,9 +134,13 @@ class Config:
                        ("eval.knn_k", ev.knn_k)):
             _rule(v >= 1, f"`{key} >= 1` must hold, but got {v}")
         _rule(0 < k.ratio < 1, f"`0 < mask.ratio < 1` must hold, but got {k.ratio}")
-        _rule(0 < ev.labeled_fraction <= 1,
-              f"`0 < eval.labeled_fraction <= 1` must hold, but got {ev.labeled_fraction}")
+        _rule(0 < ev.labeled_fraction < 1,
+              f"`0 < eval.labeled_fraction < 1` must hold, but got {ev.labeled_fraction}")
         _rule(0 < da.test_fraction < 1, f"`0 < data.test_fraction < 1` must hold, but got {da.test_fraction}")
+        _rule(0 < da.val_fraction < 1, f"`0 < data.val_fraction < 1` must hold, but got {da.val_fraction}")
+        _rule(da.test_fraction + da.val_fraction < 1,
+              f"`data.test_fraction + data.val_fraction < 1` must hold, but got {da.test_fraction} + "
+              f"{da.val_fraction}")
         _rule(ev.epochs >= 0, f"`eval.epochs >= 0` must hold, but got {ev.epochs}")
         _rule(tr.warmup_epochs >= 0, f"`train.warmup_epochs >= 0` must hold, but got {tr.warmup_epochs}")
         _rule(m.mlp_ratio > 0, f"`model.mlp_ratio > 0` must hold, but got {m.mlp_ratio}")

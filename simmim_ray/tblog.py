@@ -9,6 +9,8 @@ import tempfile
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from simmim_ray.metrics import FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY
+
 
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
@@ -42,7 +44,7 @@ class TBLogger:
             self.writer.add_image("images/original|masked|reconstruction", run.image_grid(), step)
         if final:
             hp = _flat(run.cfg.to_dict())
-            final_metrics = {f"hparam/{k}": float(metrics[k]) for k in ("accuracy", "params", "flops")
+            final_metrics = {f"hparam/{k}": float(metrics[k]) for k in (VAL_ACCURACY, TEST_ACCURACY, PARAMS, FLOPS)
                              if k in metrics}
             exp, ssi, sei = hparams(hp, final_metrics)
             for s in (exp, ssi, sei):
@@ -67,6 +69,6 @@ class TBLogger:
 def _tag(key: str) -> str:
     if key.startswith("loss"):
         return f"loss/{key}"
-    if key in ("accuracy", "proxy_knn"):
+    if key.endswith("_accuracy") or key == PROXY_KNN:
         return f"eval/{key}"
     return f"train/{key}"

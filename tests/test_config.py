@@ -37,7 +37,7 @@ def test_defaults_are_valid_and_round_trip(tmp_path):
     ({"loss": {"type": "l3"}}, "`loss.type` must be one of"),
     ({"loss": {"visible_weight": -1}}, "`loss.visible_weight >= 0` must hold"),
     ({"loss": {"fgbg_weight": float("nan")}}, "`loss.fgbg_weight >= 0` must hold"),
-    ({"eval": {"labeled_fraction": 0}}, "`0 < eval.labeled_fraction <= 1` must hold"),
+    ({"eval": {"labeled_fraction": 0}}, "`0 < eval.labeled_fraction < 1` must hold"),
     ({"train": {"betas": [0.9]}}, "`train.betas` must be two numbers"),
     ({"train": {"base_lr": 0}}, "`train.base_lr > 0` must hold"),
 ])

@@ -49,9 +49,9 @@ def test_imagefolder_to_parquet_and_back(tmp_path, capsys):
     cfg = parquet_cfg(out)
     check_data(cfg)
     s = build_splits(cfg)
-    assert len(s.train) + len(s.test) == info["good"]
+    assert sum(s.sizes().values()) == info["good"]
     assert s.num_classes == 3
-    img, label, fg = s.train[0]
+    img, label, fg = s.pretrain[0]
     assert img.size == (16, 16) and img.mode == "RGB" and fg is None
 
 
@@ -76,7 +76,8 @@ def test_cifar10_to_parquet_keeps_its_split(tmp_path, fake_cifar10):
     assert table.column("label")[0].as_py() == ref.targets[0]
 
     s = build_splits(Config.from_dict({"data": {"source": "parquet", "path": out}}))
-    assert (len(s.train), len(s.test)) == (n_train, n_test)  # the split column, not the hash, decides
+    # the split column, not the hash, decides the test split; validation comes from the "train" rows
+    assert (len(s.pretrain) + len(s.labeled) + len(s.val), len(s.test)) == (n_train, n_test)
     assert s.num_classes == 10
 
 

@@ -44,39 +44,57 @@ def count_skipped(ds, c: Config, mean, std) -> tuple[int, int]:
     return good, skipped
 
 
+def train_len(s) -> int:
+    """Rows that are neither validation nor test: the labelled split plus the pre-training pool."""
+    return len(s.pretrain) + len(s.labeled)
+
+
+def split_rows(s) -> dict[str, set]:
+    """Base-dataset row indices of each split (splits are Subsets of one record set, except CIFAR's test)."""
+    return {name: set(base_indices(getattr(s, name)).tolist()) for name in ("pretrain", "labeled", "val", "test")}
+
+
 # ---- digits ------------------------------------------------------------------------------------------------
-def test_digits_splits():
-    c = cfg(source="digits")
-    s = build_splits(c)
+def test_digits_four_splits_are_disjoint_stratified_and_cover_the_data():
+    s = build_splits(cfg(source="digits"))
     n = 1797  # scikit-learn's bundled digits
-    assert len(s.train) + len(s.test) == n
-    train_idx, test_idx = base_indices(s.train), base_indices(s.test)
-    assert not set(train_idx) & set(test_idx)
-    assert len(s.test) == pytest.approx(0.2 * n, abs=10)
+    rows = split_rows(s)
+    names = list(rows)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not rows[a] & rows[b], f"{a} and {b} share rows"
+    assert set().union(*rows.values()) == set(range(n))
+    assert len(s.test) == pytest.approx(0.2 * n, abs=10) and len(s.val) == pytest.approx(0.2 * n, abs=10)
     assert s.num_classes == 10 and s.has_masks
-    # labelled subset: a subset of train, ceil(fraction * n_c) per class
-    lab_in_train = base_indices(s.labeled)
-    assert lab_in_train.max() < len(s.train)
-    train_labels = labels_of(s.train)
+    # labelled: ceil(fraction * n_c) of each class's training rows; val and test hold every class
+    train_labels = np.concatenate([labels_of(s.pretrain), labels_of(s.labeled)])
     lab_labels = labels_of(s.labeled)
     for k in range(10):
         assert (lab_labels == k).sum() == math.ceil(0.1 * (train_labels == k).sum())
-    # held-out: stratified, every class present
-    assert set(labels_of(s.test).tolist()) == set(range(10))
+    assert set(labels_of(s.test).tolist()) == set(labels_of(s.val).tolist()) == set(range(10))
+    assert s.sizes() == {name: len(r) for name, r in rows.items()}
 
 
-def test_digits_holdout_independent_of_seed_and_fraction_respected():
+def test_digits_splits_are_deterministic_independent_of_seed_and_fractions_respected():
     a = build_splits(cfg(source="digits"))
     b = build_splits(Config.from_dict({**SMALL, "seed": 5}))
-    assert np.array_equal(base_indices(a.test), base_indices(b.test))
-    assert np.array_equal(base_indices(a.labeled), base_indices(b.labeled))
+    assert split_rows(a) == split_rows(b) == split_rows(build_splits(cfg(source="digits")))
     c = build_splits(Config.from_dict({**SMALL, "eval": {"labeled_fraction": 0.5}}))
-    assert len(c.labeled) == pytest.approx(0.5 * len(c.train), abs=10)
+    assert len(c.labeled) == pytest.approx(0.5 * train_len(c), abs=10)
+    # the test split is the same whatever the validation fraction: it is drawn first
+    d = build_splits(Config.from_dict({**SMALL, "data": {"val_fraction": 0.1}}))
+    assert split_rows(d)["test"] == split_rows(a)["test"]
+    assert len(d.val) == pytest.approx(0.1 * 1797, abs=10)
+
+
+def test_split_fractions_must_leave_training_rows():
+    with pytest.raises(UserError, match=r"`data.test_fraction \+ data.val_fraction < 1` must hold"):
+        Config.from_dict({"data": {"test_fraction": 0.5, "val_fraction": 0.5}})
 
 
 def test_digits_records_and_foreground():
     s = build_splits(cfg(source="digits"))
-    img, label, fg = s.train[0]
+    img, label, fg = s.pretrain[0]
     assert img.mode == "RGB" and img.size == (8, 8) and fg.mode == "L"
     ink = np.asarray(img.convert("L")) > 64
     assert np.array_equal(np.asarray(fg) > 0, ink)
@@ -87,12 +105,13 @@ def test_digits_records_and_foreground():
 def test_cifar10_from_fake_batches(fake_cifar10):
     root, n_train, n_test = fake_cifar10
     s = build_splits(cfg(source="cifar10", path=root))
-    assert (len(s.train), len(s.test)) == (n_train, n_test)
+    assert (train_len(s) + len(s.val), len(s.test)) == (n_train, n_test)  # the official test set stays test
     assert s.num_classes == 10 and not s.has_masks
-    img, label, fg = s.train[0]
+    img, label, fg = s.pretrain[0]
     assert img.size == (32, 32) and fg is None
-    assert labels_of(s.train).tolist()[:3] == [1, 2, 3]  # data_batch_1 starts at offset 1
-    assert len(s.labeled) == 10  # ceil(0.1 * 5) per class
+    rows = {name: set(base_indices(getattr(s, name)).tolist()) for name in ("pretrain", "labeled", "val")}
+    assert not (rows["pretrain"] & rows["labeled"]) and not (rows["val"] & (rows["pretrain"] | rows["labeled"]))
+    assert len(s.labeled) == 10  # one per class (ceil(0.1 * n_c))
     good, skipped = count_skipped(s.test, cfg(source="cifar10", path=root), s.mean, s.std)
     assert (good, skipped) == (n_test, 0)
 
@@ -107,12 +126,11 @@ def test_imagefolder_skips_and_counts_corrupt(tmp_path):
     info = make_image_folder(str(tmp_path / "imgs"), classes=3, per_class=8, corrupt=1, truncated=1)
     c = cfg(source="imagefolder", path=str(tmp_path / "imgs"))
     s = build_splits(c)
-    assert len(s.train) + len(s.test) == info["good"] + info["bad"]
+    assert sum(s.sizes().values()) == info["good"] + info["bad"]
     assert s.num_classes == 3 and not s.has_masks
-    g1, k1 = count_skipped(s.train, c, s.mean, s.std)
-    g2, k2 = count_skipped(s.test, c, s.mean, s.std)
-    assert g1 + g2 == info["good"]
-    assert k1 + k2 == info["bad"]  # the garbage file and the truncated PNG
+    counts = [count_skipped(getattr(s, name), c, s.mean, s.std) for name in s.sizes()]
+    assert sum(g for g, _ in counts) == info["good"]
+    assert sum(k for _, k in counts) == info["bad"]  # the garbage file and the truncated PNG
 
 
 def test_imagefolder_errors(tmp_path):
@@ -131,12 +149,12 @@ def test_parquet_without_mask_column(tmp_path):
     info = write_parquet_shards(str(tmp_path / "pq"), n=40, shards=3, corrupt_rows=2)
     c = cfg(source="parquet", path=str(tmp_path / "pq"))
     s = build_splits(c)
-    assert len(s.train) + len(s.test) == info["rows"]
-    assert len(s.test) > 0 and len(s.train) > len(s.test)
+    assert sum(s.sizes().values()) == info["rows"]
+    assert len(s.test) > 0 and len(s.val) > 0 and train_len(s) > len(s.test)
     assert not s.has_masks and s.num_classes == info["classes"]
-    g1, k1 = count_skipped(s.train, c, s.mean, s.std)
-    g2, k2 = count_skipped(s.test, c, s.mean, s.std)
-    assert k1 + k2 == info["corrupt"] and g1 + g2 == info["rows"] - info["corrupt"]
+    counts = [count_skipped(getattr(s, name), c, s.mean, s.std) for name in s.sizes()]
+    assert sum(k for _, k in counts) == info["corrupt"]
+    assert sum(g for g, _ in counts) == info["rows"] - info["corrupt"]
     with pytest.raises(UserError, match="loss.fgbg_weight"):
         build_splits(cfg(source="parquet", path=str(tmp_path / "pq"), _extra={"loss": {"fgbg_weight": 0.5}}))
     with pytest.raises(UserError, match="loss.fgbg_weight"):
@@ -144,12 +162,12 @@ def test_parquet_without_mask_column(tmp_path):
 
 
 def test_parquet_holdout_is_row_local_and_stable(tmp_path):
-    """Held-out rows are chosen by a hash of the image bytes, so sharding does not move them."""
+    """Validation and test rows are chosen by a hash of the image bytes, so sharding does not move them."""
     write_parquet_shards(str(tmp_path / "a"), n=40, shards=1)
     write_parquet_shards(str(tmp_path / "b"), n=40, shards=4)
     sa = build_splits(cfg(source="parquet", path=str(tmp_path / "a")))
     sb = build_splits(cfg(source="parquet", path=str(tmp_path / "b")))
-    assert base_indices(sa.test).tolist() == base_indices(sb.test).tolist()
+    assert split_rows(sa) == split_rows(sb)
 
 
 def test_parquet_with_mask_and_split_columns(tmp_path):
@@ -159,12 +177,12 @@ def test_parquet_with_mask_and_split_columns(tmp_path):
     assert s.has_masks
     assert len(s.test) == info["test"]  # the split column decides, not the hash
     assert all(i % 4 == 3 for i in base_indices(s.test))
-    img, label, fg = s.train[0]
+    img, label, fg = s.pretrain[0]
     assert fg is not None and fg.mode == "L" and fg.size == img.size
     # a random crop may hold only foreground or only background: look at several draws
     torch.manual_seed(0)
     tf = PretrainTransform(c, s.mean, s.std)
-    samples = [tf(s.train[i % len(s.train)]) for i in range(16)]
+    samples = [tf(s.pretrain[i % len(s.pretrain)]) for i in range(16)]
     assert all(x["has_fg"] and set(x["fg"].unique().tolist()) <= {0.0, 1.0} for x in samples)
     assert any(0 < x["fg"].sum() < x["fg"].numel() for x in samples)
     assert check_data(c)["source"] == "parquet"
@@ -173,7 +191,7 @@ def test_parquet_with_mask_and_split_columns(tmp_path):
 def test_parquet_through_file_uri(tmp_path):
     write_parquet_shards(str(tmp_path / "pq"), n=20, shards=2)
     s = build_splits(cfg(source="parquet", path=f"file://{tmp_path / 'pq'}"))
-    assert len(s.train) + len(s.test) == 20
+    assert sum(s.sizes().values()) == 20
 
 
 def test_parquet_errors(tmp_path):
@@ -186,7 +204,7 @@ def test_parquet_errors(tmp_path):
         with pytest.raises(UserError, match="data.image_column: Parquet at .* has no column 'image'"):
             fn(cfg(source="parquet", path=str(tmp_path / "pq")))
     ok = build_splits(cfg(source="parquet", path=str(tmp_path / "pq"), image_column="picture"))
-    assert len(ok.train) + len(ok.test) == 30
+    assert sum(ok.sizes().values()) == 30
 
 
 # ---- transforms --------------------------------------------------------------------------------------------
@@ -195,14 +213,14 @@ def test_pretrain_and_eval_transform_shapes():
                           "mask": {"patch_size": 8, "ratio": 0.5}})
     s = build_splits(c)
     t = PretrainTransform(c, s.mean, s.std)
-    out = t(s.train[0])
+    out = t(s.pretrain[0])
     assert out["img"].shape == (3, 16, 16) and out["img"].dtype == torch.float32
     assert out["mask"].shape == (8, 8)  # the model-patch grid, not the mask-unit grid
     assert int(out["mask"].sum()) == 2 * 4 * 4  # ceil(0.5 * 4 units) = 2 units of 4x4 model patches
     assert out["fg"].shape == (1, 16, 16) and set(out["fg"].unique().tolist()) <= {0.0, 1.0}
     assert out["has_fg"] is True
     assert t(None) is None
-    batch = collate_skip([t(s.train[i]) for i in range(3)] + [None])
+    batch = collate_skip([t(s.pretrain[i]) for i in range(3)] + [None])
     assert batch["img"].shape == (3, 3, 16, 16) and batch["mask"].shape == (3, 8, 8)
     assert batch["skipped"] == 1
     assert collate_skip([None, None]) == {"skipped": 2}
@@ -218,7 +236,7 @@ def test_pretrain_transform_crops_image_and_foreground_together():
     t = PretrainTransform(c, s.mean, s.std)
     for i in range(5):
         torch.manual_seed(i)
-        out = t(s.train[i])
+        out = t(s.pretrain[i])
         bright = out["img"][0] > (0.5 - s.mean[0]) / s.std[0]
         fg = out["fg"][0].bool()
         # most bright pixels are foreground and most foreground pixels are bright

@@ -44,7 +44,7 @@ def test_pretraining_loss_falls(tiny_cfg, digits_splits):
 def test_epoch_metrics(tiny_cfg, digits_splits):
     run = PretrainRun(tiny_cfg, splits=digits_splits)
     m = run.train_epoch()
-    n_train = len(digits_splits.train)
+    n_train = len(digits_splits.pretrain)
     assert m["images"] == (n_train // 64) * 64  # drop_last
     assert m["skipped_images"] == 0 and m["epoch"] == 1
     assert m["images_per_s"] > 0 and m["grad_norm"] > 0
@@ -95,7 +95,7 @@ def test_resume_without_optimizer_state_differs(tiny_cfg, digits_splits):
 def _tiny_splits(splits, n=64):
     from torch.utils.data import Subset
 
-    return dataclasses.replace(splits, train=Subset(splits.train, range(n)))
+    return dataclasses.replace(splits, pretrain=Subset(splits.pretrain, range(n)))
 
 
 def test_non_finite_inputs_raise(tiny_cfg, digits_splits):
@@ -121,7 +121,8 @@ def test_evaluation_protocols(tiny_cfg, digits_splits, protocol):
     run = PretrainRun(tiny_cfg.with_overrides({"eval.epochs": 1}), splits=digits_splits)
     before = copy.deepcopy(run.model.encoder.state_dict())
     out = run.final_eval(protocol)
-    assert 0.0 <= out["accuracy"] <= 1.0
+    assert 0.0 <= out["val_accuracy"] <= 1.0 and out["val_count"] == len(digits_splits.val)
+    assert "test_accuracy" not in out  # a search trial never measures the test split
     assert out["params"] == sum(p.numel() for p in run.model.encoder.parameters())
     assert out["flops"] > 0
     # evaluation works on a copy: the pre-trained encoder is untouched
@@ -135,17 +136,17 @@ def test_linear_probe_survives_a_last_batch_of_one(tiny_cfg, digits_splits):
     run = PretrainRun(tiny_cfg, splits=digits_splits)
     clf = Classifier(copy.deepcopy(run.model.encoder), 10, frozen=True).train()
     assert clf(torch.rand(1, 3, 16, 16)).shape == (1, 10)
-    n_lab = len(run._eval_loaders(train_aug=False)[0])
+    n_lab = len(run._labeled(train_aug=False))
     bs = n_lab - 1  # two batches: n_lab - 1 images, then one
     out = PretrainRun(tiny_cfg.with_overrides({"eval.epochs": 1, "eval.batch_size": bs}),
                       splits=digits_splits).final_eval("linear")
-    assert 0.0 <= out["accuracy"] <= 1.0
+    assert 0.0 <= out["val_accuracy"] <= 1.0
 
 
 def test_knn_is_above_chance_on_digits(tiny_cfg, digits_splits):
     run = PretrainRun(tiny_cfg, splits=digits_splits)
     run.train_epoch()
-    acc = run.final_eval("knn")["accuracy"]
+    acc = run.final_eval("knn")["val_accuracy"]
     assert acc > 0.2  # 10 classes: chance is 0.1
     assert run.proxy() == {"proxy_knn": pytest.approx(acc)}
     assert PretrainRun(tiny_cfg.with_overrides({"eval.proxy": "none"}), splits=digits_splits).proxy() == {}
@@ -154,7 +155,21 @@ def test_knn_is_above_chance_on_digits(tiny_cfg, digits_splits):
 def test_finetune_learns_on_digits(tiny_cfg, digits_splits):
     cfg = tiny_cfg.with_overrides({"eval.labeled_fraction": 0.5, "eval.epochs": 6, "eval.base_lr": 0.02})
     run = PretrainRun(cfg, splits=build_splits(cfg))
-    assert run.final_eval("finetune")["accuracy"] > 0.3
+    out = run.final_eval("finetune", splits=("val", "test"))
+    assert out["val_accuracy"] > 0.3 and out["test_accuracy"] > 0.3
+    assert (out["val_count"], out["test_count"]) == (len(run.splits.val), len(run.splits.test))
+
+
+def test_finetune_seed_changes_the_fine_tune_only(tiny_cfg, digits_splits):
+    """Confirmation re-seeds the fine-tune of one pre-trained encoder: same seed, same answer; the pre-trained
+    weights are untouched either way."""
+    run = PretrainRun(tiny_cfg.with_overrides({"eval.epochs": 2}), splits=digits_splits)
+    before = copy.deepcopy(run.model.encoder.state_dict())
+    a, b = run.final_eval(seed=1), run.final_eval(seed=1)
+    c = run.final_eval(seed=2)
+    assert a == b
+    assert c["val_accuracy"] != a["val_accuracy"] or c != a
+    assert states_equal(before, run.model.encoder.state_dict())
 
 
 def test_corrupt_images_are_counted_in_training(tmp_path):

@@ -211,9 +211,9 @@ def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path):
     bad, good = rows[1e6], rows[0.002]
     assert bad["status"] == "error", bad
     assert "NonFiniteLoss" in bad["error"] and "non-finite loss" in bad["error"], bad["error"]
-    assert bad["feasible"] is False and bad["accuracy"] is None
+    assert bad["feasible"] is False and bad["val_accuracy"] is None
     assert good["status"] == "complete" and good["error"] == "", good
-    assert good["accuracy"] is not None and good["feasible"] is True
+    assert good["val_accuracy"] is not None and good["feasible"] is True
     # the progress line of the failed trial names the reason too
     assert any(ln.startswith("[") and " error " in ln and "NonFiniteLoss: non-finite loss" in ln
                for ln in log.splitlines()), log[-4000:]
@@ -267,4 +267,4 @@ def test_corrupt_images_are_skipped_and_counted(ray_session, tmp_path):
     assert m_f["skipped_images"] == bad_in_train, m_f
     assert m_p["skipped_images"] == 4, m_p
     for m in (m_f, m_p):  # the run went on to the end and evaluated
-        assert m["done"] is True and 0.0 <= m["accuracy"] <= 1.0
+        assert m["done"] is True and 0.0 <= m["val_accuracy"] <= 1.0

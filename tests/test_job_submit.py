@@ -66,7 +66,7 @@ def test_quick_search_as_a_ray_job_on_a_local_head(tmp_path):
     rows = pq.read_table(str(exp / "results.parquet")).to_pylist()
     assert len(rows) == 2 and {row["status"] for row in rows} <= {"complete", "pruned"}
     feasible = [row for row in rows if row["feasible"]]
-    assert feasible and all(0 <= row["accuracy"] <= 1 for row in feasible)
+    assert feasible and all(0 <= row["val_accuracy"] <= 1 for row in feasible)
     best = min(feasible, key=lambda row: row["params"])
     assert f"Winner: {best['trial_id']}" in logs.stdout
     assert json.loads((exp / "best" / "metrics.json").read_text())["trial_id"] == best["trial_id"]

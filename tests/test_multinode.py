@@ -148,7 +148,7 @@ def test_two_workers_on_two_nodes_checkpoint_to_shared_storage(cluster, tmp_path
     # every data-parallel rank reported its node: one rank on each node
     ids = res["metrics"]["node_ids"].split(",")
     assert sorted(res["names"][i] for i in ids) == ["node_a", "node_b"], res
-    assert res["error"] is None and res["metrics"]["done"] and 0 <= res["metrics"]["accuracy"] <= 1
+    assert res["error"] is None and res["metrics"]["done"] and 0 <= res["metrics"]["val_accuracy"] <= 1
     # the final checkpoint landed on the shared storage path and holds the last epoch
     assert res["checkpoint"].startswith(storage + os.sep), res["checkpoint"]
     import torch

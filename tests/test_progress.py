@@ -12,7 +12,7 @@ def test_progress_event_carries_what_a_row_needs(tmp_path, capsys):
     class Trial:  # what ProgressPrinter reads of a Tune trial
         trial_id = "abc_1"
         config = {"model.embed_dim": 24}
-        last_result = {"epoch": 2, "accuracy": 0.75, "params": 123, "flops": 9, "done": True,
+        last_result = {"epoch": 2, "val_accuracy": 0.75, "params": 123, "flops": 9, "done": True,
                        "checkpoint_path": "/ck", "time_total_s": 3.0, "hostname": "h"}
 
         def __str__(self):
@@ -29,7 +29,7 @@ def test_progress_event_carries_what_a_row_needs(tmp_path, capsys):
     ev = [json.loads(ln) for ln in (tmp_path / "trials.jsonl").read_text().splitlines()][-1]
     assert ev["config"] == {"model.embed_dim": 24} and "hostname" not in ev["result"]
     row = {r["trial_id"]: r for r in results.load_trials(str(tmp_path))[0]}["trial_1"]
-    assert (row["trial_id"], row["status"], row["accuracy"], row["params"], row["checkpoint_path"]) == (
+    assert (row["trial_id"], row["status"], row["val_accuracy"], row["params"], row["checkpoint_path"]) == (
         "trial_1", "complete", 0.75, 123, "/ck")
 
 

@@ -38,7 +38,7 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
     result = trainer.fit()
     m = result.metrics
     assert m["epoch"] == 2 and m["done"] is True
-    assert 0.0 <= m["accuracy"] <= 1.0
+    assert 0.0 <= m["val_accuracy"] <= 1.0
     assert m["params"] > 0 and m["flops"] > 0
     # 2 workers split the training set: each rank trains on its half only (full batches)
     from simmim_ray.data import build_splits
@@ -50,7 +50,7 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
     losses = values["loss/loss"]
     assert len(losses) == 2
     assert losses[-1] < losses[0], losses
-    assert "eval/accuracy" in values and "train/lr" in values
+    assert "eval/val_accuracy" in values and "train/lr" in values
     assert tags["images"], "no reconstruction image grids were logged"
     assert glob.glob(os.path.join(tb, "events.out.tfevents.*"))
     # every epoch left a checkpoint (the last 2 kept), each with the resolved config for export
@@ -80,15 +80,15 @@ def test_train_cli_end_to_end(tmp_path):
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, log[-3000:]
-    assert "final: accuracy=" in log
+    assert "final: val_accuracy=" in log
 
     from simmim_ray.configio import load_config
 
     cfg = load_config(str(out / "config.yaml"))
     assert cfg.train.epochs == 2 and cfg.model.img_size == 16
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("accuracy", "params", "flops", "loss", "train_seconds"):
+    for key in ("val_accuracy", "params", "flops", "loss", "train_seconds"):
         assert key in metrics
-    assert 0 <= metrics["accuracy"] <= 1 and metrics["epoch"] == 2
+    assert 0 <= metrics["val_accuracy"] <= 1 and metrics["epoch"] == 2
     assert glob.glob(str(out / "tb" / "events.out.tfevents.*"))
     assert glob.glob(str(out / "train" / "**" / "state.pt"), recursive=True)

@@ -42,16 +42,16 @@ def experiment(tmp_path):
     (exp / "settings.json").write_text(json.dumps({"target_accuracy": 0.8, "size_metric": "params"}))
     small = make_trial(exp, "trial_a", {"model.embed_dim": 16}, [
         {"epoch": 1, "proxy_knn": 0.5, "params": 0, "flops": 10},
-        {"epoch": 2, "proxy_knn": 0.6, "accuracy": 0.85, "params": 0, "flops": 10, "done": True}],
+        {"epoch": 2, "proxy_knn": 0.6, "val_accuracy": 0.85, "params": 0, "flops": 10, "done": True}],
         {"status": "complete", "wall_s": 12.0, "epochs": 2, "error": ""}, ckpt_cfg=TINY)
     # rewrite trial_a's size with the real parameter count of its checkpoint
     lines = (exp / "trial_a" / "result.json").read_text().replace('"params": 0', f'"params": {small}')
     (exp / "trial_a" / "result.json").write_text(lines)
     make_trial(exp, "trial_b", {"model.embed_dim": 64}, [
-        {"epoch": 2, "accuracy": 0.95, "params": 10 ** 6, "flops": 10 ** 7, "done": True}],
+        {"epoch": 2, "val_accuracy": 0.95, "params": 10 ** 6, "flops": 10 ** 7, "done": True}],
         {"status": "complete", "wall_s": 20.0, "epochs": 2, "error": ""})
     make_trial(exp, "trial_c", {"model.embed_dim": 8}, [
-        {"epoch": 2, "accuracy": 0.5, "params": 100, "flops": 5, "done": True}],
+        {"epoch": 2, "val_accuracy": 0.5, "params": 100, "flops": 5, "done": True}],
         {"status": "complete", "wall_s": 9.0, "epochs": 2, "error": ""})
     make_trial(exp, "trial_d", {"model.embed_dim": 32}, [{"epoch": 1, "proxy_knn": 0.99, "params": 50, "flops": 1}],
                {"status": "pruned", "wall_s": 5.0, "epochs": 1, "error": ""})
@@ -67,14 +67,14 @@ def test_results_table_statuses_and_winner(experiment):
     exp, small = experiment
     rows = results.write_outputs(str(exp), 0.8, "params")
     table = pq.read_table(str(exp / "results.parquet"))
-    assert {"trial_id", "status", "model.embed_dim", "accuracy", "params", "flops", "feasible", "epochs",
+    assert {"trial_id", "status", "model.embed_dim", "val_accuracy", "params", "flops", "feasible", "epochs",
             "wall_s", "error"} <= set(table.column_names)
     by = {r["trial_id"]: r for r in table.to_pylist()}
     assert [by[t]["status"] for t in "abcdef" for t in [f"trial_{t}"]] == [
         "complete", "complete", "complete", "pruned", "error", "running"]
     assert by["trial_e"]["error"].startswith("NonFiniteLoss")
     # the pruned trial's high proxy is not an accuracy and never makes it feasible
-    assert by["trial_d"]["accuracy"] is None and not by["trial_d"]["feasible"]
+    assert by["trial_d"]["val_accuracy"] is None and not by["trial_d"]["feasible"]
     assert [by[f"trial_{t}"]["feasible"] for t in "abc"] == [True, True, False]
     assert results.winner(rows, "params")["trial_id"] == "trial_a"
     assert [r["trial_id"] for r in results.pareto_front(rows, "params")] == ["trial_c", "trial_a", "trial_b"]
@@ -138,12 +138,12 @@ def test_a_trial_tune_never_saved_keeps_its_row_from_its_event(experiment):
     from simmim_ray.search import results
 
     exp, small = experiment
-    final = {"epoch": 2, "accuracy": 0.9, "params": 50_000, "flops": 7, "checkpoint_path": "/ck/g"}
+    final = {"epoch": 2, "val_accuracy": 0.9, "params": 50_000, "flops": 7, "checkpoint_path": "/ck/g"}
     with open(exp / "trials.jsonl", "a") as f:
         f.write(json.dumps({"trial_id": "trial_g", "status": "complete", "wall_s": 8.0, "epochs": 2, "error": "",
                             "config": {"model.embed_dim": 24}, "result": final}) + "\n")
         f.write(json.dumps({"trial_id": "trial_f", "status": "complete", "wall_s": 9.0, "epochs": 2, "error": "",
-                            "config": {"model.embed_dim": 40}, "result": {**final, "accuracy": 0.7}}) + "\n")
+                            "config": {"model.embed_dim": 40}, "result": {**final, "val_accuracy": 0.7}}) + "\n")
     hist = exp / "train_runs" / "trial_g" / "history.jsonl"
     hist.parent.mkdir(parents=True)
     hist.write_text("".join(json.dumps({"epoch": e, "proxy_knn": 0.1 * e}) + "\n" for e in (1, 2)))
@@ -151,9 +151,9 @@ def test_a_trial_tune_never_saved_keeps_its_row_from_its_event(experiment):
     by = {r["trial_id"]: r for r in pq.read_table(str(exp / "results.parquet")).to_pylist()}
     assert len(by) == 7
     g = by["trial_g"]
-    assert (g["status"], g["accuracy"], g["params"], g["model.embed_dim"], g["feasible"], g["epochs"],
+    assert (g["status"], g["val_accuracy"], g["params"], g["model.embed_dim"], g["feasible"], g["epochs"],
             g["wall_s"], g["checkpoint_path"]) == ("complete", 0.9, 50_000, 24, True, 2, 8.0, "/ck/g")
-    assert (by["trial_f"]["status"], by["trial_f"]["accuracy"]) == ("complete", 0.7)
+    assert (by["trial_f"]["status"], by["trial_f"]["val_accuracy"]) == ("complete", 0.7)
     history = pq.read_table(str(exp / "history.parquet")).to_pylist()
     assert sorted(h["epoch"] for h in history if h["trial_id"] == "trial_g") == [1, 2]
     assert results.winner(rows, "params")["trial_id"] == "trial_a"  # still the smallest feasible

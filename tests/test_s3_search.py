@@ -93,13 +93,13 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
         files = _files(fs, exp)
 
         table = pq.read_table(f"{exp}/results.parquet", filesystem=fs)
-        assert {"trial_id", "status", "accuracy", "params", "flops", "feasible", "epochs", "model.embed_dim",
+        assert {"trial_id", "status", "val_accuracy", "params", "flops", "feasible", "epochs", "model.embed_dim",
                 "mask.ratio"} <= set(table.column_names)
         rows = table.to_pylist()
         assert len(rows) == 3 and {row["status"] for row in rows} <= {"complete", "pruned"}
         assert before <= {row["trial_id"] for row in rows}
         done = [row for row in rows if row["status"] == "complete"]
-        assert done and all(0 <= row["accuracy"] <= 1 and row["params"] > 0 for row in done)
+        assert done and all(0 <= row["val_accuracy"] <= 1 and row["params"] > 0 for row in done)
         assert pq.read_table(f"{exp}/history.parquet", filesystem=fs).num_rows >= 3  # >= 1 epoch each, 2 for one
 
         # Train's checkpoints were written to S3 by Ray itself; Tune's per-trial state too, except for a trial

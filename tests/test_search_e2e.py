@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
         "--set", "train.batch_size=64",
         "--set", "model.img_size=16", "--set", "eval.batch_size=128"]
-RESULT_COLUMNS = {"trial_id", "status", "accuracy", "params", "flops", "feasible", "epochs", "wall_s",
+RESULT_COLUMNS = {"trial_id", "status", "val_accuracy", "params", "flops", "feasible", "epochs", "wall_s",
                   "model.embed_dim", "mask.ratio", "loss.visible_weight"}
 
 
@@ -40,9 +40,9 @@ def test_search_end_to_end_writes_every_output(tmp_path):
     assert len(rows) == 3 and RESULT_COLUMNS <= set(rows[0])
     assert {row["status"] for row in rows} <= {"complete", "pruned"}
     done = [row for row in rows if row["status"] == "complete"]
-    assert done and all(0 <= row["accuracy"] <= 1 and row["params"] > 0 and row["flops"] > 0 for row in done)
+    assert done and all(0 <= row["val_accuracy"] <= 1 and row["params"] > 0 and row["flops"] > 0 for row in done)
     # pruned trials carry no (truncated) accuracy and are never feasible
-    assert all(row["accuracy"] is None and not row["feasible"] for row in rows if row["status"] == "pruned")
+    assert all(row["val_accuracy"] is None and not row["feasible"] for row in rows if row["status"] == "pruned")
     history = pq.read_table(str(exp / "history.parquet")).to_pylist()
     assert {h["trial_id"] for h in history} == {row["trial_id"] for row in rows}
     # the winner is the smallest feasible trial, exported with its config and loadable in one call

@@ -26,12 +26,12 @@ def synthetic(p: dict) -> dict:
     w, d, r = p["model.embed_dim"], p["model.depth"], p["mask.ratio"]
     size = w * w * d
     acc = (1 - math.exp(-size / 6000)) - 0.5 * (r - 0.6) ** 2
-    return {"params": size, "accuracy": acc, "done": True}
+    return {"params": size, "val_accuracy": acc, "done": True}
 
 
 def smallest_feasible(target: float) -> int:
     return min(w * w * d for w in range(8, 129, 8) for d in range(1, 9)
-               if synthetic({"model.embed_dim": w, "model.depth": d, "mask.ratio": 0.6})["accuracy"] >= target)
+               if synthetic({"model.embed_dim": w, "model.depth": d, "mask.ratio": 0.6})["val_accuracy"] >= target)
 
 
 def run(sampler: str, seed: int, budget: int, target: float = 0.9) -> tuple[int | None, optuna.Study]:
@@ -48,7 +48,7 @@ def test_constraint_recorded_and_feasibility_follows_target():
     best, study = run("tpe", 0, 10)
     for t in study.trials:
         acc = t.values[1]
-        assert t.system_attrs["constraints:accuracy"] == pytest.approx(0.9 - acc)
+        assert t.system_attrs["constraints:val_accuracy"] == pytest.approx(0.9 - acc)
         assert is_feasible(t) == (acc >= 0.9)
 
 
@@ -88,7 +88,7 @@ def test_restored_searcher_finds_its_trial_by_tune_id():
     assert t.state == TrialState.COMPLETE and t.user_attrs["tune_trial_id"] == "t_late"
     # telling again after another restart keeps the first answer and does not raise
     s3 = ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0, storage=storage, study_name="x")
-    s3.on_trial_complete("t_late", {"params": 1, "accuracy": 0.0, "done": True})
+    s3.on_trial_complete("t_late", {"params": 1, "val_accuracy": 0.0, "done": True})
     assert s3._ot_study.trials[0].values == t.values
 
 

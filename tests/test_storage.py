@@ -115,12 +115,12 @@ def test_s3_roundtrip_against_moto_server(monkeypatch):
         base = s3.uri("exp")
         target = storage.join(base, "trial_0", "metrics.json")
         assert not storage.exists(target)
-        storage.write_bytes(target, b'{"accuracy": 0.9}')
-        assert storage.exists(target) and storage.read_bytes(target) == b'{"accuracy": 0.9}'
+        storage.write_bytes(target, b'{"val_accuracy": 0.9}')
+        assert storage.exists(target) and storage.read_bytes(target) == b'{"val_accuracy": 0.9}'
         fs, path, for_ray = storage.resolve_storage(base)
         names = [i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))]
         assert f"{s3.bucket}/exp/trial_0/metrics.json" in names
         # what Ray gets resolves to the same server
         fs2, path2 = pafs.FileSystem.from_uri(for_ray)
-        assert fs2.get_file_info(f"{path2}/trial_0/metrics.json").size == len(b'{"accuracy": 0.9}')
+        assert fs2.get_file_info(f"{path2}/trial_0/metrics.json").size == len(b'{"val_accuracy": 0.9}')
         storage.check_shared_storage(base, 4)  # an object store is shared by every node: no probe, no error

@@ -8,6 +8,7 @@ import sys
 from simmim_ray.cli.args import positive_float, positive_int
 from simmim_ray.configio import dump_config, load_config
 from simmim_ray.data.check import check_data
+from simmim_ray.metrics import FLOPS, IMAGES_PER_S, LOSS, PARAMS, TEST_ACCURACY, TRAIN_SECONDS, VAL_ACCURACY
 from simmim_ray.train.ray_init import init_ray
 
 
@@ -37,7 +38,9 @@ def run(args) -> int:
 
     res = Resources(workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                     threads=max(1, int(args.cpus_per_worker)))
-    trainer = make_trainer(cfg, res, storage_path=out, name="train", tb_dir=os.path.join(out, "tb"))
+    # a single run selects nothing, so it may report the test split beside validation
+    trainer = make_trainer(cfg, res, storage_path=out, name="train", tb_dir=os.path.join(out, "tb"),
+                           eval_splits=("val", "test"))
     try:
         result = trainer.fit()
     except TrainingFailedError as e:
@@ -46,6 +49,6 @@ def run(args) -> int:
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str, bool))}
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
-    keys = ("accuracy", "params", "flops", "loss", "images_per_s", "train_seconds")
+    keys = (VAL_ACCURACY, TEST_ACCURACY, PARAMS, FLOPS, LOSS, IMAGES_PER_S, TRAIN_SECONDS)
     print("final: " + ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
     return 0

@@ -35,4 +35,4 @@ def check_data(cfg: Config) -> dict:
     from simmim_ray.data.splits import build_splits
 
     s = build_splits(cfg)
-    return {"source": d.source, "train": len(s.train), "labeled": len(s.labeled), "test": len(s.test)}
+    return {"source": d.source, **s.sizes()}

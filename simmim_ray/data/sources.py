@@ -125,12 +125,12 @@ class ParquetRecords(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def held_out(self, fraction: float) -> np.ndarray:
-        """Boolean [N]: the `split` column when present, else a hash of the image bytes (row-local, so a
-        streaming reader that sees one shard decides exactly as this in-memory reader does)."""
-        if self.split is not None:
-            return self.split == "test"
-        return np.array([is_held_out(image_bytes(r), fraction) for r in self.images], dtype=bool)
+    def assign(self, test_fraction: float, val_fraction: float) -> np.ndarray:
+        """Per row "test" | "val" | "train", row-locally (`split_of`), so a streaming reader that sees one shard
+        decides exactly as this in-memory reader does."""
+        split = self.split if self.split is not None else [None] * len(self.images)
+        return np.array([split_of(image_bytes(r), v, test_fraction, val_fraction)
+                         for r, v in zip(self.images, split)])
 
     def __getitem__(self, i: int) -> Record | None:
         raw = self.images[i]
@@ -149,8 +149,23 @@ def image_bytes(raw) -> bytes | None:
     return raw.get("bytes") if isinstance(raw, dict) else raw
 
 
-def is_held_out(data: bytes | None, fraction: float) -> bool:
-    return zlib.crc32(data or b"") % 10_000 < fraction * 10_000
+def row_hash(data: bytes | None) -> float:
+    """A row's position in [0, 1), from its image bytes alone."""
+    return zlib.crc32(data or b"") % 10_000 / 10_000
+
+
+def split_of(data: bytes | None, split_value: str | None, test_fraction: float, val_fraction: float) -> str:
+    """One row's split. A `split` column decides test ("test") and validation ("val" / "validation"); its other
+    rows, and every row without the column, are placed by `row_hash`: test below `test_fraction` (only without
+    the column), validation in the next `val_fraction`."""
+    u = row_hash(data)
+    if split_value is not None:
+        if split_value == "test":
+            return "test"
+        return "val" if split_value in ("val", "validation") or u < val_fraction else "train"
+    if u < test_fraction:
+        return "test"
+    return "val" if u < test_fraction + val_fraction else "train"
 
 
 def read_parquet_table(path: str, columns: tuple[str, str, str]):

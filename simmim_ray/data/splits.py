@@ -1,4 +1,15 @@
-"""Deterministic splits: pre-training (all non-held-out images), labelled subset, held-out test."""
+"""Four disjoint, deterministic splits of a dataset:
+
+- `pretrain`: the unlabelled pre-training pool;
+- `labeled`: `eval.labeled_fraction` of the training rows, for the fine-tune / probe (and the k-NN bank);
+- `val`: the per-epoch proxy, the search's objective and its feasibility test;
+- `test`: touched only by confirmation runs and the final report, so no search decision ever sees it.
+
+In-memory sources are split stratified by class with fixed generators: the splits never move with `seed`, so every
+trial and every seed of a confirmation sees the same images. Parquet rows are assigned row-locally (a `split`
+column when present, else a hash of the image bytes), so a streaming reader that sees one shard decides exactly
+as a reader of the whole table.
+"""
 from __future__ import annotations
 
 import math
@@ -11,51 +22,66 @@ from simmim_ray.config import Config
 from simmim_ray.data import sources
 from simmim_ray.errors import UserError
 
+SPLITS = ("pretrain", "labeled", "val", "test")
+_TEST_RNG, _VAL_RNG, _LABELED_RNG = 12345, 23456, 54321
+
 
 @dataclass
 class Splits:
-    train: Dataset  # every non-held-out image; labels unused in pre-training
-    labeled: Dataset  # `eval.labeled_fraction` of train, stratified by class
-    test: Dataset  # held out: never seen in pre-training or fine-tuning
+    pretrain: Dataset  # unlabelled pool: labels unused
+    labeled: Dataset  # `eval.labeled_fraction` of the training rows, stratified by class
+    val: Dataset
+    test: Dataset
     num_classes: int
     has_masks: bool
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in SPLITS}
 
 
 def build_splits(cfg: Config) -> Splits:
     d = cfg.data
     if d.source == "digits":
         recs = sources.DigitsRecords()
-        train_idx, test_idx = _holdout(recs.labels, d.test_fraction, cfg.seed)
-        train, test, labels = Subset(recs, train_idx), Subset(recs, test_idx), recs.labels[train_idx]
+        test_idx, val_idx, train_idx = stratified_partition(recs.labels, d.test_fraction, d.val_fraction)
         has_masks, stats = True, sources.STATS["digits"]
     elif d.source == "cifar10":
         train = sources.cifar10_records(d.path, True, d.download)
         test = sources.cifar10_records(d.path, False, False)
-        labels, has_masks, stats = train.labels, False, sources.STATS["cifar10"]
+        # the official test set stays the test split; validation is val_fraction of all rows, from the train set
+        frac = d.val_fraction * (len(train) + len(test)) / len(train)
+        _, val_idx, train_idx = stratified_partition(train.labels, 0.0, min(frac, 0.5))
+        recs, test_set, test_idx = train, test, None
+        has_masks, stats = False, sources.STATS["cifar10"]
     elif d.source == "imagefolder":
         recs = sources.FolderRecords(d.path)
-        train_idx, test_idx = _holdout(recs.labels, d.test_fraction, cfg.seed)
-        train, test, labels = Subset(recs, train_idx), Subset(recs, test_idx), recs.labels[train_idx]
+        test_idx, val_idx, train_idx = stratified_partition(recs.labels, d.test_fraction, d.val_fraction)
         has_masks, stats = False, sources.STATS["default"]
     else:
         table = sources.read_parquet_table(d.path, (d.image_column, d.label_column, d.mask_column))
         recs = sources.ParquetRecords(table, d.image_column, d.label_column, d.mask_column)
-        held = recs.held_out(d.test_fraction)
-        train_idx, test_idx = np.flatnonzero(~held), np.flatnonzero(held)
-        train, test, labels = Subset(recs, train_idx), Subset(recs, test_idx), recs.labels[train_idx]
+        which = recs.assign(d.test_fraction, d.val_fraction)
+        test_idx, val_idx, train_idx = (np.flatnonzero(which == s) for s in ("test", "val", "train"))
         has_masks, stats = recs.has_masks, sources.STATS["default"]
     if cfg.loss.fgbg_weight > 0 and not has_masks:
         raise UserError(f"loss.fgbg_weight: must be 0 for data.source={d.source!r}, which has no foreground "
                         f"masks, but got {cfg.loss.fgbg_weight}")
-    if len(train) == 0 or len(test) == 0:
-        raise UserError(f"data.path: {d.source} data at {d.path!r} gives {len(train)} training and "
-                        f"{len(test)} held-out images; both must be non-empty")
-    lab_idx = labeled_subset(labels, cfg.eval.labeled_fraction, cfg.seed)
-    return Splits(train=train, labeled=Subset(train, lab_idx), test=test,
-                  num_classes=int(max(labels.max(), _max_label(test)) + 1), has_masks=has_masks,
-                  mean=stats[0], std=stats[1])
+    train_labels = np.asarray(recs.labels)[train_idx]
+    lab_pos = labeled_subset(train_labels, cfg.eval.labeled_fraction)
+    pool_pos = np.setdiff1d(np.arange(len(train_idx)), lab_pos)
+    test = test_set if test_idx is None else Subset(recs, test_idx)
+    splits = Splits(pretrain=Subset(recs, train_idx[pool_pos]), labeled=Subset(recs, train_idx[lab_pos]),
+                    val=Subset(recs, val_idx), test=test,
+                    num_classes=int(max(np.asarray(recs.labels).max(), _max_label(test)) + 1),
+                    has_masks=has_masks, mean=stats[0], std=stats[1])
+    empty = [name for name, n in splits.sizes().items() if n == 0]
+    if empty:
+        sizes = ", ".join(f"{k} {v}" for k, v in splits.sizes().items())
+        raise UserError(f"data.path: {d.source} data at {d.path!r} gives empty split(s) {', '.join(empty)} "
+                        f"({sizes}); every split must hold images")
+    return splits
 
 
 def _max_label(ds: Dataset) -> int:
@@ -63,25 +89,31 @@ def _max_label(ds: Dataset) -> int:
     return int(np.asarray(base.labels)[idx].max())
 
 
-def _holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified held-out split, the same for every seed of the *data* (fixed 0) so trials compare."""
-    del seed  # the held-out set must not move between trials with different seeds
-    rng = np.random.default_rng(12345)
-    test = []
+def stratified_partition(labels: np.ndarray, test_fraction: float,
+                         val_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (test, val, train) sorted indices into `labels`: per class, round(n_c * fraction) rows each (at least
+    one where the fraction is non-zero), chosen by fixed generators independent of any seed."""
+    rng_test, rng_val = np.random.default_rng(_TEST_RNG), np.random.default_rng(_VAL_RNG)
+    test, val = [], []
     for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        test.extend(idx[: max(1, round(len(idx) * fraction))].tolist())
-    test_idx = np.sort(np.array(test, dtype=np.int64))
-    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
-    return train_idx, test_idx
+        idx = rng_test.permutation(np.flatnonzero(labels == c))
+        n_test = max(1, round(len(idx) * test_fraction)) if test_fraction > 0 else 0
+        test.extend(idx[:n_test].tolist())
+        rest = rng_val.permutation(idx[n_test:])
+        n_val = max(1, round(len(idx) * val_fraction)) if val_fraction > 0 else 0
+        val.extend(rest[:n_val].tolist())
+    test_idx, val_idx = np.sort(np.array(test, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
+    train_idx = np.setdiff1d(np.arange(len(labels)), np.concatenate([test_idx, val_idx]))
+    return test_idx, val_idx, train_idx
 
 
-def labeled_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Indices into `labels`: ceil(fraction * n_c) per class c, fixed across trials (seed-independent)."""
-    del seed
-    rng = np.random.default_rng(54321)
+def labeled_subset(labels: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices into `labels`: ceil(fraction * n_c) per class c (never all of a class, so the pool keeps images
+    of every class where it can), fixed across trials and seeds."""
+    rng = np.random.default_rng(_LABELED_RNG)
     out = []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        out.extend(idx[: max(1, math.ceil(len(idx) * fraction))].tolist())
+        n = max(1, math.ceil(len(idx) * fraction))
+        out.extend(idx[: min(n, max(1, len(idx) - 1))].tolist())
     return np.sort(np.array(out, dtype=np.int64))

@@ -60,8 +60,18 @@ class Classifier(nn.Module):
         return self.head(self.norm(z))
 
 
+def accuracies(model: nn.Module, loaders: dict, device: torch.device, amp: bool = False) -> dict[str, float]:
+    """{name: loader} -> {"<name>_accuracy": ..., "<name>_count": images evaluated, summed over ranks}."""
+    out = {}
+    for name, loader in loaders.items():
+        acc, n = accuracy(model, loader, device, amp)
+        out[f"{name}_accuracy"], out[f"{name}_count"] = acc, n
+    return out
+
+
 @torch.no_grad()
-def accuracy(model: nn.Module, loader, device: torch.device, amp: bool = False) -> float:
+def accuracy(model: nn.Module, loader, device: torch.device, amp: bool = False) -> tuple[float, int]:
+    """-> (top-1 accuracy, images evaluated), over every rank's shard."""
     model.eval()
     correct = total = 0
     for batch in loader:
@@ -72,13 +82,14 @@ def accuracy(model: nn.Module, loader, device: torch.device, amp: bool = False) 
         correct += int((logits.argmax(-1).cpu() == batch["label"]).sum())
         total += len(batch["label"])
     c, t = all_sum([correct, total], device)
-    return c / max(t, 1)
+    return c / max(t, 1), int(t)
 
 
-def train_classifier(encoder: nn.Module, train_loader, test_loader, num_classes: int, cfg: EvalConfig,
+def train_classifier(encoder: nn.Module, train_loader, eval_loaders: dict, num_classes: int, cfg: EvalConfig,
                      device: torch.device, world_size: int, wrap: Callable[[nn.Module], nn.Module],
                      linear: bool, amp: bool = False, epochs: int | None = None) -> dict[str, float]:
-    """Fine-tunes a copy of `encoder` (layer-wise lr decay) or trains a linear probe on it; returns accuracy."""
+    """Fine-tunes a copy of `encoder` (layer-wise lr decay) or trains a linear probe on it; returns the accuracy
+    on each of `eval_loaders` ({split name: loader}) as `accuracies` does."""
     epochs = cfg.epochs if epochs is None else epochs
     clf = Classifier(copy.deepcopy(encoder), num_classes, frozen=linear).to(device)
     groups = param_groups(clf, 0.0 if linear else cfg.weight_decay, None if linear else cfg.layer_decay)
@@ -107,7 +118,7 @@ def train_classifier(encoder: nn.Module, train_loader, test_loader, num_classes:
             last = loss.detach()
     if epochs and not math.isfinite(float(last)):
         raise NonFiniteLoss(f"non-finite loss in {'linear probe' if linear else 'fine-tuning'}: {float(last)}")
-    return {"accuracy": accuracy(model, test_loader, device, amp)}
+    return accuracies(model, eval_loaders, device, amp)
 
 
 @torch.no_grad()
@@ -125,17 +136,20 @@ def features(encoder: nn.Module, loader, device: torch.device) -> tuple[torch.Te
     return torch.cat(feats), torch.cat(labels)
 
 
-def knn_accuracy(encoder: nn.Module, bank_loader, query_loader, num_classes: int, k: int,
+def knn_accuracy(encoder: nn.Module, bank_loader, query_loaders: dict, num_classes: int, k: int,
                  device: torch.device, temperature: float = 0.07) -> dict[str, float]:
-    """Weighted k-NN (cosine, exp(sim/T) votes) with the labelled set as bank, held-out shard as queries."""
+    """Weighted k-NN (cosine, exp(sim/T) votes) with the labelled set as bank and each of `query_loaders`
+    ({split name: this rank's shard}) as queries -> {"<name>_accuracy", "<name>_count"}."""
     was_training = encoder.training
     bank, bank_y = features(encoder, bank_loader, device)
-    query, query_y = features(encoder, query_loader, device)
+    out = {}
+    for name, loader in query_loaders.items():
+        query, query_y = features(encoder, loader, device)
+        sims = query @ bank.T  # [Q, N]
+        top, idx = sims.topk(min(k, bank.shape[0]), dim=1)
+        votes = torch.zeros(query.shape[0], num_classes).scatter_add_(1, bank_y[idx], (top / temperature).exp())
+        correct = int((votes.argmax(1) == query_y).sum())
+        c, t = all_sum([correct, len(query_y)], device)
+        out[f"{name}_accuracy"], out[f"{name}_count"] = c / max(t, 1), int(t)
     encoder.train(was_training)
-    sims = query @ bank.T  # [Q, N]
-    k = min(k, bank.shape[0])
-    top, idx = sims.topk(k, dim=1)
-    votes = torch.zeros(query.shape[0], num_classes).scatter_add_(1, bank_y[idx], (top / temperature).exp())
-    correct = int((votes.argmax(1) == query_y).sum())
-    c, t = all_sum([correct, len(query_y)], device)
-    return {"accuracy": c / max(t, 1)}
+    return out

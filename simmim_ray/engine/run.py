@@ -17,6 +17,7 @@ from simmim_ray.data.transforms import Transformed
 from simmim_ray.engine import evaluate
 from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
 from simmim_ray.engine.pretrain import train_one_epoch
+from simmim_ray.metrics import FLOPS, PARAMS, PROXY_KNN
 from simmim_ray.models import build_simmim, count_params, encoder_flops
 
 
@@ -41,7 +42,7 @@ class PretrainRun:
         self.splits = splits if splits is not None else build_splits(cfg)
         s = self.splits
         bs = cfg.train.batch_size
-        self.pretrain_ds = Transformed(s.train, PretrainTransform(cfg, s.mean, s.std))
+        self.pretrain_ds = Transformed(s.pretrain, PretrainTransform(cfg, s.mean, s.std))
         self.sampler = DistributedSampler(self.pretrain_ds, world_size, rank, shuffle=True, seed=cfg.seed,
                                           drop_last=True) if world_size > 1 else None
         self.loader = DataLoader(self.pretrain_ds, batch_size=bs, shuffle=self.sampler is None,
@@ -89,46 +90,58 @@ class PretrainRun:
         m["epoch"] = self.epoch
         return m
 
-    def _eval_loaders(self, train_aug: bool):
-        s, cfg = self.splits, self.cfg
-        bs = cfg.eval.batch_size
-        lab = Transformed(s.labeled, EvalTransform(cfg, s.mean, s.std, train=train_aug))
-        test = Transformed(shard(s.test, self.rank, self.world), EvalTransform(cfg, s.mean, s.std, train=False))
-        return lab, DataLoader(test, batch_size=bs, collate_fn=collate_skip)
+    def _labeled(self, train_aug: bool):
+        s = self.splits
+        return Transformed(s.labeled, EvalTransform(self.cfg, s.mean, s.std, train=train_aug))
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        """This rank's disjoint shard of `split` ("val" or "test"), un-augmented."""
+        s = self.splits
+        ds = Transformed(shard(getattr(s, split), self.rank, self.world), EvalTransform(self.cfg, s.mean, s.std,
+                                                                                        train=False))
+        return DataLoader(ds, batch_size=self.cfg.eval.batch_size, collate_fn=collate_skip)
 
     def proxy(self) -> dict[str, float]:
-        """Cheap per-epoch metric for early stopping (k-NN on the labelled set), or nothing."""
+        """Cheap per-epoch metric for early stopping (k-NN: labelled bank, validation queries), or nothing."""
         if self.cfg.eval.proxy == "none":
             return {}
-        lab, test = self._eval_loaders(train_aug=False)
-        bank = DataLoader(lab, batch_size=self.cfg.eval.batch_size, collate_fn=collate_skip)
-        r = evaluate.knn_accuracy(self.model.encoder, bank, test, self.splits.num_classes, self.cfg.eval.knn_k,
-                                  self.device)
-        return {"proxy_knn": r["accuracy"]}
+        bank = DataLoader(self._labeled(train_aug=False), batch_size=self.cfg.eval.batch_size,
+                          collate_fn=collate_skip)
+        r = evaluate.knn_accuracy(self.model.encoder, bank, {"val": self._eval_loader("val")},
+                                  self.splits.num_classes, self.cfg.eval.knn_k, self.device)
+        return {PROXY_KNN: r["val_accuracy"]}
 
-    def final_eval(self, protocol: str | None = None, epochs: int | None = None) -> dict[str, float]:
-        """Evaluates with `eval.protocol` and adds params / FLOPs of the encoder (what a user deploys)."""
+    def final_eval(self, protocol: str | None = None, epochs: int | None = None,
+                   splits: tuple[str, ...] = ("val",), seed: int | None = None,
+                   encoder: nn.Module | None = None) -> dict[str, float]:
+        """Fine-tunes (or probes) on the labelled split once and measures `<split>_accuracy` and `<split>_count` on
+        each of `splits`, plus params / FLOPs of the encoder (what a user deploys). `seed` seeds the fine-tune
+        (head init, batch order, augmentation); `encoder` replaces the pre-trained one (e.g. a fresh one for the
+        from-scratch baseline)."""
         cfg = self.cfg
         protocol = protocol or cfg.eval.protocol
-        torch.manual_seed(cfg.seed * 7 + 1)
+        seed = cfg.seed * 7 + 1 if seed is None else seed
+        torch.manual_seed(seed)
+        encoder = self.model.encoder if encoder is None else encoder
+        loaders = {name: self._eval_loader(name) for name in splits}
         if protocol == "knn":
-            lab, test = self._eval_loaders(train_aug=False)
-            bank = DataLoader(lab, batch_size=cfg.eval.batch_size, collate_fn=collate_skip)
-            out = evaluate.knn_accuracy(self.model.encoder, bank, test, self.splits.num_classes, cfg.eval.knn_k,
+            bank = DataLoader(self._labeled(train_aug=False), batch_size=cfg.eval.batch_size,
+                              collate_fn=collate_skip)
+            out = evaluate.knn_accuracy(encoder, bank, loaders, self.splits.num_classes, cfg.eval.knn_k,
                                         self.device)
         else:
-            lab, test = self._eval_loaders(train_aug=protocol == "finetune")
-            sampler = DistributedSampler(lab, self.world, self.rank, seed=cfg.seed) if self.world > 1 else None
+            lab = self._labeled(train_aug=protocol == "finetune")
+            sampler = DistributedSampler(lab, self.world, self.rank, seed=seed) if self.world > 1 else None
             train_loader = DataLoader(lab, batch_size=cfg.eval.batch_size, shuffle=sampler is None,
                                       sampler=sampler, collate_fn=collate_skip)
-            out = evaluate.train_classifier(self.model.encoder, train_loader, test, self.splits.num_classes,
+            out = evaluate.train_classifier(encoder, train_loader, loaders, self.splits.num_classes,
                                             cfg.eval, self.device, self.world, self.wrap,
                                             linear=protocol == "linear", amp=cfg.train.amp, epochs=epochs)
         return {**out, **self.size()}
 
     def size(self) -> dict[str, float]:
         enc = self.model.encoder
-        return {"params": count_params(enc), "flops": encoder_flops(enc, self.cfg.model.img_size)}
+        return {PARAMS: count_params(enc), FLOPS: encoder_flops(enc, self.cfg.model.img_size)}
 
     @torch.no_grad()
     def image_grid(self, n: int = 8) -> torch.Tensor:

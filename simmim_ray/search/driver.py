@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
+from simmim_ray.metrics import VAL_ACCURACY
 from simmim_ray.search.settings import SearchSettings, experiment_dir
 from simmim_ray.search.space import SearchSpace
 
@@ -140,11 +141,12 @@ def finish(s: SearchSettings, exp: str) -> int:
     table = results.write_outputs(exp, s.target_accuracy, s.size_metric)
     print(results.format_report(table, s.target_accuracy, s.size_metric), flush=True)
     if not any(r["feasible"] for r in table):
-        best = max((r for r in table if r.get("accuracy") is not None), key=lambda r: r["accuracy"], default=None)
+        best = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY],
+                   default=None)
         if best is None:
             raise NoFeasibleTrial(f"no trial finished; see {exp}/results.parquet")
         raise NoFeasibleTrial(f"no trial reached accuracy >= {s.target_accuracy:g}; best was "
-                              f"{best['accuracy']:.4f} by {best['trial_id']} ({s.size_metric}="
+                              f"{best[VAL_ACCURACY]:.4f} by {best['trial_id']} ({s.size_metric}="
                               f"{best[s.size_metric]:.4g}); report written to {exp}")
     return 0
 

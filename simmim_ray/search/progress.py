@@ -7,6 +7,7 @@ import time
 
 from ray.tune import Callback
 
+from simmim_ray.metrics import VAL_ACCURACY
 from simmim_ray.search.results import METRICS, json_lines
 from simmim_ray.search.searcher import is_final
 
@@ -47,7 +48,7 @@ class ProgressPrinter(Callback):
         self.finished.add(event["trial_id"])
         params = " ".join(f"{k.split('.')[-1]}={_fmt(trial.config.get(k))}" for k in self.keys)
         if status == "complete":
-            acc, size = r.get("accuracy", float("nan")), r.get(self.s.size_metric, float("nan"))
+            acc, size = r.get(VAL_ACCURACY, float("nan")), r.get(self.s.size_metric, float("nan"))
             mark = "feasible" if acc >= self.s.target_accuracy else "below target"
             tail = f"acc={acc:.3f} {self.s.size_metric}={size:,.0f} [{mark}]"
         elif status == "pruned":

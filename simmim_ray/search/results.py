@@ -10,9 +10,9 @@ import json
 import math
 
 from simmim_ray import storage as sio
+from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, ROW_METRICS, VAL_ACCURACY
 
-METRICS = ("accuracy", "params", "flops", "proxy_knn", "loss", "loss_masked", "images_per_s", "train_seconds",
-           "skipped_images")
+METRICS = ROW_METRICS
 
 
 def json_lines(uri: str) -> list[dict]:
@@ -45,7 +45,7 @@ def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
         params = json.loads(sio.read_bytes(sio.join(exp, name, "params.json")))
         results = json_lines(sio.join(exp, name, "result.json"))
         ev = events.get(name, {})
-        if ev.get("result") and "accuracy" in ev["result"] and not (results and "accuracy" in results[-1]):
+        if ev.get("result") and VAL_ACCURACY in ev["result"] and not (results and VAL_ACCURACY in results[-1]):
             results.append(ev["result"])  # Tune's copy was saved before the final report
         rows.append(_row(exp, name, params, results, ev, history))
     # A trial that ended after Tune's last state save before a driver kill has no files of Tune's here (the
@@ -68,37 +68,37 @@ def _row(exp: str, name: str, params: dict, results: list[dict], ev: dict, histo
         history.append({"trial_id": name, **{k: v for k, v in r.items()
                                              if isinstance(v, (int, float)) and not isinstance(v, bool)}})
     last = results[-1] if results else {}
-    status = ev.get("status") or ("complete" if "accuracy" in last else "running")
+    status = ev.get("status") or ("complete" if VAL_ACCURACY in last else "running")
     error = ev.get("error", "")
     if status == "error" and not error and sio.exists(sio.join(exp, name, "error.txt")):
         error = sio.read_bytes(sio.join(exp, name, "error.txt")).decode().strip().splitlines()[-1][:300]
     return {"trial_id": name, "status": status, **params,
-            **{m: (last.get(m) if status == "complete" or m in ("params", "flops") else None) for m in METRICS},
-            "epochs": int(last.get("epoch", 0) or 0),
+            **{m: (last.get(m) if status == "complete" or m in (PARAMS, FLOPS) else None) for m in METRICS},
+            "epochs": int(last.get(EPOCH, 0) or 0),
             "wall_s": float(ev.get("wall_s") or last.get("time_total_s") or 0.0),
             "error": error, "checkpoint_path": last.get("checkpoint_path", "")}
 
 
 def mark_feasible(rows: list[dict], target: float) -> None:
     for r in rows:
-        acc = r.get("accuracy")
+        acc = r.get(VAL_ACCURACY)
         r["feasible"] = bool(r["status"] == "complete" and acc is not None and acc >= target)
 
 
 def winner(rows: list[dict], size_metric: str) -> dict | None:
     feas = [r for r in rows if r["feasible"]]
-    return min(feas, key=lambda r: (r[size_metric], -r["accuracy"])) if feas else None
+    return min(feas, key=lambda r: (r[size_metric], -r[VAL_ACCURACY])) if feas else None
 
 
 def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
     """Completed trials no other completed trial beats on both size (lower) and accuracy (higher)."""
-    done = sorted((r for r in rows if r["status"] == "complete" and r.get("accuracy") is not None),
-                  key=lambda r: (r[size_metric], -r["accuracy"]))
+    done = sorted((r for r in rows if r["status"] == "complete" and r.get(VAL_ACCURACY) is not None),
+                  key=lambda r: (r[size_metric], -r[VAL_ACCURACY]))
     front, best = [], -math.inf
     for r in done:
-        if r["accuracy"] > best:
+        if r[VAL_ACCURACY] > best:
             front.append(r)
-            best = r["accuracy"]
+            best = r[VAL_ACCURACY]
     return front
 
 
@@ -132,24 +132,24 @@ def plot_pareto(exp: str, rows: list[dict], target: float, size_metric: str, bes
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in rows if r["status"] == "complete" and r.get("accuracy") is not None]
+    done = [r for r in rows if r["status"] == "complete" and r.get(VAL_ACCURACY) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for feasible, color, label in ((True, "tab:green", "feasible"), (False, "tab:gray", "below target")):
         pts = [r for r in done if r["feasible"] == feasible]
-        ax.scatter([r[size_metric] for r in pts], [r["accuracy"] for r in pts], c=color, label=label, s=30)
+        ax.scatter([r[size_metric] for r in pts], [r[VAL_ACCURACY] for r in pts], c=color, label=label, s=30)
     front = pareto_front(rows, size_metric)
     if front:
-        ax.step([r[size_metric] for r in front], [r["accuracy"] for r in front], where="post", c="tab:blue",
+        ax.step([r[size_metric] for r in front], [r[VAL_ACCURACY] for r in front], where="post", c="tab:blue",
                 lw=1, label="Pareto front")
     ax.axhline(target, ls="--", c="tab:red", lw=1, label=f"target {target:g}")
     if best is not None:
-        ax.scatter([best[size_metric]], [best["accuracy"]], marker="*", s=250, c="gold", edgecolors="k", zorder=5)
-        ax.annotate(f"winner {best['trial_id']}", (best[size_metric], best["accuracy"]),
+        ax.scatter([best[size_metric]], [best[VAL_ACCURACY]], marker="*", s=250, c="gold", edgecolors="k", zorder=5)
+        ax.annotate(f"winner {best['trial_id']}", (best[size_metric], best[VAL_ACCURACY]),
                     textcoords="offset points", xytext=(8, -12))
     if any(r[size_metric] > 0 for r in done):  # log axis needs at least one positive size
         ax.set_xscale("log")
     ax.set_xlabel(f"encoder {size_metric}")
-    ax.set_ylabel("held-out accuracy")
+    ax.set_ylabel("validation accuracy")
     ax.set_title(f"{len(done)} completed trials of {len(rows)}")
     ax.legend(loc="lower right", fontsize=8)
     buf = io.BytesIO()
@@ -165,19 +165,19 @@ def format_report(rows: list[dict], target: float, size_metric: str) -> str:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     lines = [f"{len(rows)} trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
              f"Pareto front (accuracy vs {size_metric}; target {target:g}):",
-             f"  {'trial':12s} {'accuracy':>8s} {size_metric:>12s} {'feasible':>8s}"]
+             f"  {'trial':12s} {'val acc':>8s} {size_metric:>12s} {'feasible':>8s}"]
     for r in pareto_front(rows, size_metric):
-        lines.append(f"  {r['trial_id']:12s} {r['accuracy']:8.4f} {r[size_metric]:12,.0f} "
+        lines.append(f"  {r['trial_id']:12s} {r[VAL_ACCURACY]:8.4f} {r[size_metric]:12,.0f} "
                      f"{'yes' if r['feasible'] else 'no':>8s}")
     best = winner(rows, size_metric)
     if best is None:
-        done = [r for r in rows if r.get("accuracy") is not None and r["status"] == "complete"]
-        top = max(done, key=lambda r: r["accuracy"], default=None)
+        done = [r for r in rows if r.get(VAL_ACCURACY) is not None and r["status"] == "complete"]
+        top = max(done, key=lambda r: r[VAL_ACCURACY], default=None)
         lines.append("No trial reached the target." + (
-            f" Best accuracy {top['accuracy']:.4f} by {top['trial_id']} ({size_metric} {top[size_metric]:,.0f})."
+            f" Best accuracy {top[VAL_ACCURACY]:.4f} by {top['trial_id']} ({size_metric} {top[size_metric]:,.0f})."
             if top else ""))
     else:
-        lines.append(f"Winner: {best['trial_id']} accuracy {best['accuracy']:.4f}, {size_metric} "
+        lines.append(f"Winner: {best['trial_id']} accuracy {best[VAL_ACCURACY]:.4f}, {size_metric} "
                      f"{best[size_metric]:,.0f} -> best/")
     return "\n".join(lines)
 

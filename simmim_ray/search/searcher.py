@@ -16,12 +16,14 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from simmim_ray.metrics import VAL_ACCURACY
+
 log = logging.getLogger(__name__)
 
 TUNE_ID_ATTR = "tune_trial_id"
 SEARCH_ATTR = "search_id"
 ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
-FINAL_KEY = "accuracy"  # present only in a trial's final report (after the fine-tune / probe)
+FINAL_KEY = VAL_ACCURACY  # present only in a trial's final report (after the fine-tune / probe)
 
 
 def is_final(result: dict | None) -> bool:
@@ -96,7 +98,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
             return
         accuracy = float(result[FINAL_KEY])
         if math.isfinite(accuracy):
-            ot_trial.set_constraint("accuracy", self.target_accuracy - accuracy)
+            ot_trial.set_constraint(FINAL_KEY, self.target_accuracy - accuracy)
         super().on_trial_complete(trial_id, result, error)
 
 

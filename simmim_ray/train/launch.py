@@ -13,6 +13,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from simmim_ray.config import Config
+from simmim_ray.train.loop_config import LoopConfig
 from simmim_ray.train.backend import LazyTorchConfig
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
@@ -34,12 +35,16 @@ def apply_ray_env_defaults() -> None:
         os.environ.setdefault(k, v)
 
 
-def train_loop(loop_config: dict) -> None:
-    """Every Train worker's entry point. The worker module (torchvision, the engine) is imported here, in the
-    workers, so the trial process that only builds the trainer never pays for it."""
+def train_loop(train_loop_config: dict) -> None:
+    """Every Train worker's entry point (Ray passes `train_loop_config`, a dict holding our `LoopConfig`). The
+    worker module (torchvision, the engine) is imported here, in the workers, so the trial process that only
+    builds the trainer never pays for it."""
     from simmim_ray.train.worker import train_loop as loop
 
-    loop(loop_config)
+    loop(train_loop_config[LOOP_KEY])
+
+
+LOOP_KEY = "loop"
 
 
 class Trainer(TorchTrainer):
@@ -69,22 +74,23 @@ class Resources:
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
                  max_failures: int = 1, callbacks: list | None = None, final_path: str = "",
-                 history_path: str = "",
-                 shared: "SharedSplits | None" = None) -> Trainer:
+                 history_path: str = "", shared: "SharedSplits | None" = None,
+                 eval_splits: tuple[str, ...] = ("val",)) -> Trainer:
     """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data."""
-    datasets, extra = {}, {}
+    datasets, rows = {}, 0
+    ref = None
     if shared is not None and shared.key == data_key(cfg) and (shared.has_masks or cfg.loss.fgbg_weight == 0):
-        extra["splits_ref"] = shared.ref
+        ref = shared.ref
     if cfg.data.source == "parquet":
         datasets, rows = parquet_datasets(cfg)
-        extra.update(ray_data=True, rows=rows)
+    loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
+                      splits_ref=ref, stream_rows=rows, final_path=final_path, history_path=history_path)
     worker_res = {"CPU": res.cpus_per_worker}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker
     return Trainer(
         train_loop,
-        train_loop_config={"config": cfg.to_dict(), "tb_dir": tb_dir, "threads": res.threads,
-                           "final_path": final_path, "history_path": history_path, **extra},
+        train_loop_config={LOOP_KEY: loop},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpu,
                                                resources_per_worker=worker_res,
                                                placement_strategy=res.placement_strategy),
@@ -125,17 +131,16 @@ def share_splits(cfg: Config) -> SharedSplits | None:
 
 
 def parquet_datasets(cfg: Config):
-    """Ray Data stream of the pre-training rows (held-out rows filtered out row-locally)."""
+    """Ray Data stream of the training rows (validation and test rows filtered out row-locally)."""
     import ray.data
 
-    from simmim_ray.data.sources import image_bytes, is_held_out
+    from simmim_ray.data.sources import image_bytes, split_of
 
     d = cfg.data
     ds = ray.data.read_parquet(d.path)
-    frac, col = d.test_fraction, d.image_column
-    if "split" in ds.schema().names:
-        ds = ds.filter(lambda row: row["split"] != "test")
-    else:
-        ds = ds.filter(lambda row: not is_held_out(image_bytes(row[col]), frac))
+    tf, vf, col = d.test_fraction, d.val_fraction, d.image_column
+    has_split = "split" in ds.schema().names
+    ds = ds.filter(lambda row: split_of(image_bytes(row[col]), row["split"] if has_split else None, tf, vf)
+                   == "train")
     rows = ds.count()
     return {"train": ds}, rows

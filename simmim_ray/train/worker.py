@@ -16,9 +16,9 @@ import ray.train
 import ray.train.torch
 import torch
 
-from simmim_ray.config import Config
 from simmim_ray.data.splits import build_splits
 from simmim_ray.engine.run import PretrainRun
+from simmim_ray.train.loop_config import LoopConfig
 
 CKPT_FILE = "state.pt"
 
@@ -50,14 +50,14 @@ class RayDataPretrainStream:
             yield collate_skip(samples)
 
 
-def train_loop(loop_config: dict) -> None:
+def train_loop(loop: LoopConfig) -> None:
     entered = time.time()
     # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    cfg = Config.from_dict(loop_config["config"])
+    cfg = loop.cfg()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(loop_config.get("threads", 1))))
+    torch.set_num_threads(max(1, loop.threads))
     device = ray.train.torch.get_device()
 
     def wrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -65,16 +65,15 @@ def train_loop(loop_config: dict) -> None:
 
     # the search driver loads the data once and shares it through the object store (zero-copy numpy arrays)
     t0 = time.time()
-    ref = loop_config.get("splits_ref")
-    splits = ray.get(ref) if ref is not None else build_splits(cfg)
+    splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(cfg)
     timing = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "data_seconds": time.time() - t0,
               "loop_cpu_seconds": 0.0}
-    if cfg.data.source == "parquet" and loop_config.get("ray_data"):
+    if cfg.data.source == "parquet" and loop.stream_rows:
         from simmim_ray.data import PretrainTransform
 
         stream = RayDataPretrainStream(ray.train.get_dataset_shard("train"),
                                        PretrainTransform(cfg, splits.mean, splits.std), cfg.train.batch_size,
-                                       int(loop_config["rows"]), world, cfg.data.image_column,
+                                       loop.stream_rows, world, cfg.data.image_column,
                                        cfg.data.mask_column)
         run = PretrainRun(cfg, rank, world, device, wrap, splits=splits, pretrain_loader=stream)
     else:
@@ -91,10 +90,10 @@ def train_loop(loop_config: dict) -> None:
     resumed_from_epoch = run.epoch  # 0 on a fresh start; a restarted worker group continues after it
 
     tb = None
-    if loop_config.get("tb_dir") and rank == 0:
+    if loop.tb_dir and rank == 0:
         from simmim_ray.tblog import TBLogger  # TensorBoard's import is slow; only rank 0 writes
 
-        tb = TBLogger(loop_config["tb_dir"], enabled=True)
+        tb = TBLogger(loop.tb_dir, enabled=True)
     node_ids = _node_ids(world)
     size = run.size()
     timing["setup_seconds"] = time.time() - entered
@@ -106,23 +105,23 @@ def train_loop(loop_config: dict) -> None:
         metrics.update(size)
         final = run.epoch == cfg.train.epochs
         if final:
-            metrics.update(run.final_eval())
+            metrics.update(run.final_eval(splits=loop.eval_splits))
         timing["eval_seconds"] += time.perf_counter() - t0
         timing["loop_cpu_seconds"] += time.process_time() - c0
         if final:
             metrics.update(_timing_metrics(run, timing, entered))
         metrics["done"] = final
         metrics["resumed_from_epoch"] = resumed_from_epoch
-        if final and rank == 0 and loop_config.get("final_path"):
+        if final and rank == 0 and loop.final_path:
             # marker read by a restored search: this trial finished, report it again instead of re-running
             from simmim_ray.storage import write_text
 
-            write_text(loop_config["final_path"], json.dumps(metrics))
-        if rank == 0 and loop_config.get("history_path"):
+            write_text(loop.final_path, json.dumps(metrics))
+        if rank == 0 and loop.history_path:
             # the per-epoch record survives worker restarts and search restores (Tune rewrites its own logs)
             from simmim_ray.storage import append_line
 
-            append_line(loop_config["history_path"], json.dumps(
+            append_line(loop.history_path, json.dumps(
                 {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
         metrics["node_ids"] = node_ids
         if tb is not None:

@@ -1,0 +1,26 @@
+"""Metric names: the keys a run reports, the search reads and the results tables carry. One place, so a rename
+cannot leave a reader looking for a key nobody writes. Pure Python."""
+from __future__ import annotations
+
+# Accuracy of the fine-tuned (or probed) encoder on the validation split: what the search optimises and what
+# feasibility during the search is decided on. Present only in a run's final report.
+VAL_ACCURACY = "val_accuracy"
+VAL_COUNT = "val_count"  # images behind VAL_ACCURACY (for its interval)
+# Accuracy on the test split: only confirmation runs and `simmim-ray train` measure it, never a search trial.
+TEST_ACCURACY = "test_accuracy"
+TEST_COUNT = "test_count"
+PROXY_KNN = "proxy_knn"  # per-epoch k-NN accuracy on the validation split (early stopping)
+PARAMS = "params"  # encoder parameters
+FLOPS = "flops"  # encoder forward FLOPs per image
+EPOCH = "epoch"  # pre-training epochs completed
+DONE = "done"  # the run's final report
+LOSS = "loss"
+LOSS_MASKED = "loss_masked"
+IMAGES_PER_S = "images_per_s"
+TRAIN_SECONDS = "train_seconds"
+SKIPPED_IMAGES = "skipped_images"
+
+SIZE_METRICS = (PARAMS, FLOPS)
+# What a results row keeps of a trial's final report.
+ROW_METRICS = (VAL_ACCURACY, VAL_COUNT, PARAMS, FLOPS, PROXY_KNN, LOSS, LOSS_MASKED, IMAGES_PER_S, TRAIN_SECONDS,
+               SKIPPED_IMAGES)
