@@ -31,16 +31,11 @@ def default_concurrency(s: SearchSettings, cluster: dict) -> int:
     return max(1, fit)
 
 
-def check_fits(s: SearchSettings, cluster: dict) -> None:
-    need_cpu = s.workers_per_trial * s.cpus_per_worker
-    if need_cpu > cluster.get("CPU", 0) + 1e-9:
-        raise UserError(f"--workers-per-trial x --cpus-per-worker = {need_cpu:g} CPUs, but the Ray cluster has "
-                        f"{cluster.get('CPU', 0):g}; one trial could never start")
-    if s.gpu:
-        need_gpu = s.workers_per_trial * s.gpus_per_worker
-        if need_gpu > cluster.get("GPU", 0) + 1e-9:
-            raise UserError(f"--workers-per-trial x --gpus-per-worker = {need_gpu:g} GPUs, but the Ray cluster "
-                            f"has {cluster.get('GPU', 0):g}")
+def check_fits(s: SearchSettings, cluster: dict, where: str = "the Ray cluster") -> None:
+    from simmim_ray.resources import check_fits as fits
+
+    fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, cluster, "--workers-per-trial", where,
+         job="one trial")
 
 
 def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool) -> int:
