@@ -258,6 +258,13 @@ CASES = [
      f"{S} --points points_extra.yaml", "--points",
      "--points '$PWD/points_extra.yaml': point 0 must set exactly the searched keys; missing [], "
      "unknown ['model.depth']"),
+    ("points-out-of-range", "flags", "`--points` value the space cannot propose",
+     f"{S} --points points_range.yaml", "--points",
+     "--points '$PWD/points_range.yaml': point 0: mask.ratio=5.0 is outside the space's uniform [0.4, 0.8]"),
+    ("cpus-per-worker-tiny", "flags", "`--cpus-per-worker 0.00001` (below Ray's resource step)",
+     "train --cpus-per-worker 0.00001", "--cpus-per-worker",
+     "argument --cpus-per-worker: `--cpus-per-worker >= 0.0001` must hold (Ray counts resources in steps of "
+     "0.0001), but got 1e-05"),
     ("seed-negative", "flags", "`search --seed -1`",
      f"{S} --seed -1", "--seed",
      "argument --seed: `0 <= --seed <= 4294967295` must hold, but got -1"),
@@ -304,6 +311,10 @@ CASES = [
     ("report-not-experiment", "experiment", "`report` of a directory that is no experiment",
      "report imgs", "report",
      "report: 'imgs' is not an experiment directory (no settings.json)"),
+    ("report-truncated-settings", "experiment", "`report` of an experiment whose settings.json is cut short",
+     "report exps/truncated", "settings.json",
+     "report: 'exps/truncated' has a settings.json that is not a search's settings (JSONDecodeError: "
+     "Unterminated string starting at: line 1 column 2 (char 1))"),
     ("train-output-changed", "experiment", "`train` again on a finished `--output` with a changed config",
      "train --output run_done --set train.epochs=5", "--output",
      "--output '$PWD/run_done' holds a run with another config (train.epochs: 30 -> 5); the same config "
@@ -419,6 +430,8 @@ def make_workdir(root: str) -> None:
     write("bad.yaml", "train:\n  epochs: [1, 2\n")
     write("list.yaml", "- model\n- mask\n")
     write("points_extra.yaml", "- {mask.ratio: 0.5, model.depth: 2}\n")
+    write("points_range.yaml", "- {mask.ratio: 5}\n")
+    write("exps/truncated/settings.json", '{"space_pa')
     write("exps/done/settings.json", "{}\n")
     write("exps/nostudy/settings.json", json.dumps(asdict(SearchSettings(
         space_path="spaces/ok.yaml", name="nostudy", storage=os.path.join(root, "exps"), trials=2,

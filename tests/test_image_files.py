@@ -23,20 +23,20 @@ def test_links_fifos_and_dangling_links(tmp_path):
     root = tmp_path / "imgs"
     info = make_image_folder(str(root), classes=2, per_class=3, corrupt=0, truncated=0)
     n = info["good"]
-    c0 = root / sorted(os.listdir(root))[0]
+    c0, c1 = (root / name for name in sorted(os.listdir(root)))
     (c0 / "loop").symlink_to(root)  # a loop back to the root: every file again, forever with os.walk alone
     (c0 / "again.png").symlink_to(next(c0.glob("*.png")))  # a second name for one file
-    (c0 / "gone.png").symlink_to(tmp_path / "nowhere.png")
-    os.mkfifo(c0 / "pipe.png")
+    (c1 / "gone.png").symlink_to(tmp_path / "nowhere.png")  # in class_1: reached through class_0's loop first
+    os.mkfifo(c1 / "pipe.png")
     walked = image_folder(str(root))
     assert len(walked.samples) == n  # each real file once
-    assert walked.skipped == 2  # the dangling link and the FIFO
+    assert walked.skipped == 2  # the dangling link and the FIFO, each once though the loop reaches them again
     result = {}
-    t = threading.Thread(target=lambda: result.update(data=read_image_file(str(c0 / "pipe.png"))), daemon=True)
+    t = threading.Thread(target=lambda: result.update(data=read_image_file(str(c1 / "pipe.png"))), daemon=True)
     t.start()
     t.join(10)
     assert not t.is_alive() and result["data"] is None  # a FIFO is not read (it would block)
-    assert read_image_file(str(c0 / "gone.png")) is None
+    assert read_image_file(str(c1 / "gone.png")) is None
 
 
 def test_no_class_folder_and_empty_class(tmp_path):

@@ -39,7 +39,8 @@ def positive_int(flag: str):
     return int_in(flag, 1)
 
 
-def positive_float(flag: str):
+def positive_float(flag: str, at_least: float = 0.0, why: str = ""):
+    """A finite float > 0; with `at_least`, also >= it (`why` says where that bound comes from)."""
     def parse(v: str) -> float:
         try:
             x = float(v)
@@ -49,5 +50,13 @@ def positive_float(flag: str):
             raise argparse.ArgumentTypeError(f"{flag} must be a finite number, but got {x}")
         if not x > 0:
             raise argparse.ArgumentTypeError(f"`{flag} > 0` must hold, but got {x}")
+        if x < at_least:
+            raise argparse.ArgumentTypeError(f"`{flag} >= {at_least:g}` must hold{why}, but got {x:g}")
         return x
     return parse
+
+
+def resource_amount(flag: str):
+    """CPUs or GPUs per worker: Ray counts resources in steps of 0.0001 and refuses a smaller fraction, after it
+    started."""
+    return positive_float(flag, 0.0001, " (Ray counts resources in steps of 0.0001)")

@@ -1,7 +1,7 @@
 """`simmim-ray search`: flags, the experiment's settings, the checks before Ray starts, then the driver."""
 from __future__ import annotations
 
-from simmim_ray.cli.args import int_at_least, positive_float, positive_int
+from simmim_ray.cli.args import int_at_least, positive_int, resource_amount
 from simmim_ray.cli.validate import seed_flag, space_file, validate_search
 
 __all__ = ["add_parser", "run", "space_file"]
@@ -25,8 +25,8 @@ def add_parser(sub) -> None:
     s.add_argument("--grace-period", type=positive_int("--grace-period"), default=2)
     s.add_argument("--max-concurrent", type=positive_int("--max-concurrent"), default=None)
     s.add_argument("--workers-per-trial", type=positive_int("--workers-per-trial"), default=2)
-    s.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
-    s.add_argument("--gpus-per-worker", type=positive_float("--gpus-per-worker"), default=1.0)
+    s.add_argument("--cpus-per-worker", type=resource_amount("--cpus-per-worker"), default=1.0)
+    s.add_argument("--gpus-per-worker", type=resource_amount("--gpus-per-worker"), default=1.0)
     s.add_argument("--gpu", action="store_true")
     s.add_argument("--max-failures", type=int_at_least("--max-failures", 0), default=1,
                    help="Train worker-group restarts per trial (0: none; never unlimited)")

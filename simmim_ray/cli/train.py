@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from simmim_ray.cli.args import positive_float, positive_int
+from simmim_ray.cli.args import positive_int, resource_amount
 from simmim_ray.cli.validate import validate_train
 from simmim_ray.configio import dump_config
 from simmim_ray.train.ray_init import init_ray
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--workers", type=positive_int("--workers"), default=2)
     t.add_argument("--gpu", action="store_true")
-    t.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
+    t.add_argument("--cpus-per-worker", type=resource_amount("--cpus-per-worker"), default=1.0)
     t.add_argument("--output", default="runs/train",
                    help="run directory; again with the same config, the run resumes from its last checkpoint")
     t.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: start locally)")

@@ -136,10 +136,34 @@ def validate_search(args) -> SearchPlan:
         check_study(s, experiment_dir(s))
     else:  # these are read after Ray starts; check them before
         if s.points:
-            load_points(s.points, space)
+            check_points(s.points, load_points(s.points, space), space, base)
         if s.study_storage or not sio.is_node_local(s.storage):
             optuna_storage(s, experiment_dir(s))
     return SearchPlan(s, space, base, bool(args.resume))
+
+
+def check_points(path: str, points: list[dict], space, base: Config) -> None:
+    """Each --points entry must be a value its distribution can propose (Optuna would run it anyway) and make a
+    valid config: else its trial fails after Ray started."""
+    from simmim_ray.config import coerce, field_type
+    from simmim_ray.search.space import decode
+
+    where = f"--points {excerpt(path, PATH_CHARS)}: point"
+    params = {p.key: p for p in space.params}
+    for i, point in enumerate(points):
+        values = decode(point)
+        for key, value in values.items():
+            try:
+                values[key] = value = coerce(key, field_type(key), value)
+            except UserError as e:
+                raise UserError(f"{where} {i}: {e}") from None
+            if not params[key].contains(value):
+                raise UserError(f"{where} {i}: {key}={excerpt(value)} is outside the space's "
+                                f"{params[key].describe()}")
+        try:
+            base.with_overrides(values)
+        except UserError as e:
+            raise UserError(f"{where} {i} makes an invalid config: {e}") from None
 
 
 def new_settings(args, space):
@@ -155,9 +179,9 @@ def new_settings(args, space):
     storage = sio.resolve_storage(args.storage_path)[2]  # unsupported scheme, no bucket, credentials: exit 2
     if sio.is_node_local(storage):
         paths.check_writable_dir(storage, "--storage-path")
-    name = args.name or space.name
+    name = space.name if args.name is None else args.name
     if not NAME_RE.fullmatch(name):
-        flag = "--name" if args.name else f"the space's name {excerpt(name)} (give --name)"
+        flag = "--name" if args.name is not None else f"the space's name {excerpt(name)} (give --name)"
         raise UserError(f"{flag}: an experiment name must be 1-128 letters, digits and _ . + = - "
                         f"(one directory, no / or spaces), but got {excerpt(name)}")
     trials = args.trials or space.trials or 8
@@ -195,7 +219,7 @@ def resumed_settings(args):
         s = SearchSettings(**{**stored, "overrides": tuple(stored["overrides"])})
     except (ValueError, TypeError, KeyError) as e:  # truncated, edited, or from another version
         raise UserError(f"--resume {excerpt(d, PATH_CHARS)}: settings.json is not a search's settings "
-                        f"({excerpt(str(e), 100)})") from None
+                        f"({type(e).__name__}: {excerpt(str(e), 100)[1:-1]})") from None
     s.space_path, s.config_path = stored_input(d, s.space_path), stored_input(d, s.config_path)
     if args.trials:
         s.trials = args.trials

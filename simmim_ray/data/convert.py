@@ -41,7 +41,8 @@ def _imagefolder_rows(src: str):
     from simmim_ray.data.image_files import image_folder, read_image_file
 
     if not os.path.isdir(src):
-        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: image folder does not exist")
+        what = "is not a directory" if os.path.exists(src) else "does not exist"
+        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: image folder {what}")
     try:
         folder = image_folder(src)  # decoded below, so bad files are skipped, not fatal
     except OSError as e:

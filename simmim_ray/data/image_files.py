@@ -35,7 +35,7 @@ def image_folder(root: str) -> ImageFolderFiles:
         raise FileNotFoundError(f"Couldn't find any class folder in {root}.")
     found: list[list[str]] = [[] for _ in classes]
     seen_files: set[tuple[int, int]] = set()
-    bad: set[str] = set()  # dangling links, non-regular files, too big (a path can be met in both passes)
+    bad: set[str] = set()  # real paths of dangling links, non-regular files, files too big (met once or more)
     for follow in (False, True):
         seen_dirs: set[tuple[int, int]] = set()
         for idx, cls in enumerate(classes):
@@ -65,12 +65,12 @@ def _add(path: str, follow: bool, into: list[str], seen: set, bad: set) -> None:
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:  # dangling or looping link, vanished file
-        bad.add(path)
+        bad.add(os.path.realpath(path))
         return
     if stat.S_ISLNK(st.st_mode):  # first pass: links wait for the second
         return
     if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_IMAGE_BYTES:
-        bad.add(path)
+        bad.add(os.path.realpath(path))
         return
     if (st.st_dev, st.st_ino) not in seen:
         seen.add((st.st_dev, st.st_ino))

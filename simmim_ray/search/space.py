@@ -52,6 +52,16 @@ class Param:
             return [int(self.low) + i * self.step for i in picks]
         return [self.low, self.high]
 
+    def contains(self, value: Any) -> bool:
+        """Whether the distribution can propose `value` (a decoded value, as a config takes it)."""
+        if self.kind == "choice":
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _is_num(value):
+            return False
+        if self.kind == "int":
+            return isinstance(value, int) and self.low <= value <= self.high and (value - self.low) % self.step == 0
+        return self.low <= value <= self.high
+
     def describe(self) -> str:
         if self.kind == "choice":
             return f"choice {self.choices}"
