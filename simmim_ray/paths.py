@@ -41,6 +41,8 @@ def resolve_config_paths(cfg: Config) -> Config:
 def check_writable_dir(path: str, flag: str) -> str:
     """-> `path` made absolute. Refuses a path that is (or lies under) a file, and one this process cannot create
     or write in (read-only, permissions, /proc): tried by creating and removing a temporary directory there."""
+    if not path or not path.strip():
+        raise UserError(f"{flag} must name a directory, but got an empty value")
     path = absolute(path, flag)
     shown = f"{flag} {excerpt(path, PATH_CHARS)}"
     if any(len(part.encode()) > NAME_MAX for part in path.split(os.sep)) or len(path.encode()) > PATH_MAX:

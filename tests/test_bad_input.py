@@ -298,6 +298,9 @@ CASES = [
      "--asha-metric proxy_knn: needs `eval.proxy: knn` (with eval.proxy=none no trial reports it); use "
      "--scheduler fifo or another --asha-metric"),
     # ---- experiment directories ------------------------------------------------------------------------------
+    ("resume-empty", "experiment", "`--resume ''` (say, an unset shell variable): not a new search",
+     "search --resume ''", "--resume",
+     "--resume must name an experiment directory, but got an empty value"),
     ("resume-not-experiment", "experiment", "`--resume` of a directory that is no experiment",
      "search --resume imgs", "--resume",
      "--resume 'imgs': not an experiment directory (no settings.json)"),
@@ -326,21 +329,21 @@ CASES = [
     # ---- data ------------------------------------------------------------------------------------------------
     ("imagefolder-missing", "data", "missing image folder",
      "train --set data.source=imagefolder --set data.path=no_such_dir", "data.path",
-     "data.path: image folder 'no_such_dir' does not exist"),
+     "data.path: image folder '$PWD/no_such_dir' does not exist"),
     ("imagefolder-empty", "data", "image folder without class folders",
      "train --set data.source=imagefolder --set data.path=empty_dir", "data.path",
-     "data.path: 'empty_dir' is not an image folder of <class>/<image> files "
-     "(Couldn't find any class folder in empty_dir.)"),
+     "data.path: '$PWD/empty_dir' is not an image folder of <class>/<image> files "
+     "(Couldn't find any class folder in $PWD/empty_dir.)"),
     ("cifar10-missing", "data", "CIFAR-10 root without its batches",
      "train --set data.source=cifar10 --set data.path=imgs", "data.path",
-     "data.path: no CIFAR-10 batches under 'imgs' (expected cifar-10-batches-py/; "
+     "data.path: no CIFAR-10 batches under '$PWD/imgs' (expected cifar-10-batches-py/; "
      "pass --set data.download=true to fetch them)"),
     ("parquet-missing", "data", "missing Parquet path",
      "train --set data.source=parquet --set data.path=no_such.parquet", "data.path",
-     "data.path: Parquet path 'no_such.parquet' does not exist"),
+     "data.path: Parquet path '$PWD/no_such.parquet' does not exist"),
     ("parquet-no-image", "data", "Parquet without an image column",
      "train --set data.source=parquet --set data.path=pq_img", "data.image_column",
-     "data.image_column: Parquet at 'pq_img' has no column 'image' (columns: img, label)"),
+     "data.image_column: Parquet at '$PWD/pq_img' has no column 'image' (columns: img, label)"),
     ("fgbg-imagefolder", "data", "`loss.fgbg_weight > 0` on an image folder",
      "train --set data.source=imagefolder --set data.path=imgs --set loss.fgbg_weight=0.5", "loss.fgbg_weight",
      "loss.fgbg_weight: must be 0 for data.source='imagefolder', which has no foreground masks, but got 0.5"),

@@ -32,19 +32,18 @@ def validate_train(args) -> TrainPlan:
 
     # files are read here, in the user's directory, and named in messages as given; only what leaves this
     # process (the config the workers get, settings.json) needs absolute paths
-    given = load_config(args.config, args.set)
-    cfg = paths.resolve_config_paths(given)
+    cfg = paths.resolve_config_paths(load_config(args.config, args.set))
     out = paths.check_writable_dir(args.output, "--output")
     check_train_output(out, cfg)
     if starts_locally(args.address):
         check_fits(args.workers, args.cpus_per_worker, 1.0, args.gpu, local_resources(), "--workers",
                    "this machine (Ray starts locally; join a cluster with --address for more)")
-    return TrainPlan(cfg, out, check_data(given))
+    return TrainPlan(cfg, out, check_data(cfg))
 
 
 def check_data(cfg: Config) -> dict:
-    """The data checks (data/check.py): paths, schema, labels, before any worker reads the data. Given the config
-    with paths as the user wrote them (this process's directory is theirs), so messages quote their text."""
+    """The data checks (data/check.py): paths, schema, labels, before any worker reads the data; on the config the
+    workers get (paths absolute, `~` expanded), so what is checked is what they will read."""
     from simmim_ray.data.check import check_data as check
 
     return check(cfg)
@@ -111,14 +110,16 @@ def validate_search(args) -> SearchPlan:
     from simmim_ray.search.space import load_space
     from simmim_ray.search.study_store import check_study, optuna_storage
 
+    if args.resume is not None and not args.resume.strip():  # e.g. --resume "$UNSET": not a new search
+        raise UserError("--resume must name an experiment directory, but got an empty value")
     s = resumed_settings(args) if args.resume else None
     config_path = s.config_path if s else args.config  # settings.json holds it absolute
     overrides = list(s.overrides) if s else args.set
     base = load_config(config_path or None, overrides)
     space = load_space(s.space_path if s else space_file(args.space), base)
     # the space's `fixed:` values apply to every trial (and ASHA's max_t); the user's --set wins over them
-    given = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
-    base = paths.resolve_config_paths(given)
+    base = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
+    base = paths.resolve_config_paths(base)
     if s is None:
         s = new_settings(args, space)
         exp = sio.join(s.storage, s.name)
@@ -131,7 +132,7 @@ def validate_search(args) -> SearchPlan:
         check_fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, local_resources(),
                    "--workers-per-trial", "this machine (Ray starts locally; join a cluster with --address for "
                    "more)", job="one trial")
-    check_data(given)
+    check_data(base)
     if args.resume:
         check_study(s, experiment_dir(s))
     else:  # these are read after Ray starts; check them before

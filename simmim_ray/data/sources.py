@@ -70,6 +70,9 @@ def cifar10_records(root: str, train: bool, download: bool) -> ArrayRecords:
         ds = CIFAR10(root, train=train, download=download)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
         raise UserError(f"data.path: CIFAR-10 under {root!r} is unreadable: {e}") from None
+    except OSError as e:  # the download: no network, no space, no permission
+        raise UserError(f"data.path: cannot download CIFAR-10 into {root!r}: {str(e).splitlines()[0][:200]}"
+                        ) from None
     return ArrayRecords(ds.data, np.array(ds.targets))
 
 

@@ -28,6 +28,9 @@ from simmim_ray.errors import UserError, excerpt
 
 DIST_KINDS = ("uniform", "loguniform", "int", "choice")
 MAX_CHOICES = 1000
+# what selects the data: one dataset per search, checked (and its path made absolute) on the driver
+DATA_KEYS = ("data.source", "data.path", "data.download", "data.image_column", "data.label_column",
+             "data.mask_column")
 TOP_KEYS = ("target_accuracy", "size_metric", "trials", "fixed", "params")
 
 
@@ -144,6 +147,9 @@ def _parse_param(key: str, spec: Any) -> Param:
         t = field_type(key)
     except UserError as e:  # say that the key came from the space's `params:`
         raise UserError(f"params.{_key(key)}: {e}") from None
+    if key in DATA_KEYS:
+        raise UserError(f"params.{key}: the data is not searched (trials compare on one dataset, checked before "
+                        f"the search starts); set it under `fixed:` or with --set")
     if not isinstance(spec, dict):
         raise UserError(f"params.{key}: must be a distribution like {{uniform: [low, high]}} "
                         f"(fixed values go under `fixed`), but got {excerpt(spec)}")
