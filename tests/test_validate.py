@@ -79,6 +79,8 @@ def test_search_sends_absolute_paths(tmp_path, monkeypatch, capsys, captured):
     assert captured["cfg"].data.path == str(tmp_path / "imgs")
     assert (s.storage, s.space_path, s.points) == (str(tmp_path / "exps"), str(tmp_path / "s.yaml"),
                                                    str(tmp_path / "points.yaml"))
+    # settings.json keeps the absolute path: a --resume from another directory reads the same data
+    assert s.overrides[-1] == f"data.path={tmp_path / 'imgs'}"
 
 
 def test_train_rerun_with_changed_config_is_refused_before_writing(tmp_path, capsys, captured):

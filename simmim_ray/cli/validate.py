@@ -118,10 +118,12 @@ def validate_search(args) -> SearchPlan:
     base = load_config(config_path or None, overrides)
     space = load_space(s.space_path if s else space_file(args.space), base)
     # the space's `fixed:` values apply to every trial (and ASHA's max_t); the user's --set wins over them
-    base = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
-    base = paths.resolve_config_paths(base)
+    given = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
+    base = paths.resolve_config_paths(given)
     if s is None:
         s = new_settings(args, space)
+        if base.data.path != given.data.path:  # --resume from another directory must read the same data
+            s.overrides += (f"data.path={base.data.path}",)
         exp = sio.join(s.storage, s.name)
         if sio.exists(sio.join(exp, "settings.json")):
             raise UserError(f"experiment {exp} exists: continue it with --resume {exp}, or pick another --name")
