@@ -22,8 +22,10 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
     not formatted in full: Python refuses to print ints of more than 4,300 digits, and it would be slow."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
         return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
-    if isinstance(value, (list, tuple, dict, set)) and len(value) > limit:
-        return f"<a {type(value).__name__} of {len(value)} items>"
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 8:  # the first few items, and how many
+        head = ", ".join(excerpt(v, limit // 4) for v in list(value)[:3])
+        text = f"<a {type(value).__name__} of {len(value)} items: {head}, ...>"
+        return text if len(text) <= limit else text[: limit - 4] + "...>"
     try:
         text = repr(value)
     except (ValueError, RecursionError):  # e.g. a self-referencing list from a YAML alias

@@ -261,6 +261,9 @@ CASES = [
     ("points-out-of-range", "flags", "`--points` value the space cannot propose",
      f"{S} --points points_range.yaml", "--points",
      "--points '$PWD/points_range.yaml': point 0: mask.ratio=5.0 is outside the space's uniform [0.4, 0.8]"),
+    ("points-int-key", "flags", "`--points` entry with a non-string key",
+     f"{S} --points points_int_key.yaml", "--points",
+     "--points '$PWD/points_int_key.yaml': point 0 must set exactly the searched keys; missing [], unknown [1]"),
     ("cpus-per-worker-tiny", "flags", "`--cpus-per-worker 0.00001` (below Ray's resource step)",
      "train --cpus-per-worker 0.00001", "--cpus-per-worker",
      "argument --cpus-per-worker: `--cpus-per-worker >= 0.0001` must hold (Ray counts resources in steps of "
@@ -434,6 +437,7 @@ def make_workdir(root: str) -> None:
     write("list.yaml", "- model\n- mask\n")
     write("points_extra.yaml", "- {mask.ratio: 0.5, model.depth: 2}\n")
     write("points_range.yaml", "- {mask.ratio: 5}\n")
+    write("points_int_key.yaml", "- {1: 2, mask.ratio: 0.5}\n")
     write("exps/truncated/settings.json", '{"space_pa')
     write("exps/done/settings.json", "{}\n")
     write("exps/nostudy/settings.json", json.dumps(asdict(SearchSettings(

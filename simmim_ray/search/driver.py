@@ -186,12 +186,19 @@ def load_points(path: str, space: SearchSpace) -> list[dict]:
     pts = read_yaml(path, "--points")
     if not isinstance(pts, list) or not all(isinstance(p, dict) for p in pts):
         raise UserError(f"--points {path!r}: must be a YAML list of mappings of searched keys to values")
+    from simmim_ray.config import coerce, field_type
+    from simmim_ray.errors import excerpt
+    from simmim_ray.search.space import encode
+
     keys = set(space.keys())
     for i, p in enumerate(pts):
         missing, unknown = keys - set(p), set(p) - keys
-        if missing or unknown:
+        if missing or unknown:  # keys may be anything YAML holds (ints, long strings): sorted as text, cut short
             raise UserError(f"--points {path!r}: point {i} must set exactly the searched keys; missing "
-                            f"{sorted(missing)}, unknown {sorted(unknown)}")
-    from simmim_ray.search.space import encode
-
+                            f"{excerpt(sorted(missing), 200)}, unknown {excerpt(sorted(unknown, key=str), 200)}")
+        for k, v in p.items():  # before encode() turns a list into text
+            try:
+                coerce(k, field_type(k), v)
+            except UserError as e:
+                raise UserError(f"--points {path!r}: point {i}: {e}") from None
     return [{k: encode(v) for k, v in p.items()} for p in pts]
