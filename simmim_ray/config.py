@@ -1,17 +1,20 @@
 """Typed configuration: one dataclass per concern, validated at load time.
 
 Pure Python: no YAML, argparse or Ray here. `Config.from_dict` rejects unknown keys and wrong types;
-`Config.validate` checks the cross-field rules (mask patch vs model patch, Swin windows, ...).
+`Config.validate` checks each field's rule (the table in config_rules.py), then the cross-field rules (mask patch
+vs model patch, Swin windows, model size).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from simmim_ray.errors import UserError
+from simmim_ray.config_rules import check_fields
+from simmim_ray.errors import UserError, excerpt
 
 
 @dataclass
@@ -119,55 +122,37 @@ class Config:
             set_dotted(d, key, value)
         return Config.from_dict(d)
 
-    # ---- cross-field rules --------------------------------------------------------------------
+    # ---- rules --------------------------------------------------------------------------------------
     def validate(self) -> None:
-        m, k, lo, da, tr, ev = self.model, self.mask, self.loss, self.data, self.train, self.eval
-        _choice("model.arch", m.arch, ("vit", "swin", "swinv2"))
-        _choice("loss.type", lo.type, ("l1", "smooth_l1", "l2"))
-        _choice("data.source", da.source, ("digits", "cifar10", "imagefolder", "parquet"))
-        _choice("eval.protocol", ev.protocol, ("finetune", "linear", "knn"))
-        _choice("eval.proxy", ev.proxy, ("knn", "none"))
-        for key, v in (("model.img_size", m.img_size), ("model.patch_size", m.patch_size),
-                       ("model.embed_dim", m.embed_dim), ("model.window_size", m.window_size),
-                       ("mask.patch_size", k.patch_size), ("train.epochs", tr.epochs),
-                       ("train.batch_size", tr.batch_size), ("eval.batch_size", ev.batch_size),
-                       ("eval.knn_k", ev.knn_k)):
-            _rule(v >= 1, f"`{key} >= 1` must hold, but got {v}")
-        _rule(0 < k.ratio < 1, f"`0 < mask.ratio < 1` must hold, but got {k.ratio}")
-        _rule(0 < ev.labeled_fraction < 1,
-              f"`0 < eval.labeled_fraction < 1` must hold, but got {ev.labeled_fraction}")
-        _rule(0 < da.test_fraction < 1, f"`0 < data.test_fraction < 1` must hold, but got {da.test_fraction}")
-        _rule(0 < da.val_fraction < 1, f"`0 < data.val_fraction < 1` must hold, but got {da.val_fraction}")
+        """Each field's own rule (config_rules.FIELD_RULES), then the rules that tie fields together."""
+        check_fields(self)
+        m, k, lo, tr, da = self.model, self.mask, self.loss, self.train, self.data
         _rule(da.test_fraction + da.val_fraction < 1,
               f"`data.test_fraction + data.val_fraction < 1` must hold, but got {da.test_fraction} + "
               f"{da.val_fraction}")
-        _rule(ev.epochs >= 0, f"`eval.epochs >= 0` must hold, but got {ev.epochs}")
-        _rule(tr.warmup_epochs >= 0, f"`train.warmup_epochs >= 0` must hold, but got {tr.warmup_epochs}")
-        _rule(m.mlp_ratio > 0, f"`model.mlp_ratio > 0` must hold, but got {m.mlp_ratio}")
-        _rule(0 <= m.drop_path < 1, f"`0 <= model.drop_path < 1` must hold, but got {m.drop_path}")
-        for key, v in (("train.base_lr", tr.base_lr), ("eval.base_lr", ev.base_lr)):
-            _rule(v > 0, f"`{key} > 0` must hold, but got {v}")
-        for key, v in (("loss.masked_weight", lo.masked_weight), ("loss.visible_weight", lo.visible_weight),
-                       ("loss.fgbg_weight", lo.fgbg_weight)):
-            _rule(v >= 0 and math.isfinite(v), f"`{key} >= 0` must hold, but got {v}")
-        _rule(len(tr.betas) == 2 and all(0 <= b < 1 for b in tr.betas),
-              f"`train.betas` must be two numbers in [0, 1), but got {tr.betas}")
         _rule(k.patch_size % m.patch_size == 0,
               f"`mask.patch_size % model.patch_size == 0` must hold, but got {k.patch_size} % {m.patch_size}")
         _rule(m.img_size % k.patch_size == 0,
               f"`model.img_size % mask.patch_size == 0` must hold, but got {m.img_size} % {k.patch_size}")
+        _rule(int(m.embed_dim * m.mlp_ratio) >= 1,  # the MLP's hidden width
+              f"`int(model.embed_dim * model.mlp_ratio) >= 1` must hold, but got {m.embed_dim} * {m.mlp_ratio}")
+        _rule(lo.masked_weight + lo.visible_weight + lo.fgbg_weight > 0,
+              "`loss.masked_weight + loss.visible_weight + loss.fgbg_weight > 0` must hold (else nothing is "
+              "learned), but got 0")
+        _rule(tr.min_lr <= tr.base_lr, f"`train.min_lr <= train.base_lr` must hold, but got {tr.min_lr} > "
+                                       f"{tr.base_lr}")
         if m.arch == "vit":
-            _rule(m.depth >= 1, f"`model.depth >= 1` must hold, but got {m.depth}")
-            _rule(m.num_heads >= 1 and m.embed_dim % m.num_heads == 0,
+            _rule(m.embed_dim % m.num_heads == 0,
                   f"`model.embed_dim % model.num_heads == 0` must hold, but got {m.embed_dim} % {m.num_heads}")
         else:
-            _rule(len(m.depths) == len(m.heads) and len(m.depths) >= 1 and min(m.depths) >= 1,
+            _rule(len(m.depths) == len(m.heads),
                   f"`model.depths` and `model.heads` must be equally long lists of positive ints, "
                   f"but got {m.depths} and {m.heads}")
+            _rule(sum(m.depths) >= 2,  # torchvision spreads drop-path over blocks: / (blocks - 1)
+                  f"`sum(model.depths) >= 2` must hold for Swin, but got {m.depths}")
             for i, h in enumerate(m.heads):
                 width = m.embed_dim * 2 ** i
-                _rule(h >= 1 and width % h == 0,
-                      f"`model.heads[{i}]` must divide the stage width {width}, but got {h}")
+                _rule(width % h == 0, f"`model.heads[{i}]` must divide the stage width {width}, but got {h}")
             grid = m.img_size // m.patch_size
             _rule(m.img_size % m.patch_size == 0 and grid % m.window_size == 0,
                   f"`(model.img_size / model.patch_size) % model.window_size == 0` must hold for Swin, "
@@ -175,6 +160,31 @@ class Config:
             stride = m.patch_size * 2 ** (len(m.depths) - 1)
             _rule(m.img_size % stride == 0,
                   f"`model.img_size % encoder stride == 0` must hold for Swin, but got {m.img_size} % {stride}")
+        tokens = (m.img_size // m.patch_size) ** 2
+        _rule(tokens <= MAX_TOKENS, f"`(model.img_size / model.patch_size)^2 <= {MAX_TOKENS}` tokens must hold, "
+                                    f"but got {tokens}")
+        params = estimated_params(m)
+        _rule(params <= MAX_ENCODER_PARAMS, f"the encoder must have at most {MAX_ENCODER_PARAMS:.0e} parameters, "
+                                            f"but this model has about {params:.2g}")
+
+
+# Sanity limits on the whole model (each field has its own in config_rules.py): attention over more tokens, or an
+# encoder over 2 billion parameters, cannot train in this project's settings; refused before any worker starts.
+MAX_TOKENS = 65_536
+MAX_ENCODER_PARAMS = 2_000_000_000
+
+
+def estimated_params(m: ModelConfig) -> float:
+    """Encoder parameters within about 10% (attention 4 d^2, MLP 2 r d^2 per block, Swin's patch merging)."""
+    block = 4 + 2 * m.mlp_ratio
+    embed = 3 * m.patch_size ** 2 * m.embed_dim
+    if m.arch == "vit":
+        return embed + (m.img_size // m.patch_size) ** 2 * m.embed_dim + m.depth * block * m.embed_dim ** 2
+    widths = [m.embed_dim * 2 ** i for i in range(len(m.depths))]
+    # per block, the relative position bias: a table per head (Swin), a small MLP to the heads (Swin V2)
+    bias = [(512 * (3 + h) if m.arch == "swinv2" else (2 * m.window_size - 1) ** 2 * h) for h in m.heads]
+    return (embed + sum(d * (block * w * w + b) for d, w, b in zip(m.depths, widths, bias))
+            + sum(8 * w * w for w in widths[:-1]))
 
 
 def encoder_stride(m: ModelConfig) -> int:
@@ -182,42 +192,57 @@ def encoder_stride(m: ModelConfig) -> int:
 
 
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
+    parts = _key_parts(key)
     node = d
     for p in parts[:-1]:
         if not isinstance(node.get(p), dict):
-            raise UserError(f"unknown config key `{key}`")
+            raise UserError(f"unknown config key `{_short(key)}`")
         node = node[p]
     if parts[-1] not in node:
-        raise UserError(f"unknown config key `{key}`")
+        raise UserError(f"unknown config key `{_short(key)}`")
     node[parts[-1]] = value
 
 
 def field_type(key: str) -> Any:
     """Type annotation of a dotted config key, or UserError if no such field."""
     cls: Any = Config
-    parts = key.split(".")
+    parts = _key_parts(key)
     for i, p in enumerate(parts):
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         if p not in hints:
-            raise UserError(f"unknown config key `{key}`")
+            raise UserError(f"unknown config key `{_short(key)}`")
         t = hints[p]
         if i < len(parts) - 1:
             if not dataclasses.is_dataclass(t):
-                raise UserError(f"unknown config key `{key}`")
+                raise UserError(f"unknown config key `{_short(key)}`")
             cls = t
     return t
+
+
+def _key_parts(key: Any) -> list[str]:
+    if not isinstance(key, str):
+        raise UserError(f"config keys must be strings like `model.depth`, but got {excerpt(key)} "
+                        f"({type(key).__name__})")
+    return key.split(".")
+
+
+def _short(key: str) -> str:
+    """A key as the user wrote it, cut short (a key can be anything a YAML file holds)."""
+    return excerpt(key)[1:-1] if isinstance(key, str) else excerpt(key)
 
 
 def _build(cls: Any, d: Any, prefix: str) -> Any:
     if not isinstance(d, dict):
         raise UserError(f"`{prefix.rstrip('.') or 'config'}` must be a mapping, but got {type(d).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs = {}
     for key, value in d.items():
+        if not isinstance(key, str):
+            raise UserError(f"config keys must be strings, but got {excerpt(key)} ({type(key).__name__}) "
+                            f"in `{prefix.rstrip('.') or 'config'}`")
         name = f"{prefix}{key}"
         if key not in hints:
-            raise UserError(f"unknown config key `{name}`")
+            raise UserError(f"unknown config key `{_short(name)}`")
         t = hints[key]
         if dataclasses.is_dataclass(t):
             kwargs[key] = _build(t, value, name + ".")
@@ -226,13 +251,19 @@ def _build(cls: Any, d: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls: Any) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def coerce(name: str, t: Any, value: Any) -> Any:
-    """Check `value` against annotation `t`; ints are accepted for floats, nothing else is converted."""
+    """Check `value` against annotation `t`. Ints are accepted for floats; nothing else is converted: a bool is
+    a real bool (not "true" or 1), a float is finite (no inf, nan, or 1e309 read as inf)."""
     origin = typing.get_origin(t)
     if origin is list:
         (inner,) = typing.get_args(t)
         if not isinstance(value, (list, tuple)):
-            raise UserError(f"`{name}` must be a list of {inner.__name__}, but got {value!r}")
+            raise UserError(f"`{name}` must be a list of {inner.__name__}, but got {excerpt(value)}")
         return [coerce(f"{name}[{i}]", inner, v) for i, v in enumerate(value)]
     if t is bool:
         ok = isinstance(value, bool)
@@ -240,18 +271,20 @@ def coerce(name: str, t: Any, value: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif t is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond float's range
+                value = math.inf
+            if not math.isfinite(value):
+                raise UserError(f"`{name}` must be a finite number, but got {value}")
     elif t is str:
         ok = isinstance(value, str)
     else:  # pragma: no cover - every field is one of the above
         ok = True
     if not ok:
-        raise UserError(f"`{name}` must be {t.__name__}, but got {value!r} ({type(value).__name__})")
+        raise UserError(f"`{name}` must be {t.__name__}, but got {excerpt(value)} ({type(value).__name__})")
     return value
-
-
-def _choice(key: str, value: str, options: tuple[str, ...]) -> None:
-    _rule(value in options, f"`{key}` must be one of {', '.join(options)}, but got {value!r}")
 
 
 def _rule(ok: bool, message: str) -> None:

@@ -12,13 +12,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyarrow.fs as pafs
 
-from simmim_ray.errors import UserError
+from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "gcs")
 # Credentials in a URI end up in settings.json, logs and Ray's job info; they belong in the environment.
 SECRET_QUERY_KEYS = ("access_key", "secret_key", "session_token")
 SHARED_STORAGE_HINT = ("use storage every node can reach: s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, or a "
                        "filesystem mounted at the same path on every node (NFS, EFS)")
+
+
+def _shown(uri: str) -> str:
+    return excerpt(uri, PATH_CHARS)
 
 
 def _scheme(uri: str) -> str:
@@ -40,27 +44,30 @@ def resolve_storage(path_or_uri: str) -> tuple[pafs.FileSystem, str, str]:
     if not isinstance(path_or_uri, str) or not path_or_uri.strip():
         raise UserError("--storage-path must be a local path or a URI (s3://, gs://, file://), but got an empty value")
     uri = path_or_uri.strip()
+    if not uri.isprintable():  # a NUL breaks every file call, a line break the one-line message
+        raise UserError(f"--storage-path {_shown(uri)} must not hold control characters")
     scheme = _scheme(uri)
     if scheme in ("", "file"):
         path = os.path.abspath(os.path.expanduser(urlsplit(uri).path if scheme else uri))
         if scheme and urlsplit(uri).netloc not in ("", "localhost"):
-            raise UserError(f"--storage-path {uri!r}: file:// URIs name a local path (file:///abs/path), "
-                            f"not a host {urlsplit(uri).netloc!r}")
+            raise UserError(f"--storage-path {_shown(uri)}: file:// URIs name a local path (file:///abs/path), "
+                            f"not a host {excerpt(urlsplit(uri).netloc)}")
         return pafs.LocalFileSystem(), path, path
     if scheme not in SUPPORTED_SCHEMES:
-        raise UserError(f"--storage-path {uri!r}: scheme {scheme + '://'!r} is not supported; "
+        raise UserError(f"--storage-path {_shown(uri)}: scheme {excerpt(scheme + '://')} is not supported; "
                         f"use a local path, file://, s3:// or gs://")
     parts = urlsplit(uri)
     if not parts.netloc:
-        raise UserError(f"--storage-path {uri!r} names no bucket: use {scheme}://BUCKET/PREFIX")
+        raise UserError(f"--storage-path {_shown(uri)} names no bucket: use {scheme}://BUCKET/PREFIX")
     leaked = sorted(k for k in parse_qs(parts.query) if k.lower() in SECRET_QUERY_KEYS)
     if leaked:
-        raise UserError(f"--storage-path {uri!r} carries credentials ({', '.join(leaked)}): set them in the "
+        raise UserError(f"--storage-path {_shown(uri)} carries credentials ({', '.join(leaked)}): set them in the "
                         f"environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or use an instance role")
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
-        raise UserError(f"--storage-path {uri!r}: pyarrow cannot open it: {str(e).splitlines()[0]}") from None
+        raise UserError(f"--storage-path {_shown(uri)}: pyarrow cannot open it: "
+                        f"{excerpt(str(e).splitlines()[0], 200)[1:-1]}") from None
     # Ray joins sub-paths onto the URI's path, so a trailing slash would double up
     base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
     return fs, path.rstrip("/"), base + (f"?{parts.query}" if parts.query else "")
@@ -178,5 +185,5 @@ def check_shared_storage(uri: str, num_nodes: int, probe=nodes_missing_path) -> 
         return
     seen = (f"{len(missing)} of {num_nodes} nodes cannot see it" if missing
             else f"the cluster has {num_nodes} nodes")
-    raise UserError(f"--storage-path {uri!r} is on this node's disk and {seen}; Ray does not copy results "
+    raise UserError(f"--storage-path {_shown(uri)} is on this node's disk and {seen}; Ray does not copy results "
                     f"between nodes (no head-node syncing since Ray 2.7): {SHARED_STORAGE_HINT}")

@@ -2,7 +2,7 @@
 
 The table below is the source of truth; docs/bad_input.md must contain it verbatim (regenerate the docs table with
 `python tests/test_bad_input.py`). Commands run from a scratch directory prepared by `make_workdir`, so the
-messages show short relative paths; `$PWD` in a message stands for that directory.
+messages show short relative paths; `$PWD` in a message stands for that directory, `$CPUS` for this machine's CPUs.
 """
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ from dataclasses import asdict
 
 import pytest
 
+import yaml
+
 from data_factory import make_image_folder, write_fake_cifar10, write_parquet_shards
 from simmim_ray.cli import main
+from simmim_ray.config import Config
+from simmim_ray.resources import local_resources
 from simmim_ray.search.settings import SearchSettings
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "bad_input.md")
@@ -37,6 +41,17 @@ SPACES = {
     "ratio_range": "params:\n  mask.ratio: {uniform: [0.4, 1.2]}\n",
     "two_dists": "params:\n  mask.ratio: {uniform: [0.4, 0.8], choice: [0.5]}\n",
     "bad_target": "target_accuracy: 85\nparams:\n  mask.ratio: {uniform: [0.4, 0.8]}\n",
+    "fixed_int_key": "fixed:\n  1: 2\nparams:\n  mask.ratio: {uniform: [0.4, 0.8]}\n",
+    "huge_range": "params:\n  model.depth: {int: [1, 160000000000000]}\n",
+    "dup_keys": "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n  mask.ratio: {uniform: [0.1, 0.2]}\n",
+}
+# Hostile files (spaces/<name>.yaml, written as bytes): see docs/bad_input.md
+HOSTILE = {
+    "bomb": ('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8))).encode(),
+    "nested": b"[" * 3000 + b"]" * 3000,
+    "big": b"# padding\n" * 1_000_000,
+    "latin1": b"params:\n  mask.ratio: {uniform: [0.4, 0.8]}  # caf\xe9\n",
 }
 
 S = "search spaces/ok.yaml --storage-path exps --target-accuracy 0.5"  # a valid search up to the flag under test
@@ -89,6 +104,39 @@ CASES = [
     ("config-missing", "config", "config file that does not exist",
      "train --config nope.yaml", "nope.yaml",
      "config file 'nope.yaml' does not exist"),
+    ("checkpoint-every-0", "config", "`train.checkpoint_every=0` (a division by zero in the workers)",
+     "train --set train.checkpoint_every=0", "train.checkpoint_every",
+     "`1 <= train.checkpoint_every <= 100000` must hold, but got 0"),
+    ("label-smoothing-5", "config", "label smoothing outside [0, 1)",
+     "train --set eval.label_smoothing=5", "eval.label_smoothing",
+     "`0 <= eval.label_smoothing < 1` must hold, but got 5.0"),
+    ("loader-workers-negative", "config", "negative data-loader workers",
+     "train --set data.loader_workers=-1", "data.loader_workers",
+     "`0 <= data.loader_workers <= 256` must hold, but got -1"),
+    ("float-inf", "config", "infinite float (`.inf`)",
+     "train --set model.mlp_ratio=.inf", "model.mlp_ratio",
+     "`model.mlp_ratio` must be a finite number, but got inf"),
+    ("float-overflow", "config", "float beyond double range (`1e309` reads as inf)",
+     "train --set train.base_lr=1e309", "train.base_lr",
+     "`train.base_lr` must be a finite number, but got inf"),
+    ("seed-huge", "config", "seed beyond what numpy and Optuna take",
+     "train --set seed=20000000000000000000000", "seed",
+     "`0 <= seed <= 4294967295` must hold, but got 20000000000000000000000"),
+    ("bool-string", "config", "a bool given as the string `'true'`",
+     "train --set \"train.amp='true'\"", "train.amp",
+     "`train.amp` must be bool, but got 'true' (str)"),
+    ("min-lr-above-base", "config", "`train.min_lr` above `train.base_lr`",
+     "train --set train.min_lr=0.1", "train.min_lr",
+     "`train.min_lr <= train.base_lr` must hold, but got 0.1 > 0.04"),
+    ("model-too-big", "config", "a model far beyond any trainable size",
+     "train --set model.embed_dim=16384 --set model.num_heads=16", "parameters",
+     "the encoder must have at most 2e+09 parameters, but this model has about 8.6e+09"),
+    ("config-duplicate-key", "config", "a key given twice in a config file",
+     "train --config dup.yaml", "dup.yaml",
+     "config file 'dup.yaml' is not valid YAML: duplicate key 'epochs'   in \"dup.yaml\", line 3, column 3"),
+    ("config-control-chars", "config", "a line break inside a string value",
+     "train --config newline.yaml", "data.label_column",
+     "`data.label_column` must not hold control characters (line breaks, NUL, ...), but got 'lab\\nel'"),
     # ---- search spaces ---------------------------------------------------------------------------------------
     ("space-unknown-key", "space", "searched key that is not a config field",
      "search spaces/unknown_key.yaml --storage-path exps --target-accuracy 0.5", "model.foo",
@@ -136,6 +184,33 @@ CASES = [
      "check bad.yaml", "bad.yaml",
      "search space file 'bad.yaml' is not valid YAML: while parsing a flow sequence   in \"bad.yaml\", line 2, "
      "column 11 expected ',' or ']', but got '<stream end>'   in \"bad.yaml\", line 3, column 1"),
+    ("space-fixed-int-key", "space", "a non-string key under `fixed:`",
+     "check spaces/fixed_int_key.yaml", "fixed",
+     "space 'fixed_int_key': fixed: config keys must be strings like `model.depth`, but got 1 (int)"),
+    ("space-huge-range", "space", "an `int` range of 1.6e14 values",
+     "check spaces/huge_range.yaml", "model.depth",
+     "space 'huge_range': model.depth=160000000000000 makes an invalid config: `1 <= model.depth <= 256` must "
+     "hold, but got 160000000000000"),
+    ("space-duplicate-key", "space", "a searched key given twice",
+     "check spaces/dup_keys.yaml", "mask.ratio",
+     "search space file 'spaces/dup_keys.yaml' is not valid YAML: duplicate key 'mask.ratio'   in "
+     "\"spaces/dup_keys.yaml\", line 3, column 3"),
+    ("space-alias-bomb", "space", "a YAML alias bomb (9 levels of 9 aliases: 10^9 values)",
+     "check spaces/bomb.yaml", "bomb.yaml",
+     "search space file 'spaces/bomb.yaml' is refused: more than 10,000 values once its aliases are expanded"),
+    ("space-nested", "space", "3,000 nested brackets",
+     "check spaces/nested.yaml", "nested.yaml",
+     "search space file 'spaces/nested.yaml' is refused: nested deeper than 64 levels"),
+    ("space-too-big", "space", "a 10 MB space file",
+     "check spaces/big.yaml", "big.yaml",
+     "search space file 'spaces/big.yaml' has 10,000,000 bytes, more than the 250,000 bytes a YAML input may "
+     "have"),
+    ("space-not-utf8", "space", "a space file that is not UTF-8 (Latin-1 `é`)",
+     "check spaces/latin1.yaml", "latin1.yaml",
+     "search space file 'spaces/latin1.yaml' is not UTF-8 text (byte 0xe9 at offset 50)"),
+    ("space-fifo", "space", "a named pipe as the space (reading it would block)",
+     "check pipe.yaml", "pipe.yaml",
+     "search space file 'pipe.yaml' is not a regular file (a pipe, device or socket); give a YAML file"),
     # ---- CLI flags -------------------------------------------------------------------------------------------
     ("workers-0", "flags", "`--workers 0`",
      "train --workers 0", "--workers",
@@ -183,7 +258,52 @@ CASES = [
      f"{S} --points points_extra.yaml", "--points",
      "--points '$PWD/points_extra.yaml': point 0 must set exactly the searched keys; missing [], "
      "unknown ['model.depth']"),
+    ("points-out-of-range", "flags", "`--points` value the space cannot propose",
+     f"{S} --points points_range.yaml", "--points",
+     "--points '$PWD/points_range.yaml': point 0: mask.ratio=5.0 is outside the space's uniform [0.4, 0.8]"),
+    ("points-int-key", "flags", "`--points` entry with a non-string key",
+     f"{S} --points points_int_key.yaml", "--points",
+     "--points '$PWD/points_int_key.yaml': point 0 must set exactly the searched keys; missing [], unknown [1]"),
+    ("cpus-per-worker-tiny", "flags", "`--cpus-per-worker 0.00001` (below Ray's resource step)",
+     "train --cpus-per-worker 0.00001", "--cpus-per-worker",
+     "argument --cpus-per-worker: `--cpus-per-worker >= 0.0001` must hold (Ray counts resources in steps of "
+     "0.0001), but got 1e-05"),
+    ("seed-negative", "flags", "`search --seed -1`",
+     f"{S} --seed -1", "--seed",
+     "argument --seed: `0 <= --seed <= 4294967295` must hold, but got -1"),
+    ("cpus-per-worker-inf", "flags", "`--cpus-per-worker inf`",
+     "train --cpus-per-worker inf", "--cpus-per-worker",
+     "argument --cpus-per-worker: --cpus-per-worker must be a finite number, but got inf"),
+    ("cpus-per-worker-nan", "flags", "`--cpus-per-worker nan`",
+     f"{S} --cpus-per-worker nan", "--cpus-per-worker",
+     "argument --cpus-per-worker: --cpus-per-worker must be a finite number, but got nan"),
+    ("target-nan", "flags", "`--target-accuracy nan`",
+     "search spaces/ok.yaml --storage-path exps --target-accuracy nan", "--target-accuracy",
+     "`0 < --target-accuracy <= 1` must hold, but got nan"),
+    ("workers-beyond-machine", "flags", "`train --workers 1000` on this machine (it waited for minutes)",
+     "train --workers 1000", "--workers",
+     "--workers x --cpus-per-worker = 1000 CPUs, but this machine (Ray starts locally; join a cluster with "
+     "--address for more) has $CPUS; the job could never start"),
+    ("workers-per-trial-beyond-machine", "flags", "the same for `search`, before Ray starts",
+     f"{S} --workers-per-trial 1000", "--workers-per-trial",
+     "--workers-per-trial x --cpus-per-worker = 1000 CPUs, but this machine (Ray starts locally; join a cluster "
+     "with --address for more) has $CPUS; one trial could never start"),
+    ("name-escapes", "flags", "`--name ../x` (a directory outside the storage path)",
+     f"{S} --name ../x", "--name",
+     "--name: an experiment name must be 1-128 letters, digits and _ . + = - (one directory, no / or spaces), "
+     "but got '../x'"),
+    ("asha-metric-unknown", "flags", "`--asha-metric` that no trial reports",
+     f"{S} --asha-metric accuracy", "--asha-metric",
+     "argument --asha-metric: invalid choice: 'accuracy' (choose from 'proxy_knn', 'loss', 'loss_masked', "
+     "'loss_visible')"),
+    ("asha-without-proxy", "flags", "ASHA on `proxy_knn` with `eval.proxy=none`",
+     f"{S} --set eval.proxy=none", "--asha-metric",
+     "--asha-metric proxy_knn: needs `eval.proxy: knn` (with eval.proxy=none no trial reports it); use "
+     "--scheduler fifo or another --asha-metric"),
     # ---- experiment directories ------------------------------------------------------------------------------
+    ("resume-empty", "experiment", "`--resume ''` (say, an unset shell variable): not a new search",
+     "search --resume ''", "--resume",
+     "--resume must name an experiment directory, but got an empty value"),
     ("resume-not-experiment", "experiment", "`--resume` of a directory that is no experiment",
      "search --resume imgs", "--resume",
      "--resume 'imgs': not an experiment directory (no settings.json)"),
@@ -197,24 +317,36 @@ CASES = [
     ("report-not-experiment", "experiment", "`report` of a directory that is no experiment",
      "report imgs", "report",
      "report: 'imgs' is not an experiment directory (no settings.json)"),
+    ("report-truncated-settings", "experiment", "`report` of an experiment whose settings.json is cut short",
+     "report exps/truncated", "settings.json",
+     "report: 'exps/truncated' has a settings.json that is not a search's settings (JSONDecodeError: "
+     "Unterminated string starting at: line 1 column 2 (char 1))"),
+    ("train-output-changed", "experiment", "`train` again on a finished `--output` with a changed config",
+     "train --output run_done --set train.epochs=5", "--output",
+     "--output '$PWD/run_done' holds a run with another config (train.epochs: 30 -> 5); the same config "
+     "resumes it, a changed one needs another --output"),
+    ("train-output-foreign", "experiment", "`train --output` into a non-empty directory that is no run",
+     "train --output imgs", "--output",
+     "--output '$PWD/imgs' is not empty and holds no `simmim-ray train` run (no config.yaml); give a new or "
+     "empty directory"),
     # ---- data ------------------------------------------------------------------------------------------------
     ("imagefolder-missing", "data", "missing image folder",
      "train --set data.source=imagefolder --set data.path=no_such_dir", "data.path",
-     "data.path: image folder 'no_such_dir' does not exist"),
+     "data.path: image folder '$PWD/no_such_dir' does not exist"),
     ("imagefolder-empty", "data", "image folder without class folders",
      "train --set data.source=imagefolder --set data.path=empty_dir", "data.path",
-     "data.path: 'empty_dir' is not an image folder of <class>/<image> files "
-     "(Couldn't find any class folder in empty_dir.)"),
+     "data.path: '$PWD/empty_dir' is not an image folder of <class>/<image> files "
+     "(Couldn't find any class folder in $PWD/empty_dir.)"),
     ("cifar10-missing", "data", "CIFAR-10 root without its batches",
      "train --set data.source=cifar10 --set data.path=imgs", "data.path",
-     "data.path: no CIFAR-10 batches under 'imgs' (expected cifar-10-batches-py/; "
+     "data.path: no CIFAR-10 batches under '$PWD/imgs' (expected cifar-10-batches-py/; "
      "pass --set data.download=true to fetch them)"),
     ("parquet-missing", "data", "missing Parquet path",
      "train --set data.source=parquet --set data.path=no_such.parquet", "data.path",
-     "data.path: Parquet path 'no_such.parquet' does not exist"),
+     "data.path: Parquet path '$PWD/no_such.parquet' does not exist"),
     ("parquet-no-image", "data", "Parquet without an image column",
      "train --set data.source=parquet --set data.path=pq_img", "data.image_column",
-     "data.image_column: Parquet at 'pq_img' has no column 'image' (columns: img, label)"),
+     "data.image_column: Parquet at '$PWD/pq_img' has no column 'image' (columns: img, label)"),
     ("fgbg-imagefolder", "data", "`loss.fgbg_weight > 0` on an image folder",
      "train --set data.source=imagefolder --set data.path=imgs --set loss.fgbg_weight=0.5", "loss.fgbg_weight",
      "loss.fgbg_weight: must be 0 for data.source='imagefolder', which has no foreground masks, but got 0.5"),
@@ -256,6 +388,15 @@ CASES = [
      f"{S} --storage sqlite:////no/such/dir/study.db", "--storage",
      "--storage 'sqlite:////no/such/dir/study.db': cannot open the Optuna database: "
      "(sqlite3.OperationalError) unable to open database file"),
+    ("output-is-file", "storage", "`train --output` that is a file",
+     "train --output typo.yaml", "--output",
+     "--output '$PWD/typo.yaml' is a file; give a directory"),
+    ("storage-path-under-file", "storage", "`--storage-path` under a file",
+     "search spaces/ok.yaml --storage-path typo.yaml/exps --target-accuracy 0.5", "--storage-path",
+     "--storage-path '$PWD/typo.yaml/exps' lies under '$PWD/typo.yaml', which is a file; give a directory"),
+    ("convert-out-file", "storage", "`convert` OUT that is a file",
+     "convert imgs typo.yaml --from imagefolder", "convert OUT",
+     "convert OUT 'typo.yaml' is a file; give a directory"),
     # ---- cluster address -------------------------------------------------------------------------------------
     ("address-unreachable", "cluster", "unreachable `--address` (found after Ray would start)",
      f"{S} --address 127.0.0.1:1", "--address",
@@ -284,10 +425,20 @@ def make_workdir(root: str) -> None:
 
     for name, text in SPACES.items():
         write(f"spaces/{name}.yaml", text)
+    for name, data in HOSTILE.items():
+        with open(os.path.join(root, "spaces", f"{name}.yaml"), "wb") as f:
+            f.write(data)
+    os.mkfifo(os.path.join(root, "pipe.yaml"))
+    write("dup.yaml", "train:\n  epochs: 3\n  epochs: 5\n")
+    write("newline.yaml", "data:\n  label_column: \"lab\\nel\"\n")
+    write("run_done/config.yaml", yaml.safe_dump(Config().to_dict(), sort_keys=False))
     write("typo.yaml", "train:\n  epoch: 3\n")
     write("bad.yaml", "train:\n  epochs: [1, 2\n")
     write("list.yaml", "- model\n- mask\n")
     write("points_extra.yaml", "- {mask.ratio: 0.5, model.depth: 2}\n")
+    write("points_range.yaml", "- {mask.ratio: 5}\n")
+    write("points_int_key.yaml", "- {1: 2, mask.ratio: 0.5}\n")
+    write("exps/truncated/settings.json", '{"space_pa')
     write("exps/done/settings.json", "{}\n")
     write("exps/nostudy/settings.json", json.dumps(asdict(SearchSettings(
         space_path="spaces/ok.yaml", name="nostudy", storage=os.path.join(root, "exps"), trials=2,
@@ -327,7 +478,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 
 def command(case) -> list[str]:
     argv = shlex.split(case[3])
-    if argv[0] == "train":
+    if argv[0] == "train" and "--output" not in argv:
         argv += ["--output", "out"]
     return argv
 
@@ -341,7 +492,8 @@ def test_bad_input_row(case, workdir, capsys):
     assert "Traceback" not in err
     assert len(lines) == 1, err
     assert key in lines[0]
-    assert lines[0] == "simmim-ray: error: " + message.replace("$PWD", str(workdir))
+    cpus = f"{local_resources()['CPU']:g}"
+    assert lines[0] == "simmim-ray: error: " + message.replace("$PWD", str(workdir)).replace("$CPUS", cpus)
 
 
 def test_table_has_every_group_and_enough_rows():

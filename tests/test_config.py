@@ -34,11 +34,12 @@ def test_defaults_are_valid_and_round_trip(tmp_path):
      "`(model.img_size / model.patch_size) % model.window_size == 0` must hold for Swin"),
     ({"model": {"arch": "swin", "embed_dim": 30, "heads": [4, 4]}}, "`model.heads[0]` must divide"),
     ({"model": {"arch": "swin", "depths": [2], "heads": [2, 4]}}, "equally long lists"),
+    ({"model": {"arch": "swin", "depths": [2, 0], "heads": [2, 4]}}, "`1 <= model.depths[1] <= 256` must hold"),
     ({"loss": {"type": "l3"}}, "`loss.type` must be one of"),
     ({"loss": {"visible_weight": -1}}, "`loss.visible_weight >= 0` must hold"),
-    ({"loss": {"fgbg_weight": float("nan")}}, "`loss.fgbg_weight >= 0` must hold"),
+    ({"loss": {"fgbg_weight": float("nan")}}, "`loss.fgbg_weight` must be a finite number, but got nan"),
     ({"eval": {"labeled_fraction": 0}}, "`0 < eval.labeled_fraction < 1` must hold"),
-    ({"train": {"betas": [0.9]}}, "`train.betas` must be two numbers"),
+    ({"train": {"betas": [0.9]}}, "`len(train.betas) == 2` must hold, but got 1 items"),
     ({"train": {"base_lr": 0}}, "`train.base_lr > 0` must hold"),
 ])
 def test_bad_config_is_one_line_user_error(d, needle):

@@ -8,7 +8,7 @@ import sys
 
 from simmim_ray.cli import check, convert, report, search, train
 from simmim_ray.cli.args import Parser
-from simmim_ray.errors import NoFeasibleTrial, UserError
+from simmim_ray.errors import NoFeasibleTrial, UserError, one_line
 
 COMMANDS = {"train": train, "search": search, "check": check, "report": report, "convert": convert}
 
@@ -29,10 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if args.debug:
             raise
-        print(f"simmim-ray: error: {e}", file=sys.stderr)
+        print(f"simmim-ray: error: {one_line(e)}", file=sys.stderr)
         return 2
     except NoFeasibleTrial as e:
-        print(f"simmim-ray: {e}", file=sys.stderr)
+        print(f"simmim-ray: {one_line(e)}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("simmim-ray: interrupted; resume with --resume", file=sys.stderr)

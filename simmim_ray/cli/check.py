@@ -10,12 +10,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.configio import load_config
-    from simmim_ray.cli.search import space_file
-    from simmim_ray.search.space import load_space
+    from simmim_ray.cli.validate import validate_check
 
-    base = load_config(args.config, args.set)
-    space = load_space(space_file(args.space), base)
+    _, space = validate_check(args)
     print(f"space {space.name}: {len(space.params)} searched keys, target_accuracy={space.target_accuracy}, "
           f"size_metric={space.size_metric}, trials={space.trials}")
     for k, v in space.fixed.items():

@@ -5,9 +5,9 @@ import json
 import os
 import sys
 
-from simmim_ray.cli.args import positive_float, positive_int
-from simmim_ray.configio import dump_config, load_config
-from simmim_ray.data.check import check_data
+from simmim_ray.cli.args import positive_int, resource_amount
+from simmim_ray.cli.validate import validate_train
+from simmim_ray.configio import dump_config
 from simmim_ray.metrics import FLOPS, IMAGES_PER_S, LOSS, PARAMS, TEST_ACCURACY, TRAIN_SECONDS, VAL_ACCURACY
 from simmim_ray.train.ray_init import init_ray
 
@@ -18,18 +18,18 @@ def add_parser(sub) -> None:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--workers", type=positive_int("--workers"), default=2)
     t.add_argument("--gpu", action="store_true")
-    t.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
-    t.add_argument("--output", default="runs/train")
+    t.add_argument("--cpus-per-worker", type=resource_amount("--cpus-per-worker"), default=1.0)
+    t.add_argument("--output", default="runs/train",
+                   help="run directory; again with the same config, the run resumes from its last checkpoint")
     t.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: start locally)")
 
 
 def run(args) -> int:
-    cfg = load_config(args.config, args.set)
-    summary = check_data(cfg)
-    out = os.path.abspath(args.output)
+    plan = validate_train(args)  # everything the driver can refuse, before anything is written or Ray starts
+    cfg, out = plan.cfg, plan.out
     os.makedirs(out, exist_ok=True)
     dump_config(cfg, os.path.join(out, "config.yaml"))
-    print(f"simmim-ray train: {cfg.model.arch} on {summary}, {args.workers} worker(s) -> {out}", flush=True)
+    print(f"simmim-ray train: {cfg.model.arch} on {plan.summary}, {args.workers} worker(s) -> {out}", flush=True)
     init_ray(args.address)
 
     from ray.train import TrainingFailedError

@@ -10,7 +10,7 @@ import io
 import json
 import os
 
-from simmim_ray.errors import UserError
+from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 
 DEFAULT_ROWS_PER_SHARD = 10_000
 
@@ -26,28 +26,35 @@ def convert(src: str, out: str, src_format: str, rows_per_shard: int = DEFAULT_R
 
 
 def _check_out(out: str) -> None:
+    from simmim_ray.paths import check_writable_dir
+
+    shown = excerpt(out, PATH_CHARS)
     if os.path.isfile(out):
-        raise UserError(f"convert OUT {out!r} is a file; give a directory")
+        raise UserError(f"convert OUT {shown} is a file; give a directory")
+    check_writable_dir(out, "convert OUT")  # under a file, read-only, /proc: one line, before the source is read
     if os.path.isdir(out) and any(n.endswith(".parquet") for n in os.listdir(out)):
         # mixing shards from two conversions would silently duplicate or mislabel images
-        raise UserError(f"convert OUT {out!r} already holds Parquet files; give an empty or new directory")
+        raise UserError(f"convert OUT {shown} already holds Parquet files; give an empty or new directory")
 
 
 def _imagefolder_rows(src: str):
-    from torchvision.datasets import ImageFolder
+    from simmim_ray.data.image_files import image_folder, read_image_file
 
     if not os.path.isdir(src):
-        raise UserError(f"convert SRC {src!r}: image folder does not exist")
+        what = "is not a directory" if os.path.exists(src) else "does not exist"
+        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: image folder {what}")
     try:
-        folder = ImageFolder(src, loader=lambda p: p)  # decoded below, so bad files are skipped, not fatal
-    except (FileNotFoundError, RuntimeError) as e:
-        raise UserError(f"convert SRC {src!r} is not an image folder of <class>/<image> files ({e})") from None
+        folder = image_folder(src)  # decoded below, so bad files are skipped, not fatal
+    except OSError as e:
+        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)} is not an image folder of <class>/<image> files "
+                        f"({excerpt(str(e), 200)[1:-1]})") from None
 
     def rows():
+        for _ in range(folder.skipped):  # links to nowhere, FIFOs, huge files: counted as unreadable
+            yield None, 0, None
         for path, label in folder.samples:
-            with open(path, "rb") as f:
-                data = f.read()
-            yield _encode_file(data), int(label), None
+            data = read_image_file(path)
+            yield (None if data is None else _encode_file(data)), int(label), None
 
     return rows(), folder.classes
 
@@ -56,11 +63,12 @@ def _cifar10_rows(src: str):
     from simmim_ray.data.sources import cifar10_records
 
     if not os.path.isdir(os.path.join(src, "cifar-10-batches-py")):
-        raise UserError(f"convert SRC {src!r}: no CIFAR-10 batches (expected {src}/cifar-10-batches-py/)")
+        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: no CIFAR-10 batches (expected "
+                        f"{excerpt(src, PATH_CHARS)[1:-1]}/cifar-10-batches-py/)")
     try:
         splits = [(name, cifar10_records(src, name == "train", download=False)) for name in ("train", "test")]
     except UserError as e:
-        raise UserError(f"convert SRC {src!r}: {str(e).removeprefix('data.path: ')}") from None
+        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: {str(e).removeprefix('data.path: ')}") from None
 
     def rows():
         from PIL import Image

@@ -70,6 +70,9 @@ def cifar10_records(root: str, train: bool, download: bool) -> ArrayRecords:
         ds = CIFAR10(root, train=train, download=download)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
         raise UserError(f"data.path: CIFAR-10 under {root!r} is unreadable: {e}") from None
+    except OSError as e:  # the download: no network, no space, no permission
+        raise UserError(f"data.path: cannot download CIFAR-10 into {root!r}: {str(e).splitlines()[0][:200]}"
+                        ) from None
     return ArrayRecords(ds.data, np.array(ds.targets))
 
 
@@ -91,23 +94,25 @@ class FolderRecords(Dataset):
     has_masks = False
 
     def __init__(self, root: str) -> None:
-        from torchvision.datasets import ImageFolder
+        from simmim_ray.data.image_files import image_folder
 
         if not os.path.isdir(root):
             raise UserError(f"data.path: image folder {root!r} does not exist")
         try:
-            self.folder = ImageFolder(root, loader=lambda p: p)  # we decode ourselves, to skip bad files
-        except (FileNotFoundError, RuntimeError) as e:
+            # links followed once, FIFOs and dangling links skipped (data/image_files.py); decoded in __getitem__
+            self.folder = image_folder(root)
+        except OSError as e:
             raise UserError(f"data.path: {root!r} is not an image folder of <class>/<image> files ({e})") from None
-        self.labels = np.array(self.folder.targets, dtype=np.int64)
+        self.labels = np.array([label for _, label in self.folder.samples], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.folder.samples)
 
     def __getitem__(self, i: int) -> Record | None:
+        from simmim_ray.data.image_files import read_image_file
+
         path, label = self.folder.samples[i]
-        with open(path, "rb") as f:
-            img = decode_image(f.read())
+        img = decode_image(read_image_file(path))
         return None if img is None else (img, int(label), None)
 
 

@@ -32,16 +32,11 @@ def default_concurrency(s: SearchSettings, cluster: dict) -> int:
     return max(1, fit)
 
 
-def check_fits(s: SearchSettings, cluster: dict) -> None:
-    need_cpu = s.workers_per_trial * s.cpus_per_worker
-    if need_cpu > cluster.get("CPU", 0) + 1e-9:
-        raise UserError(f"--workers-per-trial x --cpus-per-worker = {need_cpu:g} CPUs, but the Ray cluster has "
-                        f"{cluster.get('CPU', 0):g}; one trial could never start")
-    if s.gpu:
-        need_gpu = s.workers_per_trial * s.gpus_per_worker
-        if need_gpu > cluster.get("GPU", 0) + 1e-9:
-            raise UserError(f"--workers-per-trial x --gpus-per-worker = {need_gpu:g} GPUs, but the Ray cluster "
-                            f"has {cluster.get('GPU', 0):g}")
+def check_fits(s: SearchSettings, cluster: dict, where: str = "the Ray cluster") -> None:
+    from simmim_ray.resources import check_fits as fits
+
+    fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, cluster, "--workers-per-trial", where,
+         job="one trial")
 
 
 def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool) -> int:
@@ -193,12 +188,19 @@ def load_points(path: str, space: SearchSpace) -> list[dict]:
     pts = read_yaml(path, "--points")
     if not isinstance(pts, list) or not all(isinstance(p, dict) for p in pts):
         raise UserError(f"--points {path!r}: must be a YAML list of mappings of searched keys to values")
+    from simmim_ray.config import coerce, field_type
+    from simmim_ray.errors import excerpt
+    from simmim_ray.search.space import encode
+
     keys = set(space.keys())
     for i, p in enumerate(pts):
         missing, unknown = keys - set(p), set(p) - keys
-        if missing or unknown:
+        if missing or unknown:  # keys may be anything YAML holds (ints, long strings): sorted as text, cut short
             raise UserError(f"--points {path!r}: point {i} must set exactly the searched keys; missing "
-                            f"{sorted(missing)}, unknown {sorted(unknown)}")
-    from simmim_ray.search.space import encode
-
+                            f"{excerpt(sorted(missing), 200)}, unknown {excerpt(sorted(unknown, key=str), 200)}")
+        for k, v in p.items():  # before encode() turns a list into text
+            try:
+                coerce(k, field_type(k), v)
+            except UserError as e:
+                raise UserError(f"--points {path!r}: point {i}: {e}") from None
     return [{k: encode(v) for k, v in p.items()} for p in pts]

@@ -24,9 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simmim_ray.config import Config, coerce, field_type
-from simmim_ray.errors import UserError
+from simmim_ray.errors import UserError, excerpt
 
 DIST_KINDS = ("uniform", "loguniform", "int", "choice")
+MAX_CHOICES = 1000
+# what selects the data: one dataset per search, checked (and its path made absolute) on the driver
+DATA_KEYS = ("data.source", "data.path", "data.download", "data.image_column", "data.label_column",
+             "data.mask_column")
 TOP_KEYS = ("target_accuracy", "size_metric", "trials", "fixed", "params")
 
 
@@ -45,9 +49,21 @@ class Param:
         if self.kind == "choice":
             return list(self.choices)
         if self.kind == "int":
-            values = list(range(int(self.low), int(self.high) + 1, self.step))
-            return values if len(values) <= 64 else values[:: max(1, len(values) // 64)] + [values[-1]]
+            # evenly spaced, computed rather than listed: a range of 10^14 values must not be built
+            n = (int(self.high) - int(self.low)) // self.step + 1
+            picks = range(n) if n <= 65 else sorted({i * (n - 1) // 64 for i in range(65)})
+            return [int(self.low) + i * self.step for i in picks]
         return [self.low, self.high]
+
+    def contains(self, value: Any) -> bool:
+        """Whether the distribution can propose `value` (a decoded value, as a config takes it)."""
+        if self.kind == "choice":
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _is_num(value):
+            return False
+        if self.kind == "int":
+            return isinstance(value, int) and self.low <= value <= self.high and (value - self.low) % self.step == 0
+        return self.low <= value <= self.high
 
     def describe(self) -> str:
         if self.kind == "choice":
@@ -74,17 +90,21 @@ class SearchSpace:
 
 
 def parse_space(d: Any, name: str, base: Config | None = None) -> SearchSpace:
-    where = f"space {name!r}"
+    where = f"space {excerpt(name)}"
     if not isinstance(d, dict):
         raise UserError(f"{where}: must be a mapping with `params`, but got {type(d).__name__}")
     for k in d:
         if k not in TOP_KEYS:
-            raise UserError(f"{where}: unknown key `{k}` (allowed: {', '.join(TOP_KEYS)})")
+            raise UserError(f"{where}: unknown key `{_key(k)}` (allowed: {', '.join(TOP_KEYS)})")
     fixed = d.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise UserError(f"{where}: `fixed` must be a mapping of dotted config keys")
     for key, value in fixed.items():
-        fixed[key] = coerce(key, field_type(key), value)
+        try:
+            t = field_type(key)
+        except UserError as e:  # say that the key came from the space's `fixed:`
+            raise UserError(f"{where}: fixed: {e}") from None
+        fixed[key] = coerce(key, t, value)
     raw = d.get("params") or {}
     if not isinstance(raw, dict) or not raw:
         raise UserError(f"{where}: `params` must be a non-empty mapping of dotted config keys to distributions")
@@ -95,13 +115,13 @@ def parse_space(d: Any, name: str, base: Config | None = None) -> SearchSpace:
     target = d.get("target_accuracy")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float))
                                or not 0 < target <= 1):
-        raise UserError(f"{where}: `0 < target_accuracy <= 1` must hold, but got {target!r}")
+        raise UserError(f"{where}: `0 < target_accuracy <= 1` must hold, but got {excerpt(target)}")
     size_metric = d.get("size_metric", "params")
     if size_metric not in ("params", "flops"):
-        raise UserError(f"{where}: `size_metric` must be one of params, flops, but got {size_metric!r}")
+        raise UserError(f"{where}: `size_metric` must be one of params, flops, but got {excerpt(size_metric)}")
     trials = d.get("trials")
     if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
-        raise UserError(f"{where}: `trials >= 1` must hold, but got {trials!r}")
+        raise UserError(f"{where}: `trials >= 1` must hold, but got {excerpt(trials)}")
     space = SearchSpace(name, params, fixed, None if target is None else float(target), size_metric, trials)
     try:
         base_cfg = space.base_config(base)
@@ -118,34 +138,46 @@ def load_space(path: str, base: Config | None = None) -> SearchSpace:
     return parse_space(read_yaml(path, "search space"), name, base)
 
 
+def _key(k: Any) -> str:
+    return excerpt(k)[1:-1] if isinstance(k, str) else excerpt(k)
+
+
 def _parse_param(key: str, spec: Any) -> Param:
     try:
         t = field_type(key)
     except UserError as e:  # say that the key came from the space's `params:`
-        raise UserError(f"params.{key}: {e}") from None
+        raise UserError(f"params.{_key(key)}: {e}") from None
+    if key in DATA_KEYS:
+        raise UserError(f"params.{key}: the data is not searched (trials compare on one dataset, checked before "
+                        f"the search starts); set it under `fixed:` or with --set")
     if not isinstance(spec, dict):
         raise UserError(f"params.{key}: must be a distribution like {{uniform: [low, high]}} "
-                        f"(fixed values go under `fixed`), but got {spec!r}")
+                        f"(fixed values go under `fixed`), but got {excerpt(spec)}")
     kinds = [k for k in spec if k in DIST_KINDS]
     extra = [k for k in spec if k not in DIST_KINDS + ("step", "log")]
     if len(kinds) != 1 or extra:
         raise UserError(f"params.{key}: exactly one of {', '.join(DIST_KINDS)} (plus step/log for int) "
-                        f"must be given, but got {sorted(spec)}")
+                        f"must be given, but got {excerpt(sorted(map(str, spec)), 120)}")
     kind = kinds[0]
     arg = spec[kind]
     if kind == "choice":
         if not isinstance(arg, list) or not arg:
-            raise UserError(f"params.{key}: `choice` must be a non-empty list, but got {arg!r}")
+            raise UserError(f"params.{key}: `choice` must be a non-empty list, but got {excerpt(arg)}")
+        if len(arg) > MAX_CHOICES:
+            raise UserError(f"params.{key}: `choice` must have at most {MAX_CHOICES} values, but got {len(arg)}")
         return Param(key, kind, choices=[coerce(key, t, v) for v in arg])
     if not (isinstance(arg, list) and len(arg) == 2 and all(_is_num(v) for v in arg)):
-        raise UserError(f"params.{key}: `{kind}` must be [low, high] numbers, but got {arg!r}")
+        raise UserError(f"params.{key}: `{kind}` must be [low, high] finite numbers, but got {excerpt(arg)}")
     low, high = arg
     if kind == "int":
         if t is not int or not all(isinstance(v, int) for v in arg):
-            raise UserError(f"params.{key}: `int` needs an int field and int bounds, but got {arg!r} for {t}")
+            raise UserError(f"params.{key}: `int` needs an int field and int bounds, but got {excerpt(arg)} "
+                            f"for {t}")
         step = spec.get("step", 1)
-        if not isinstance(step, int) or step < 1:
-            raise UserError(f"params.{key}: `step >= 1` must hold, but got {step!r}")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+            raise UserError(f"params.{key}: `step >= 1` must hold, but got {excerpt(step)}")
+        if not isinstance(spec.get("log", False), bool):
+            raise UserError(f"params.{key}: `log` must be true or false, but got {excerpt(spec['log'])}")
         if low > high:
             raise UserError(f"params.{key}: `low <= high` must hold, but got low={low}, high={high}")
         if (high - low) % step:
@@ -167,29 +199,41 @@ def _parse_param(key: str, spec: Any) -> Param:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float's range: no distribution can take it
+        return False
 
 
 def check_combinations(space: SearchSpace, base: Config, limit: int = 4096) -> None:
     """Every combination of candidate values must give a valid config (e.g. heads dividing width).
 
-    Exhaustive up to `limit` combinations, else a fixed random sample of that many plus all corners.
+    Each range's ends first (so a message names the end that breaks a rule), then up to `limit` corners, then
+    every combination when there are at most `limit`, else a fixed random sample of that many. Bounded: a space
+    of 40 ranges has 2^40 corners.
     """
     values = [p.candidates() for p in space.params]
-    total = math.prod(len(v) for v in values)
-    if total <= limit:
-        combos = itertools.product(*values)
+    first = [v[0] for v in values]
+    ends = ([*first[:i], end, *first[i + 1:]] for i, v in enumerate(values) for end in (v[0], v[-1]))
+    corners = itertools.islice(itertools.product(*[[v[0], v[-1]] for v in values]), limit)
+    if math.prod(len(v) for v in values) <= limit:
+        rest = itertools.product(*values)
     else:
         rng = random.Random(0)
-        corners = itertools.product(*[[v[0], v[-1]] for v in values])
-        combos = itertools.chain(corners, ([rng.choice(v) for v in values] for _ in range(limit)))
-    for combo in combos:
+        rest = ([rng.choice(v) for v in values] for _ in range(limit))
+    for combo in itertools.chain(ends, corners, rest):
         overrides = dict(zip(space.keys(), combo))
         try:
             base.with_overrides(overrides)
         except UserError as e:
-            shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
-            raise UserError(f"space {space.name!r}: {shown} makes an invalid config: {e}") from None
+            shown = ", ".join(f"{k}={excerpt(v, 30)}" for k, v in overrides.items())
+            raise UserError(f"space {excerpt(space.name)}: {_cut(shown)} makes an invalid config: {e}") from None
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def to_optuna(space: SearchSpace) -> dict:

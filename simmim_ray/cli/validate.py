@@ -1,0 +1,248 @@
+"""The one validation pass of each command, on the driver, before Ray starts: config, space, points, paths, data,
+resources. Each `simmim-ray <command>` calls its `validate_*` first and starts Ray only with what it returns, so
+nothing reaches a worker that the driver could have refused (docs/bad_input.md lists what is refused).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+
+from simmim_ray import paths
+from simmim_ray.config import Config
+from simmim_ray.config_rules import SEED_MAX
+from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.resources import check_fits, local_resources, starts_locally
+
+MAX_TRIALS = 1_000_000
+# an experiment name is one directory (local or in a bucket), an Optuna study name and a Tune experiment name
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,127}")
+
+
+@dataclass
+class TrainPlan:
+    cfg: Config  # data.path absolute
+    out: str  # absolute
+    summary: dict  # data summary for the log
+
+
+def validate_train(args) -> TrainPlan:
+    from simmim_ray.configio import load_config
+
+    # files are read here, in the user's directory, and named in messages as given; only what leaves this
+    # process (the config the workers get, settings.json) needs absolute paths
+    cfg = paths.resolve_config_paths(load_config(args.config, args.set))
+    out = paths.check_writable_dir(args.output, "--output")
+    check_train_output(out, cfg)
+    if starts_locally(args.address):
+        check_fits(args.workers, args.cpus_per_worker, 1.0, args.gpu, local_resources(), "--workers",
+                   "this machine (Ray starts locally; join a cluster with --address for more)")
+    return TrainPlan(cfg, out, check_data(cfg))
+
+
+def check_data(cfg: Config) -> dict:
+    """The data checks (data/check.py): paths, schema, labels, before any worker reads the data; on the config the
+    workers get (paths absolute, `~` expanded), so what is checked is what they will read."""
+    from simmim_ray.data.check import check_data as check
+
+    return check(cfg)
+
+
+def check_train_output(out: str, cfg: Config) -> None:
+    """`train` on an existing --output resumes that run (Ray Train restores it by name), which is only right with
+    the same config: a changed one is refused before anything is written. A non-empty directory that is no
+    `train` output is refused too (config.yaml, metrics.json and tb/ would land among the user's files)."""
+    from simmim_ray.configio import read_yaml
+
+    shown = f"--output {excerpt(out, PATH_CHARS)}"
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    saved = os.path.join(out, "config.yaml")
+    if not os.path.isfile(saved):
+        raise UserError(f"{shown} is not empty and holds no `simmim-ray train` run (no config.yaml); give a new or "
+                        f"empty directory")
+    try:
+        old = Config.from_dict(read_yaml(saved, "--output config"))
+    except UserError as e:
+        raise UserError(f"{shown} holds a config.yaml that is no valid config ({e}); give another --output"
+                        ) from None
+    changed = _changed_keys(old.to_dict(), cfg.to_dict())
+    if changed:
+        shown_changes = ", ".join(f"{k}: {excerpt(a, 30)} -> {excerpt(b, 30)}" for k, a, b in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise UserError(f"{shown} holds a run with another config ({shown_changes}{more}); the same config "
+                        f"resumes it, a changed one needs another --output")
+
+
+def _changed_keys(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    out = []
+    for k in a:
+        if isinstance(a[k], dict) and isinstance(b.get(k), dict):
+            out += _changed_keys(a[k], b[k], f"{prefix}{k}.")
+        elif a[k] != b.get(k):
+            out.append((f"{prefix}{k}", a[k], b.get(k)))
+    return out
+
+
+def validate_check(args):
+    """-> (base config, space): what `check` prints."""
+    from simmim_ray.configio import load_config
+    from simmim_ray.search.space import load_space
+
+    base = load_config(args.config, args.set)
+    return base, load_space(space_file(args.space), base)
+
+
+@dataclass
+class SearchPlan:
+    settings: object  # SearchSettings
+    space: object  # SearchSpace
+    base: Config
+    resume: bool
+
+
+def validate_search(args) -> SearchPlan:
+    from simmim_ray import storage as sio
+    from simmim_ray.configio import load_config, parse_set
+    from simmim_ray.search.driver import load_points
+    from simmim_ray.search.settings import experiment_dir
+    from simmim_ray.search.space import load_space
+    from simmim_ray.search.study_store import check_study, optuna_storage
+
+    if args.resume is not None and not args.resume.strip():  # e.g. --resume "$UNSET": not a new search
+        raise UserError("--resume must name an experiment directory, but got an empty value")
+    s = resumed_settings(args) if args.resume else None
+    config_path = s.config_path if s else args.config  # settings.json holds it absolute
+    overrides = list(s.overrides) if s else args.set
+    base = load_config(config_path or None, overrides)
+    space = load_space(s.space_path if s else space_file(args.space), base)
+    # the space's `fixed:` values apply to every trial (and ASHA's max_t); the user's --set wins over them
+    given = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
+    base = paths.resolve_config_paths(given)
+    if s is None:
+        s = new_settings(args, space)
+        if base.data.path != given.data.path:  # --resume from another directory must read the same data
+            s.overrides += (f"data.path={base.data.path}",)
+        exp = sio.join(s.storage, s.name)
+        if sio.exists(sio.join(exp, "settings.json")):
+            raise UserError(f"experiment {exp} exists: continue it with --resume {exp}, or pick another --name")
+    if s.scheduler == "asha" and s.asha_metric == "proxy_knn" and base.eval.proxy == "none":
+        raise UserError("--asha-metric proxy_knn: needs `eval.proxy: knn` (with eval.proxy=none no trial reports "
+                        "it); use --scheduler fifo or another --asha-metric")
+    if starts_locally(s.address):
+        check_fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, local_resources(),
+                   "--workers-per-trial", "this machine (Ray starts locally; join a cluster with --address for "
+                   "more)", job="one trial")
+    check_data(base)
+    if args.resume:
+        check_study(s, experiment_dir(s))
+    else:  # these are read after Ray starts; check them before
+        if s.points:
+            check_points(s.points, load_points(s.points, space), space, base)
+        if s.study_storage or not sio.is_node_local(s.storage):
+            optuna_storage(s, experiment_dir(s))
+    return SearchPlan(s, space, base, bool(args.resume))
+
+
+def check_points(path: str, points: list[dict], space, base: Config) -> None:
+    """Each --points entry must be a value its distribution can propose (Optuna would run it anyway) and make a
+    valid config: else its trial fails after Ray started."""
+    from simmim_ray.config import coerce, field_type
+    from simmim_ray.search.space import decode
+
+    where = f"--points {excerpt(path, PATH_CHARS)}: point"
+    params = {p.key: p for p in space.params}
+    for i, point in enumerate(points):
+        values = decode(point)
+        for key, value in values.items():
+            try:
+                values[key] = value = coerce(key, field_type(key), value)
+            except UserError as e:
+                raise UserError(f"{where} {i}: {e}") from None
+            if not params[key].contains(value):
+                raise UserError(f"{where} {i}: {key}={excerpt(value)} is outside the space's "
+                                f"{params[key].describe()}")
+        try:
+            base.with_overrides(values)
+        except UserError as e:
+            raise UserError(f"{where} {i} makes an invalid config: {e}") from None
+
+
+def new_settings(args, space):
+    """SearchSettings of a new search from its flags and space, every path absolute, the storage writable."""
+    from simmim_ray import storage as sio
+    from simmim_ray.search.settings import SearchSettings
+
+    target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
+    if target is None:
+        raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
+    if not 0 < target <= 1:
+        raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {target}")
+    storage = sio.resolve_storage(args.storage_path)[2]  # unsupported scheme, no bucket, credentials: exit 2
+    if sio.is_node_local(storage):
+        paths.check_writable_dir(storage, "--storage-path")
+    name = space.name if args.name is None else args.name
+    if not NAME_RE.fullmatch(name):
+        flag = "--name" if args.name is not None else f"the space's name {excerpt(name)} (give --name)"
+        raise UserError(f"{flag}: an experiment name must be 1-128 letters, digits and _ . + = - "
+                        f"(one directory, no / or spaces), but got {excerpt(name)}")
+    trials = args.trials or space.trials or 8
+    if trials > MAX_TRIALS:
+        raise UserError(f"`trials <= {MAX_TRIALS:,}` (--trials, or `trials:` in the space) must hold, but got "
+                        f"{excerpt(trials)}")
+    return SearchSettings(
+        space_path=paths.absolute(space_file(args.space)), name=name, storage=storage, trials=trials,
+        target_accuracy=float(target), size_metric=args.size_metric or space.size_metric, scheduler=args.scheduler,
+        sampler=args.sampler, asha_metric=args.asha_metric, grace_period=args.grace_period,
+        max_concurrent=args.max_concurrent or 0, workers_per_trial=args.workers_per_trial,
+        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker if args.gpu else 0.0,
+        gpu=args.gpu, max_failures=args.max_failures, seed=args.seed, study_storage=args.storage,
+        points=paths.absolute(args.points, "--points"), warm_start=args.warm_start,
+        config_path=paths.absolute(args.config, "--config") if args.config else "", overrides=tuple(args.set),
+        address=args.address or "")
+
+
+def resumed_settings(args):
+    """The settings.json of the experiment in --resume DIR (the experiment's own flags win over today's)."""
+    from simmim_ray import storage as sio
+    from simmim_ray.search.driver import stored_input
+    from simmim_ray.search.settings import SearchSettings
+    from simmim_ray.storage import resolve_storage
+
+    d = args.resume.rstrip("/")
+    try:
+        resolve_storage(d)
+    except UserError as e:
+        raise UserError(str(e).replace("--storage-path ", "--resume ", 1)) from None
+    if not sio.exists(sio.join(d, "settings.json")):
+        raise UserError(f"--resume {excerpt(d, PATH_CHARS)}: not an experiment directory (no settings.json)")
+    try:
+        stored = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
+        s = SearchSettings(**{**stored, "overrides": tuple(stored["overrides"])})
+    except (ValueError, TypeError, KeyError) as e:  # truncated, edited, or from another version
+        raise UserError(f"--resume {excerpt(d, PATH_CHARS)}: settings.json is not a search's settings "
+                        f"({type(e).__name__}: {excerpt(str(e), 100)[1:-1]})") from None
+    s.space_path, s.config_path = stored_input(d, s.space_path), stored_input(d, s.config_path)
+    if args.trials:
+        s.trials = args.trials
+    return s
+
+
+def space_file(space: str) -> str:
+    """A path as given, else a bundled space by name: ./search_spaces/ first, then the source checkout's."""
+    if os.path.isfile(space):
+        return space
+    roots = ("search_spaces", os.path.join(os.path.dirname(__file__), "..", "..", "search_spaces"))
+    for root in roots:
+        for cand in (os.path.join(root, space), os.path.join(root, space + ".yaml")):
+            if os.path.isfile(cand):
+                return cand
+    return space
+
+
+def seed_flag(v: str) -> int:
+    """argparse type of `search --seed`: the config's seed rule (numpy and Optuna take [0, 2**32))."""
+    from simmim_ray.cli.args import int_in
+
+    return int_in("--seed", 0, SEED_MAX)(v)

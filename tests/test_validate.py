@@ -1,0 +1,146 @@
+"""The validation pass before Ray starts (simmim_ray/cli/validate.py): what reaches the workers holds absolute
+paths, and `train` on an existing --output resumes only the same config."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from data_factory import make_image_folder
+from simmim_ray.cli import main
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replaces Ray's start and the trainer/driver: records what would have been sent to the workers."""
+    import simmim_ray.cli.train as train_cmd
+    import simmim_ray.search.driver as driver
+    import simmim_ray.train.launch as launch
+    import simmim_ray.train.ray_init as ray_init
+
+    seen = {}
+
+    def make_trainer(cfg, res, storage_path, name, tb_dir, **kw):
+        seen.update(cfg=cfg, storage_path=storage_path, tb_dir=tb_dir)
+        raise Stop
+
+    def run_search(s, space, base, resume):
+        seen.update(cfg=base, settings=s)
+        raise Stop
+
+    monkeypatch.setattr(train_cmd, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(ray_init, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(launch, "make_trainer", make_trainer)
+    monkeypatch.setattr(driver, "run_search", run_search)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return seen
+
+
+def run_cli(argv, capsys):
+    try:
+        rc = main(argv)
+    except Stop:
+        rc = "started"
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
+def test_train_sends_absolute_paths(tmp_path, monkeypatch, capsys, captured):
+    make_image_folder(str(tmp_path / "data" / "imgs"), classes=2, per_class=6, corrupt=0, truncated=0)
+    (tmp_path / "c.yaml").write_text("train: {epochs: 1}\n")
+    monkeypatch.chdir(tmp_path / "data")
+    rc, err = run_cli(["train", "--config", "../c.yaml", "--set", "data.source=imagefolder",
+                       "--set", "data.path=imgs", "--output", "../out"], capsys)
+    assert rc == "started", err
+    assert captured["cfg"].data.path == str(tmp_path / "data" / "imgs")
+    assert captured["storage_path"] == str(tmp_path / "out")
+    assert captured["tb_dir"] == str(tmp_path / "out" / "tb")
+
+
+def test_search_sends_absolute_paths(tmp_path, monkeypatch, capsys, captured):
+    make_image_folder(str(tmp_path / "imgs"), classes=2, per_class=6, corrupt=0, truncated=0)
+    (tmp_path / "s.yaml").write_text("params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n")
+    (tmp_path / "points.yaml").write_text("- {mask.ratio: 0.5}\n")
+    monkeypatch.chdir(tmp_path)
+    rc, err = run_cli(["search", "s.yaml", "--target-accuracy", "0.5", "--storage-path", "exps", "--points",
+                       "points.yaml", "--set", "data.source=imagefolder", "--set", "data.path=imgs"], capsys)
+    assert rc == "started", err
+    s = captured["settings"]
+    assert captured["cfg"].data.path == str(tmp_path / "imgs")
+    assert (s.storage, s.space_path, s.points) == (str(tmp_path / "exps"), str(tmp_path / "s.yaml"),
+                                                   str(tmp_path / "points.yaml"))
+    # settings.json keeps the absolute path: a --resume from another directory reads the same data
+    assert s.overrides[-1] == f"data.path={tmp_path / 'imgs'}"
+
+
+def test_train_rerun_with_changed_config_is_refused_before_writing(tmp_path, capsys, captured):
+    out = tmp_path / "out"
+    assert run_cli(["train", "--output", str(out), "--set", "train.epochs=3"], capsys)[0] == "started"
+    saved = (out / "config.yaml").read_text()
+    (out / "train").mkdir()  # as a run leaves it
+    assert run_cli(["train", "--output", str(out), "--set", "train.epochs=3"], capsys)[0] == "started"  # resumes
+    rc, err = run_cli(["train", "--output", str(out), "--set", "train.epochs=5", "--set", "seed=1"], capsys)
+    assert rc == 2
+    assert err.strip() == (f"simmim-ray: error: --output '{out}' holds a run with another config (seed: 0 -> 1, "
+                           f"train.epochs: 3 -> 5); the same config resumes it, a changed one needs another --output")
+    assert (out / "config.yaml").read_text() == saved
+
+
+def test_train_refuses_a_foreign_or_broken_output(tmp_path, capsys, captured):
+    foreign = tmp_path / "home"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    rc, err = run_cli(["train", "--output", str(foreign)], capsys)
+    assert rc == 2 and "is not empty and holds no `simmim-ray train` run (no config.yaml)" in err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.yaml").write_text("model: {embed_dim: [\n")
+    rc, err = run_cli(["train", "--output", str(broken)], capsys)
+    assert rc == 2 and "holds a config.yaml that is no valid config" in err and len(err.splitlines()) == 1
+
+
+def test_train_workers_beyond_the_machine(tmp_path, capsys, captured):
+    rc, err = run_cli(["train", "--workers", "1000", "--output", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "--workers x --cpus-per-worker = 1000 CPUs, but this machine" in err
+    assert not (tmp_path / "o").exists()
+    # joining a cluster (which may autoscale) is not checked against this machine
+    rc, _ = run_cli(["train", "--workers", "1000", "--address", "auto", "--output", str(tmp_path / "o")], capsys)
+    assert rc == "started"
+
+
+@pytest.mark.slow
+def test_train_from_another_directory_with_a_relative_data_path(tmp_path):
+    """A relative image-folder path, run from the data's folder: Ray's workers run elsewhere, so this failed in
+    the workers (`does not exist`) until the driver resolved it."""
+    make_image_folder(str(tmp_path / "imgs"), classes=2, per_class=12, corrupt=0, truncated=0)
+    sets = {"data.source": "imagefolder", "data.path": "imgs", "model.img_size": 16, "model.embed_dim": 16,
+            "model.depth": 1, "model.num_heads": 2, "mask.patch_size": 8, "train.epochs": 1,
+            "train.batch_size": 4, "train.log_images": False, "eval.epochs": 1, "eval.batch_size": 4}
+    argv = [sys.executable, "-m", "simmim_ray", "train", "--workers", "1", "--output", "out"]
+    for k, v in sets.items():
+        argv += ["--set", f"{k}={v}"]
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started, Ray processes included
+        log, _ = proc.communicate()
+        pytest.fail(f"simmim-ray train timed out:\n{log[-3000:]}")
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, log[-3000:]
+    assert "final: accuracy=" in log
+    assert f"path: {tmp_path / 'imgs'}" in (tmp_path / "out" / "config.yaml").read_text()
