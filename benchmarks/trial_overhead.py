@@ -6,7 +6,9 @@ Local Ray (num_cpus=2), one trial at a time as `simmim-ray search` runs them, tr
 - naive: Train V2 out of the box: `TorchTrainer` with Ray's defaults (controller health check every 2 s, preemption
   watcher on), each worker loads the data itself, saves model + optimiser and reports every epoch, the trial ends
   when `fit()` returns;
-- ours:  the service's own trial (`simmim_ray.search.trial.make_trial_fn`, built in the driver as the search does).
+- ours:  the service's own trial (`simmim_ray.search.trial.make_trial_fn`, built in the driver as the search does),
+  on the trial path this Ray gives (simmim_ray/_compat) or the one SIMMIM_RAY_TRIAL_PATH=lean|public forces; the
+  result goes to the section `trial_overhead (<path> path)`.
 
 Each kind runs in its own Tune experiments (ours with the search driver's Tune settings), interleaved naive, ours,
 ours, naive. A trial's wall time is the time between consecutive trial completions seen by the Tune driver; the
@@ -196,12 +198,13 @@ def measure(cfg, point: dict, rounds: int, per_tuner: int, reuse: bool) -> list[
     return rows
 
 
-WHY = """What ours changes, row by row: Tune reuses the trial actor (`reuse_actors`; the trial function aborts its
+WHY = """What ours changes, row by row (the lean path; the public path keeps only the actor-free changes: shared
+data, 0.2 s polls, no preemption watcher, the final report's `done`, TensorBoard on rank 0): Tune reuses the trial actor (`reuse_actors`; the trial function aborts its
 Train run when Tune stops the trial, `simmim_ray/search/trial_stop.py`, so a pruned trial hands its actor over at
 once): no trial process to start and no torch import in it (Tune: start trial actor); no dataset manager actor when
 the run has no Ray Datasets (CPU table); the driver loads the data once and shares it through the object store
 (data + model setup; no scikit-learn import in the workers); the Train controller never imports torch
-(`simmim_ray/train/backend.py`: Ray's torch backend steps are sent to the workers as functions of a light module
+(`simmim_ray/_compat/ray_train.py`: Ray's torch backend steps are sent to the workers as functions of a light module
 that call Ray's worker-side functions there; about 1.5 CPU-seconds less in the controller, which the workers' start
 got back: controller row and CPU table); Train's reports reach Tune through Ray's KV store
 (`simmim_ray/search/trial_report.py`), not a queue actor started per trial (CPU table: no _QueueActor); the
@@ -290,21 +293,24 @@ def main(argv: list[str] | None = None) -> int:
     cfg, point = base_config(args.quick, args.epochs)
     rounds = args.rounds or (1 if args.quick else 2)
     per_tuner = max(2, args.trials or (2 if args.quick else 3))
-    reuse = ours_reuse_actors() if args.reuse_actors == "driver" else args.reuse_actors == "yes"
+    from simmim_ray._compat import trial_path
+
+    path = trial_path()
+    reuse = ours_reuse_actors(path) if args.reuse_actors == "driver" else args.reuse_actors == "yes"
     info = common.machine_info()
     print(common.describe(info), flush=True)
     imports = import_seconds()
     rows = measure(cfg, point, rounds, per_tuner, reuse)
-    body = report(rows, cfg, point, imports, info, reuse)
-    common.publish("trial_overhead", body, args, info)
+    body = f"Trial path of ours: **{path}** (simmim_ray/_compat).\n\n" + report(rows, cfg, point, imports, info, reuse)
+    common.publish(f"trial_overhead ({path} path)", body, args, info)
     return 0
 
 
-def ours_reuse_actors() -> bool:
-    """Whether `simmim-ray search` keeps Tune's trial actors between trials (its TuneConfig)."""
+def ours_reuse_actors(path: str) -> bool:
+    """Whether `simmim-ray search` keeps Tune's trial actors between trials (its TuneConfig) on `path`."""
     from simmim_ray.search import driver
 
-    return bool(getattr(driver, "REUSE_ACTORS", False))
+    return driver.reuse_actors(path == "lean")
 
 
 if __name__ == "__main__":

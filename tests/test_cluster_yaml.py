@@ -7,7 +7,6 @@ import os
 import re
 
 import pytest
-import ray
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,13 +62,31 @@ def test_cpu_head_and_autoscaling_gpu_workers(raw):
     assert all(v.get("max_workers", 0) >= 1 for v in workers.values())
 
 
-def test_cuda_image_matches_the_ray_version(raw):
+def declared_ray_range():
+    """The `ray` requirement's version range in pyproject.toml (what users install next to a cluster)."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    (req,) = [Requirement(d) for d in deps if Requirement(d).name == "ray"]
+    return req.specifier
+
+
+def image_ray_version(image: str) -> str:
+    """`rayproject/ray:2.60.0-py311-gpu` -> 2.60.0 (Ray's images and ours are tagged with their Ray version)."""
+    return image.split(":")[1].split("-")[0]
+
+
+def test_cuda_image_pins_one_ray_version_in_the_declared_range(raw):
     image = raw["docker"]["image"]
     assert image.startswith("rayproject/ray") and "gpu" in image.split(":")[1]
-    for key in ("image", "head_image", "worker_image"):
-        if key in raw["docker"]:
-            # a cluster on another Ray version than the driver's fails to connect
-            assert raw["docker"][key].split(":")[1].startswith(ray.__version__ + "-"), raw["docker"][key]
+    # a client joins only a cluster of its own Ray version: every node runs one, and users can install it here
+    versions = {image_ray_version(raw["docker"][k]) for k in ("image", "head_image", "worker_image")
+                if k in raw["docker"]}
+    assert len(versions) == 1, versions
+    assert versions <= set(declared_ray_range().filter(versions)), (versions, str(declared_ray_range()))
 
 
 def test_setup_installs_this_project(raw):
@@ -168,10 +185,17 @@ def test_rayjob_manifest_shape():
     assert "--storage-path s3://" in spec["entrypoint"] or "--storage-path gs://" in spec["entrypoint"]
     assert spec["shutdownAfterJobFinishes"] is True
     cluster = spec["rayClusterSpec"]
-    assert cluster["rayVersion"] == ray.__version__
+    # one Ray version everywhere (KubeRay's rayVersion, the images' tags), in the declared range, and the same as
+    # cluster.yaml's (the docs build the k8s image from that Ray image)
+    pinned = cluster["rayVersion"]
+    assert list(declared_ray_range().filter([pinned])) == [pinned], (pinned, str(declared_ray_range()))
+    with open(CLUSTER_YAML) as f:
+        assert image_ray_version(yaml.safe_load(f)["docker"]["image"]) == pinned
     assert cluster["authOptions"]["mode"] == "token"  # KubeRay generates the token Secret and sets it on pods
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
-    assert head["image"].split(":")[1].startswith(ray.__version__)  # the image tag names its Ray version
+    assert image_ray_version(head["image"]) == pinned  # the image tag names its Ray version
+    for g in spec["rayClusterSpec"]["workerGroupSpecs"]:
+        assert image_ray_version(g["template"]["spec"]["containers"][0]["image"]) == pinned
     # nothing exposed outside the cluster network: no LoadBalancer/NodePort services, no Ingress
     assert not [d for d in docs if d.get("kind") == "Ingress"]
     assert not [d for d in docs if d.get("kind") == "Service" and d["spec"].get("type") in ("LoadBalancer",

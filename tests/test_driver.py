@@ -73,3 +73,19 @@ def test_tune_saves_its_state_every_2_s_on_file_systems_only(monkeypatch):
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "30")  # the user's choice wins
     tune_state_period("/shared/experiments")
     assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "30"
+
+
+def test_a_search_resumes_only_on_the_trial_path_it_started_with(tmp_path):
+    """Tune restores the actor reuse a search started with, which fits only that trial path (simmim_ray/_compat)."""
+    from simmim_ray.search.driver import check_trial_path, reuse_actors
+
+    exp = str(tmp_path)
+    assert reuse_actors(True) and not reuse_actors(False)
+    check_trial_path(exp, lean=True, resume=False)
+    assert (tmp_path / "trial_path").read_text() == "lean"
+    check_trial_path(exp, lean=True, resume=True)  # same path: fine
+    with pytest.raises(UserError, match=r"ran the lean trial path, but this Ray gives the public path; resume "
+                                        r"with SIMMIM_RAY_TRIAL_PATH=lean"):
+        check_trial_path(exp, lean=False, resume=True)
+    check_trial_path(exp, lean=False, resume=False)  # a new search starts over on its own path
+    assert (tmp_path / "trial_path").read_text() == "public"

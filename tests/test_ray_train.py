@@ -60,6 +60,7 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.floor_smoke
 def test_train_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
     sets = [f"{k}={v}" for k, v in {**TINY, "train.log_images": False}.items()]
@@ -81,6 +82,7 @@ def test_train_cli_end_to_end(tmp_path):
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, log[-3000:]
     assert "final: val_accuracy=" in log
+    assert " trial path (" in log  # one line says which trial path (simmim_ray/_compat) runs
 
     from simmim_ray.configio import load_config
 

@@ -12,6 +12,8 @@ import optuna
 import pyarrow.parquet as pq
 import pytest
 
+from simmim_ray._compat import ENV_VAR, trial_path
+
 pytestmark = pytest.mark.slow
 
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
@@ -61,17 +63,39 @@ def test_search_end_to_end_writes_every_output(tmp_path):
     states = sorted(t.state.name for t in study.trials)
     assert states == sorted("COMPLETE" if row["status"] == "complete" else "PRUNED" for row in rows)
     assert "Winner:" in r.stdout
-    # Tune handed finished and pruned trials' actors to later trials (one process for several trials)
     pids = {json.loads(line)["pid"] for row in rows
             for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
-    assert len(pids) < len(rows), pids
+    if trial_path(say=False) == "lean":  # Tune handed finished and pruned trials' actors to later trials
+        assert len(pids) < len(rows), pids
+    else:  # Tune ended each trial's actor (and with it the trial's Train run)
+        assert len(pids) == len(rows), pids
     # the report reads the stored experiment
     rep = cli("report", str(exp), "--json")
     assert rep.returncode == 0
     assert json.loads(rep.stdout)["winner"]["trial_id"] == best["trial_id"]
 
 
-@pytest.mark.parametrize("state_period", ["", "60"], ids=["tune-state-2s", "tune-state-60s"])
+@pytest.mark.floor_smoke
+def test_public_path_search_end_to_end(tmp_path, monkeypatch):
+    """The public trial path (Ray's TuneReportCallback and TorchConfig, no actor reuse), forced: a 2-trial search
+    with ASHA finishes, each trial in its own actor, and says which path ran."""
+    monkeypatch.setenv(ENV_VAR, "public")
+    r = cli("search", "digits_quick", "--trials", "2", "--storage-path", str(tmp_path), "--target-accuracy",
+            "0.05", "--grace-period", "1", *TINY)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "simmim-ray: public trial path (SIMMIM_RAY_TRIAL_PATH=public)" in r.stderr
+    exp = tmp_path / "digits_quick"
+    rows = trial_rows(str(exp))
+    assert len(rows) == 2 and {row["status"] for row in rows} <= {"complete", "pruned"}
+    assert any(row["feasible"] for row in rows) and "Winner:" in r.stdout
+    pids = {json.loads(line)["pid"] for row in rows
+            for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
+    assert len(pids) == 2, pids
+    assert (exp / "trial_path").read_text().strip() == "public"
+
+
+@pytest.mark.parametrize("state_period", [pytest.param("", marks=pytest.mark.floor_smoke), "60"],
+                         ids=["tune-state-2s", "tune-state-60s"])
 def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path, monkeypatch, state_period):
     """"60": Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial
     starts and finishes between two saves and the restored Tune never knows it: its row still comes from

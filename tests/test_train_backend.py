@@ -1,4 +1,5 @@
-"""LazyTorchConfig: Train's controller never imports torch, and the workers still get Ray's torch process group."""
+"""Lean path's LazyTorchConfig (simmim_ray/_compat/ray_train.py): Train's controller never imports torch, and the
+workers still get Ray's torch process group; the public path keeps Ray's own TorchConfig."""
 from __future__ import annotations
 
 import json
@@ -48,11 +49,11 @@ def test_workers_get_a_gloo_process_group_and_the_controller_never_imports_torch
     import ray.train
     from ray.experimental import internal_kv
 
-    from simmim_ray.train.launch import Trainer
-    from simmim_ray.train.backend import LazyTorchConfig
+    from simmim_ray._compat.ray_train import LazyTorchConfig
+    from simmim_ray._compat.ray_trainer import LeanTorchTrainer
 
     out = str(tmp_path / "seen")
-    trainer = Trainer(_allreduce_loop, train_loop_config={"out": out}, torch_config=LazyTorchConfig(),
+    trainer = LeanTorchTrainer(_allreduce_loop, train_loop_config={"out": out}, torch_config=LazyTorchConfig(),
                       scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
                       run_config=ray.train.RunConfig(name="lazy_torch", storage_path=str(tmp_path),
                                                      callbacks=[_probe()],
@@ -67,11 +68,12 @@ def test_workers_get_a_gloo_process_group_and_the_controller_never_imports_torch
     assert json.loads(internal_kv._internal_kv_get(KV_KEY, namespace=KV_NAMESPACE)) is False
 
 
-def test_make_trainer_uses_the_lazy_torch_config(tiny_cfg, tmp_path):
+def test_make_trainer_uses_the_lazy_torch_config_on_the_lean_path(tiny_cfg, tmp_path):
+    from simmim_ray._compat.ray_train import LazyTorchBackend, LazyTorchConfig
     from simmim_ray.train.launch import Resources, make_trainer
-    from simmim_ray.train.backend import LazyTorchBackend, LazyTorchConfig
 
-    trainer = make_trainer(tiny_cfg, Resources(workers=2), storage_path=str(tmp_path), name="t", tb_dir=None)
+    trainer = make_trainer(tiny_cfg, Resources(workers=2), storage_path=str(tmp_path), name="t", tb_dir=None,
+                           lean=True)
     assert isinstance(trainer.backend_config, LazyTorchConfig)
     assert trainer.backend_config.backend_cls is LazyTorchBackend
     # TorchTrainer resolves the backend for CPU workers; the other fields keep Ray's TorchConfig defaults
@@ -88,8 +90,29 @@ class _FakeGroup:
         return "127.0.0.1", 12345
 
 
+def test_the_public_path_uses_rays_own_trainer_and_torch_config(tiny_cfg, tmp_path):
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from simmim_ray.train.launch import Resources, make_trainer
+
+    trainer = make_trainer(tiny_cfg, Resources(workers=2), storage_path=str(tmp_path), name="t", tb_dir=None,
+                           lean=False)
+    assert type(trainer) is TorchTrainer and type(trainer.backend_config) is TorchConfig
+
+
 def test_unknown_init_method_is_refused_with_the_rule():
-    from simmim_ray.train.backend import LazyTorchBackend, LazyTorchConfig
+    from simmim_ray._compat.ray_train import LazyTorchBackend, LazyTorchConfig
 
     with pytest.raises(ValueError, match=r"`init_method in \('env', 'tcp'\)` must hold, but got 'udp'"):
         LazyTorchBackend().on_start(_FakeGroup(), LazyTorchConfig(init_method="udp"))
+
+
+def test_what_the_train_controller_loads_imports_no_torch():
+    """The controller unpickles the lean path's torch config and callbacks: their modules must not pull torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, simmim_ray._compat.ray_train, simmim_ray.search.trial_report, simmim_ray.search.trial_stop;"
+            "print(sorted(m for m in ('torch', 'ray.train.torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-2000:])

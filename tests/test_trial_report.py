@@ -82,8 +82,9 @@ def test_an_idle_wait_reads_the_gcs_ever_less_often_but_sees_a_report_soon(ray_s
 
 
 def test_the_search_trial_reports_through_the_kv_channel(monkeypatch, tmp_path):
-    """The trial function wires Train to Tune through this channel, not Ray's TuneReportCallback (which would
-    start a queue actor per trial): its trainer gets a ReportToTune whose key the Tune session's reader polls."""
+    """On the lean path the trial function wires Train to Tune through this channel, not Ray's TuneReportCallback
+    (which would start a queue actor per trial): its trainer gets a ReportToTune whose key the Tune session's
+    reader polls."""
     import threading
 
     import ray.train._internal.session as train_session
@@ -93,7 +94,7 @@ def test_the_search_trial_reports_through_the_kv_channel(monkeypatch, tmp_path):
     from simmim_ray.train.launch import Resources
     from simmim_ray.search import trial
     from simmim_ray.search.trial_report import KVResults, ReportToTune
-    from simmim_ray.search.trial_stop import PublishController
+    from simmim_ray._compat.ray_train import PublishController
 
     session = SimpleNamespace(_inter_actor_queue=None, stop_event=threading.Event())
     monkeypatch.setattr(train_session, "get_session", lambda: session)
@@ -105,7 +106,7 @@ def test_the_search_trial_reports_through_the_kv_channel(monkeypatch, tmp_path):
         return SimpleNamespace(fit=lambda: None)
 
     monkeypatch.setattr(trial, "make_trainer", fake_make_trainer)
-    run_trial = trial.make_trial_fn(Config().to_dict(), Resources(workers=2), str(tmp_path), "exp", 1)
+    run_trial = trial.make_trial_fn(Config().to_dict(), Resources(workers=2), str(tmp_path), "exp", 1, lean=True)
     run_trial({})
     report, stop = seen["callbacks"]
     assert isinstance(report, ReportToTune) and isinstance(stop, PublishController)

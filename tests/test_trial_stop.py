@@ -34,9 +34,9 @@ def _quick(config: dict) -> None:
 def _trainer(tmp_path, loop, name: str, callbacks: list, config: dict | None = None):
     import ray.train
 
-    from simmim_ray.train.launch import Trainer
+    from simmim_ray._compat.ray_trainer import LeanTorchTrainer
 
-    return Trainer(loop, train_loop_config=config or {},
+    return LeanTorchTrainer(loop, train_loop_config=config or {},
                    scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
                    run_config=ray.train.RunConfig(name=name, storage_path=str(tmp_path), callbacks=callbacks,
                                                   failure_config=ray.train.FailureConfig(max_failures=0)))
@@ -112,10 +112,12 @@ def test_outside_tune_there_is_no_stop_event_and_nothing_watches():
 def test_trainer_starts_no_dataset_manager_without_datasets(tmp_path):
     from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
+    from simmim_ray._compat.ray_trainer import default_callback_types
+
     def kinds(**kw) -> set:
         trainer = _trainer(tmp_path, _quick, "t", [])
         trainer.datasets = kw.get("datasets", {})
-        return {type(c) for c in trainer._create_default_callbacks()}
+        return default_callback_types(trainer)
 
     assert DatasetsCallback not in kinds()
     assert DatasetsCallback in kinds(datasets={"train": object()})  # a Ray Dataset in a real run

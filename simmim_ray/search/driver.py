@@ -17,9 +17,12 @@ from simmim_ray.metrics import VAL_ACCURACY
 from simmim_ray.search.settings import SearchSettings, experiment_dir
 from simmim_ray.search.space import SearchSpace
 
-# Tune hands a finished or stopped trial's actor to the next trial: saves a process start and the trial module's
-# imports (torch) per trial; safe because the trial function ends its Train run when Tune stops it (trial_stop.py)
-REUSE_ACTORS = True
+
+def reuse_actors(lean: bool) -> bool:
+    """On the lean trial path Tune hands a finished or stopped trial's actor to the next trial: saves a process
+    start and the trial module's imports (torch) per trial; safe because the trial function ends its Train run when
+    Tune stops it (trial_stop.py). On the public path Tune ends the trial actor instead, which ends its Train run."""
+    return lean
 
 
 def default_concurrency(s: SearchSettings, cluster: dict) -> int:
@@ -50,6 +53,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     from simmim_ray.search.space import to_optuna
     from simmim_ray.search.trial import make_trial_fn, trial_name
     from simmim_ray import storage as sio
+    from simmim_ray._compat import trial_path
 
     exp = experiment_dir(s)
     cluster = ray.cluster_resources()
@@ -63,7 +67,9 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
                     gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
-    trial_fn = make_trial_fn(base.to_dict(), res, s.storage, s.name, s.max_failures)
+    lean = trial_path() == "lean"
+    check_trial_path(exp, lean, resume)
+    trial_fn = make_trial_fn(base.to_dict(), res, s.storage, s.name, s.max_failures, lean=lean)
     # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
@@ -87,7 +93,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(s, base, points),
                                         num_samples=s.trials, max_concurrent_trials=concurrency,
                                         trial_name_creator=trial_name, trial_dirname_creator=trial_name,
-                                        reuse_actors=REUSE_ACTORS),
+                                        reuse_actors=reuse_actors(lean)),
             run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
@@ -100,6 +106,20 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     tuner.fit()
     close_study(s, exp)
     return finish(s, exp)
+
+
+def check_trial_path(exp: str, lean: bool, resume: bool) -> None:
+    """A restored Tune keeps the actor reuse the search started with, which fits only that trial path: record it,
+    and refuse to resume on the other one."""
+    from simmim_ray import storage as sio
+
+    path, record = ("lean" if lean else "public"), sio.join(exp, "trial_path")
+    if resume and sio.exists(record):
+        was = sio.read_bytes(record).decode().strip()
+        if was != path:
+            raise UserError(f"--resume {exp}: the search ran the {was} trial path, but this Ray gives the {path} "
+                            f"path; resume with SIMMIM_RAY_TRIAL_PATH={was} (or the Ray the search started with)")
+    sio.write_text(record, path)
 
 
 def snapshot_inputs(s: SearchSettings, exp: str) -> None:

@@ -1,7 +1,7 @@
-"""Constraint-aware Optuna search through Ray Tune.
+"""Constraint-aware Optuna search as a Ray Tune searcher, on Tune's public `Searcher` and Optuna's ask / tell.
 
 Ray's `OptunaSearch` tells Optuna only objective values, and tells a trial that ASHA stopped as COMPLETE with its
-truncated metrics. This subclass (a) sets `target - accuracy` as an Optuna constraint before `tell`, which
+truncated metrics. This searcher (a) sets `target - accuracy` as an Optuna constraint before `tell`, which
 TPE / NSGA-II read (feasible when <= 0), and (b) tells early-stopped trials as PRUNED so their truncated accuracy
 never reaches the sampler or the Pareto front. Objectives: size (minimise), accuracy (maximise).
 """
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import uuid
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
-from ray.tune.search.optuna import OptunaSearch
+
+from simmim_ray._compat import optuna as ot_compat
 
 from simmim_ray.metrics import VAL_ACCURACY
 
@@ -30,82 +32,103 @@ def is_final(result: dict | None) -> bool:
     return bool(result) and FINAL_KEY in result and result.get("done", True)
 
 
-class ConstrainedOptunaSearch(OptunaSearch):
+def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # multivariate TPE models the width/depth/heads interactions jointly; constraints come from the trial
+    return ot_compat.tpe_sampler(seed=seed, multivariate=True, n_startup_trials=4)
+
+
+class ConstrainedOptunaSearch(Searcher):
     def __init__(self, space: dict, size_metric: str, target_accuracy: float, storage=None, study_name=None,
                  seed: int = 0, points_to_evaluate=None, sampler: str = "tpe", budget: int = 0) -> None:
+        super().__init__(metric=[size_metric, FINAL_KEY], mode=["min", "max"])
+        self.space = dict(space)  # dotted config key -> Optuna distribution
         self.target_accuracy = float(target_accuracy)
         self.size_metric = size_metric
         self.budget = budget  # trials this search may start in all (0: Tune's num_samples alone decides)
-        if sampler == "random":
-            s = optuna.samplers.RandomSampler(seed=seed)
-        else:
-            # multivariate TPE models the width/depth/heads interactions jointly; constraints come from the trial
-            s = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=4)
-        super().__init__(space=space, metric=[size_metric, FINAL_KEY], mode=["min", "max"], sampler=s,
-                         storage=storage, study_name=study_name, points_to_evaluate=points_to_evaluate)
+        self.study = optuna.create_study(storage=storage, sampler=make_sampler(sampler, seed),
+                                         pruner=optuna.pruners.NopPruner(), study_name=study_name or "optuna",
+                                         directions=["minimize", "maximize"], load_if_exists=True)
+        for point in points_to_evaluate or []:
+            self.study.enqueue_trial(point)
+        self.running: dict[str, optuna.trial.Trial] = {}  # Tune trial id -> its asked study trial
+        self.completed: set[str] = set()
         # marks this search's study trials: a database and study name may be shared with earlier searches
-        self._search_id = uuid.uuid4().hex
+        self.search_id = uuid.uuid4().hex
 
     def started(self) -> set[str]:
         """Tune ids of this search's trials that finished (per the study) or are running (per this searcher).
 
         Counted from the study, not from Tune's restored state: a trial that ended after Tune's last state save
         before a driver kill is unknown to the restored Tune, which would otherwise start one trial too many."""
-        done = {t.user_attrs[TUNE_ID_ATTR] for t in self._ot_study.get_trials(deepcopy=False)
-                if t.user_attrs.get(SEARCH_ATTR) == self._search_id and t.state.is_finished()
+        done = {t.user_attrs[TUNE_ID_ATTR] for t in self.study.get_trials(deepcopy=False)
+                if t.user_attrs.get(SEARCH_ATTR) == self.search_id and t.state.is_finished()
                 and ORPHAN_ATTR not in t.user_attrs}
-        return done | (set(self._ot_trials) - self._completed_trials)
+        return done | (set(self.running) - self.completed)
 
     def suggest(self, trial_id: str):
-        if self.budget and trial_id not in self._ot_trials and len(self.started()) >= self.budget:
-            return Searcher.FINISHED
-        params = super().suggest(trial_id)
-        if trial_id in self._ot_trials:
+        if trial_id not in self.running:
+            if self.budget and len(self.started()) >= self.budget:
+                return Searcher.FINISHED
+            trial = self.study.ask(fixed_distributions=self.space)
             # recorded in the database at once, unlike the searcher's pickled state, which Tune saves now and then
-            self._ot_trials[trial_id].set_user_attr(TUNE_ID_ATTR, trial_id)
-            self._ot_trials[trial_id].set_user_attr(SEARCH_ATTR, self._search_id)
-        return params
+            trial.set_user_attr(TUNE_ID_ATTR, trial_id)
+            trial.set_user_attr(SEARCH_ATTR, self.search_id)
+            self.running[trial_id] = trial
+        return dict(self.running[trial_id].params)
 
-    def _lookup(self, trial_id: str):
-        """The study trial of a Tune trial this (restored) searcher does not know: Tune saved the trial after the
-        searcher's last save, then the driver was killed."""
-        for t in self._ot_study.get_trials(deepcopy=False):
-            if t.user_attrs.get(TUNE_ID_ATTR) == trial_id:
-                return optuna.trial.Trial(self._ot_study, t._trial_id)
+    def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
+        """The study's record of a Tune trial: the one this searcher asked, else (a Tune trial it never asked) the
+        one carrying its id in the user attr written at suggest time."""
+        asked = self.running.get(trial_id)
+        for t in self.study.get_trials(deepcopy=False):
+            if (t.number == asked.number) if asked is not None else (t.user_attrs.get(TUNE_ID_ATTR) == trial_id):
+                return t
         return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials:
+        if trial_id in self.completed:
             return
-        if trial_id not in self._ot_trials:
-            found = self._lookup(trial_id)
-            if found is None:
-                return
-            self._ot_trials[trial_id] = found
-        ot_trial = self._ot_trials[trial_id]
-        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)
+        stored = self._stored(trial_id)
+        if stored is None:
+            return
+        if trial_id not in self.running:
+            # Tune saved the trial after the searcher's last save, then the driver was killed: this (restored)
+            # searcher never asked it
+            self.running[trial_id] = ot_compat.trial_of(self.study, stored)
+        self.completed.add(trial_id)
         if stored.state.is_finished():  # told before a driver restart: keep the first answer
-            self._completed_trials.add(trial_id)
             return
+        trial = self.running[trial_id]
         if error or not is_final(result):
             # errored, or stopped early (ASHA): never tell the truncated metrics as a finished result
-            state = TrialState.FAIL if error else TrialState.PRUNED
-            try:
-                self._ot_study.tell(ot_trial, state=state)
-            except Exception as exc:  # noqa: BLE001 - e.g. already told before a driver restart
-                log.warning("optuna tell(%s) for %s: %s", state.name, trial_id, exc)
-            self._completed_trials.add(trial_id)
-            return
-        accuracy = float(result[FINAL_KEY])
-        if math.isfinite(accuracy):
-            ot_trial.set_constraint(FINAL_KEY, self.target_accuracy - accuracy)
-        super().on_trial_complete(trial_id, result, error)
+            state, values = (TrialState.FAIL if error else TrialState.PRUNED), None
+        else:
+            accuracy = float(result[FINAL_KEY])
+            if math.isfinite(accuracy):
+                ot_compat.set_constraint(trial, FINAL_KEY, self.target_accuracy - accuracy)
+            state, values = TrialState.COMPLETE, [result.get(self.size_metric), result.get(FINAL_KEY)]
+            if any(v is None for v in values):
+                state, values = TrialState.PRUNED, None
+        try:
+            self.study.tell(trial, values, state=state)
+        except Exception as exc:  # noqa: BLE001 - e.g. a NaN objective
+            log.warning("optuna tell(%s) for %s: %s", state.name, trial_id, exc)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__.copy(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
 
 
 def is_feasible(t: optuna.trial.FrozenTrial) -> bool:
-    """Optuna's rule: feasible when every constraint value is <= 0 (`set_constraint` stores them here)."""
-    vals = [v for k, v in t.system_attrs.items() if k.startswith("constraints:")]
-    return bool(vals) and all(float(v) <= 0 for v in vals)
+    """Optuna's rule: feasible when every constraint value is <= 0."""
+    vals = ot_compat.constraint_values(t)
+    return bool(vals) and all(v <= 0 for v in vals)
 
 
 def fail_orphans(study: optuna.Study) -> int:
@@ -113,7 +136,6 @@ def fail_orphans(study: optuna.Study) -> int:
     mark them FAIL so the study holds no phantom running trials. Returns how many."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, ORPHAN_ATTR, "asked before the driver was killed; never run")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        ot_compat.fail_with_attr(study, t, ORPHAN_ATTR, "asked before the driver was killed; never run")
         n += 1
     return n

@@ -9,8 +9,7 @@ from simmim_ray import storage
 from simmim_ray.config import Config
 from simmim_ray.search.space import decode
 from simmim_ray.train.launch import Resources, make_trainer, share_splits
-from simmim_ray.search.trial_report import tune_report_channel
-from simmim_ray.search.trial_stop import StopWithTune
+from simmim_ray.search.trial_wiring import TrialWiring
 
 
 def trial_name(trial) -> str:
@@ -19,12 +18,17 @@ def trial_name(trial) -> str:
     return f"trial_{trial.trial_id.rsplit('_', 1)[-1]}"
 
 
-def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str, max_failures: int):
+def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str, max_failures: int,
+                  lean: bool | None = None):
     """Returns the Tune function for `base` config (a dict) plus each trial's dotted params.
 
-    Called in the search driver, with Ray up: the data is loaded here once and shared by every trial's workers."""
+    Called in the search driver, with Ray up: the data is loaded here once and shared by every trial's workers.
+    `lean`: the trial path (simmim_ray/_compat), decided here once for every trial (None: this Ray's)."""
     import ray
 
+    from simmim_ray._compat import trial_path
+
+    lean = trial_path() == "lean" if lean is None else lean
     shared = share_splits(Config.from_dict(base)) if ray.is_initialized() else None
 
     def run_trial(params: dict) -> None:
@@ -37,21 +41,13 @@ def make_trial_fn(base: dict, res: Resources, storage_uri: str, experiment: str,
             # stored final result instead of training again (Train would restore the run and report nothing).
             tune.report(json.loads(storage.read_bytes(final_path)))
             return
-        # Tune reuses this trial's actor for the next trial (reuse_actors): when Tune stops the trial, the
-        # stopper aborts the Train run, so the function returns in time to hand the actor over
-        stopper = StopWithTune()
-        # Train's reports reach Tune through Ray's KV store, not through a queue actor started per trial
-        report, results = tune_report_channel()
+        wiring = TrialWiring(lean)  # how Train's reports reach Tune and how Tune stops the run
         trainer = make_trainer(cfg, res, storage_path=storage.join(exp, "train_runs"), name=name,
                                tb_dir=storage.join(exp, "tb", name), max_failures=max_failures,
-                               callbacks=[report, stopper.callback], final_path=final_path,
+                               callbacks=wiring.callbacks, final_path=final_path,
                                history_path=storage.join(exp, "train_runs", name, "history.jsonl"),
-                               shared=shared)
-        try:
-            with stopper:
-                trainer.fit()
-        finally:
-            if stopper.stopped:
-                results.close()
+                               shared=shared, lean=lean)
+        with wiring:
+            trainer.fit()
 
     return run_trial

@@ -1,11 +1,11 @@
-"""Train -> Tune results without a queue actor per trial.
+"""Train -> Tune results on the lean trial path, without a queue actor per trial.
 
-Ray's `TuneReportCallback` hands each Train report to the Tune trial through a `ray.util.queue.Queue`: an actor
-Ray starts for every trial (one more process, about 1 CPU-second of start-up on a small machine, taken from the
-workers' own start). Here the Train controller writes each report to Ray's internal KV store under a key only this
-trial knows, numbered in order, and the Tune session reads them from there exactly as it reads Ray's queue
-(`get(block, timeout)`, `Empty` when there is nothing yet). A report sent by a trial's controller after the trial
-ended lands under that trial's key, which no later trial reads.
+Ray's `TuneReportCallback` (the public path) hands each Train report to the Tune trial through a
+`ray.util.queue.Queue`: an actor Ray starts for every trial (one more process, about 1 CPU-second of start-up on a
+small machine, taken from the workers' own start). Here the Train controller writes each report to Ray's KV store
+under a key only this trial knows, numbered in order, and the Tune session reads them from there exactly as it
+reads Ray's queue (`get(block, timeout)`, `Empty` when there is nothing yet). A report sent by a trial's controller
+after the trial ended lands under that trial's key, which no later trial reads.
 """
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ import pickle
 import time
 import uuid
 
-from ray.experimental import internal_kv
 from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Empty
 
-from simmim_ray.search.trial_stop import KV_NAMESPACE
+from simmim_ray._compat import ray_core, ray_tune
 
 CHECKPOINT_PATH_KEY = "checkpoint_path"  # what Ray's TuneReportCallback adds for a reported checkpoint
 
@@ -33,7 +32,7 @@ class ReportToTune(UserCallback):
         if checkpoint:
             item[CHECKPOINT_PATH_KEY] = checkpoint.path
         self.sent += 1
-        internal_kv._internal_kv_put(f"{self.key}:{self.sent}", pickle.dumps(item), namespace=KV_NAMESPACE)
+        ray_core.kv_put(f"{self.key}:{self.sent}", pickle.dumps(item))
 
 
 class KVResults:
@@ -46,35 +45,33 @@ class KVResults:
     def __init__(self, key: str, min_poll_s: float = 0.01, max_poll_s: float = 0.1) -> None:
         self.key, self.next = key, 1
         self.min_poll_s, self.max_poll_s = min_poll_s, max_poll_s
-        self._wait = min_poll_s
+        self.wait_s = min_poll_s
 
     def get(self, block: bool = True, timeout: float | None = None) -> dict:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             name = f"{self.key}:{self.next}"
-            raw = internal_kv._internal_kv_get(name, namespace=KV_NAMESPACE)
+            raw = ray_core.kv_get(name)
             if raw is not None:
-                internal_kv._internal_kv_del(name, namespace=KV_NAMESPACE)
+                ray_core.kv_del(name)
                 self.next += 1
-                self._wait = self.min_poll_s
+                self.wait_s = self.min_poll_s
                 return pickle.loads(raw)
             now = time.monotonic()
             if not block or (deadline is not None and now >= deadline):
                 raise Empty
-            time.sleep(self._wait if deadline is None else min(self._wait, deadline - now))
-            self._wait = min(self._wait * 1.5, self.max_poll_s)
+            time.sleep(self.wait_s if deadline is None else min(self.wait_s, deadline - now))
+            self.wait_s = min(self.wait_s * 1.5, self.max_poll_s)
 
     def close(self) -> None:
         """Drops what no one will read (reports of a stopped trial)."""
-        internal_kv._internal_kv_del(f"{self.key}:", del_by_prefix=True, namespace=KV_NAMESPACE)
+        ray_core.kv_del(f"{self.key}:", prefix=True)
 
 
 def tune_report_channel() -> tuple[ReportToTune, KVResults]:
     """For the current Tune trial: the Train callback to pass to the trainer, and the reader the Tune session now
     polls (in place of the queue actor `TuneReportCallback` would start). Call in the trial function."""
-    from ray.train._internal.session import get_session
-
     key = f"tune_report:{uuid.uuid4().hex}"
     results = KVResults(key)
-    get_session()._inter_actor_queue = results
+    ray_tune.read_reports_from(results)
     return ReportToTune(key), results

@@ -14,7 +14,6 @@ from ray.train.torch import TorchTrainer
 
 from simmim_ray.config import Config
 from simmim_ray.train.loop_config import LoopConfig
-from simmim_ray.train.backend import LazyTorchConfig
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
@@ -47,19 +46,18 @@ def train_loop(train_loop_config: dict) -> None:
 LOOP_KEY = "loop"
 
 
-class Trainer(TorchTrainer):
-    """`TorchTrainer` that does not start Train's dataset manager actor for a run without Ray Datasets: one process
-    fewer per trial (about 1 CPU-second of start-up, taken from the workers' start on a small machine)."""
+def trainer_parts(lean: bool) -> tuple[type, object]:
+    """(trainer class, torch config) of a trial path (simmim_ray/_compat): Ray's own on the public path; on the lean
+    path a trainer without a dataset manager actor for runs without Ray Datasets, and a torch config whose Train
+    controller never imports torch (its workers do)."""
+    if not lean:
+        from ray.train.torch import TorchConfig
 
-    def _create_default_callbacks(self):
-        callbacks = super()._create_default_callbacks()
-        if self.datasets:
-            return callbacks
-        try:
-            from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
-        except ImportError:  # another Ray layout: keep its defaults
-            return callbacks
-        return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+        return TorchTrainer, TorchConfig()
+    from simmim_ray._compat.ray_train import LazyTorchConfig
+    from simmim_ray._compat.ray_trainer import LeanTorchTrainer
+
+    return LeanTorchTrainer, LazyTorchConfig()
 
 
 @dataclass
@@ -75,8 +73,15 @@ class Resources:
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
                  max_failures: int = 1, callbacks: list | None = None, final_path: str = "",
                  history_path: str = "", shared: "SharedSplits | None" = None,
-                 eval_splits: tuple[str, ...] = ("val",)) -> Trainer:
-    """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data."""
+                 eval_splits: tuple[str, ...] = ("val",), lean: bool | None = None) -> TorchTrainer:
+    """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data.
+    `eval_splits`: what the final evaluation measures. `lean`: the trial path (None: this Ray's,
+    simmim_ray._compat.trial_path)."""
+    if lean is None:
+        from simmim_ray._compat import trial_path
+
+        lean = trial_path() == "lean"
+    trainer_cls, torch_config = trainer_parts(lean)
     datasets, rows = {}, 0
     ref = None
     if shared is not None and shared.key == data_key(cfg) and (shared.has_masks or cfg.loss.fgbg_weight == 0):
@@ -88,7 +93,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     worker_res = {"CPU": res.cpus_per_worker}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker
-    return Trainer(
+    return trainer_cls(
         train_loop,
         train_loop_config={LOOP_KEY: loop},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpu,
@@ -100,8 +105,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
         datasets=datasets or None,
-        # the Train controller never imports torch: its workers do (simmim_ray/train/backend.py)
-        torch_config=LazyTorchConfig(),
+        torch_config=torch_config,
     )
 
 

@@ -17,12 +17,12 @@ def start_local(num_cpus: int | None = None, temp_dir: str | None = None, **kwar
     """Start a private local Ray instance whose processes find *its* State API, even when other Ray instances
     run on the same host (Train's placement-group cleaner otherwise fails with "multiple active Ray instances").
     The dashboard (which serves the State API) binds to loopback only."""
-    import ray
+    from simmim_ray._compat.ray_core import init_local
 
     port = free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"  # inherited by every Ray process
-    ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-             _temp_dir=temp_dir, configure_logging=False, **kwargs)
+    init_local(temp_dir, num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+               configure_logging=False, **kwargs)
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -69,4 +69,11 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
         else:
             start_local(num_cpus, log_to_driver=log_to_driver)
     except (ConnectionError, ValueError, RuntimeError) as e:
+        from simmim_ray._compat.ray_core import version_mismatch
+
+        versions = version_mismatch(e)
+        if versions is not None:
+            raise UserError(f"--address {address!r}: the cluster runs Ray {versions[0]}, this client has Ray "
+                            f"{versions[1]}; a client must match its cluster: install ray=={versions[0]} here "
+                            f"(or run the cluster on an image of Ray {versions[1]}, docs/cluster.md)") from None
         raise UserError(f"--address {address!r}: cannot connect to Ray: {str(e).splitlines()[0]}") from None
