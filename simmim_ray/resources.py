@@ -18,12 +18,9 @@ def starts_locally(address: str | None) -> bool:
 def local_resources() -> dict[str, float]:
     """CPUs and GPUs a Ray started on this machine will offer, detected the way Ray does (cgroup CPU limits
     included); falls back to the OS's count when Ray's helper is not there."""
-    try:
-        from ray._private.utils import get_num_cpus
+    from simmim_ray._compat.ray_core import local_cpus
 
-        cpus = float(get_num_cpus(override_docker_cpu_warning=True))
-    except Exception:  # noqa: BLE001 - a private helper: any other Ray layout falls back
-        cpus = float(os.cpu_count() or 1)
+    cpus = local_cpus()
     try:
         import torch
 

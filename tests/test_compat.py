@@ -102,3 +102,23 @@ def test_joining_a_cluster_of_another_ray_is_refused_in_one_line_naming_both(mon
         ray_init.init_ray("auto")
     msg = str(info.value)
     assert "\n" not in msg and "Ray 2.0.1" in msg and f"Ray {ray.__version__}" in msg
+
+
+def test_local_cpus_counts_like_ray_and_falls_back_without_it(monkeypatch):
+    """resources.local_resources refuses `train --workers N` before Ray starts: its CPU count must be Ray's."""
+    import builtins
+
+    import ray._private.utils as ray_utils
+
+    from simmim_ray._compat.ray_core import local_cpus
+
+    assert local_cpus() == float(ray_utils.get_num_cpus(override_docker_cpu_warning=True))
+    real_import = builtins.__import__
+
+    def no_private(name, *args, **kwargs):
+        if name == "ray._private.utils":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_private)
+    assert local_cpus() >= 1.0

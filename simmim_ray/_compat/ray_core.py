@@ -1,6 +1,8 @@
-"""Ray core's private pieces: the internal KV store, `ray.init`'s temp dir, and Ray's version-mismatch error."""
+"""Ray core's private pieces: the internal KV store, `ray.init`'s temp dir, Ray's version-mismatch error and its
+CPU count."""
 from __future__ import annotations
 
+import os
 import re
 
 from simmim_ray._compat.probe import missing as _missing
@@ -31,6 +33,17 @@ def init_local(temp_dir: str | None = None, **kwargs) -> None:
     import ray
 
     ray.init(_temp_dir=temp_dir, **kwargs)
+
+
+def local_cpus() -> float:
+    """CPUs a Ray started on this machine will offer, counted the way Ray counts them (cgroup CPU limits included);
+    without Ray's helper, the CPUs this process may run on."""
+    try:
+        from ray._private.utils import get_num_cpus
+
+        return float(get_num_cpus(override_docker_cpu_warning=True))
+    except Exception:  # noqa: BLE001 - a private helper: any other Ray layout falls back
+        return float(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 # Ray's check_version_info: "Version mismatch: The cluster was started with:\n    Ray: A\n    Python: ...\n
