@@ -197,10 +197,19 @@ def new_settings(args, space):
         sampler=args.sampler, asha_metric=args.asha_metric, grace_period=args.grace_period,
         max_concurrent=args.max_concurrent or 0, workers_per_trial=args.workers_per_trial,
         cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker if args.gpu else 0.0,
-        gpu=args.gpu, max_failures=args.max_failures, seed=args.seed, study_storage=args.storage,
+        gpu=args.gpu, max_failures=args.max_failures, seed=args.seed, study_storage=_absolute_sqlite(args.storage),
         points=paths.absolute(args.points, "--points"), warm_start=args.warm_start,
         config_path=paths.absolute(args.config, "--config") if args.config else "", overrides=tuple(args.set),
         address=args.address or "")
+
+
+def _absolute_sqlite(url: str) -> str:
+    """sqlite:///rel.db names a file relative to this directory; settings.json must name the same file on a
+    --resume from elsewhere (sqlite:////abs.db is absolute)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/") or url == prefix or url.endswith(":memory:"):
+        return url
+    return prefix + paths.absolute(url[len(prefix):], "--storage")
 
 
 def resumed_settings(args):
