@@ -16,6 +16,7 @@ EPOCH = "epoch"  # pre-training epochs completed
 DONE = "done"  # the run's final report
 LOSS = "loss"
 LOSS_MASKED = "loss_masked"
+LOSS_VISIBLE = "loss_visible"
 IMAGES_PER_S = "images_per_s"
 TRAIN_SECONDS = "train_seconds"
 SKIPPED_IMAGES = "skipped_images"

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from simmim_ray.cli.args import int_at_least, positive_int, resource_amount
 from simmim_ray.cli.validate import seed_flag, space_file, validate_search
+from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
 
 __all__ = ["add_parser", "run", "space_file"]
 
 # what every trial reports each epoch (engine/pretrain.py's loss terms, engine/run.py's proxy); another name would
 # leave ASHA without its metric, which it does not report: it would silently stop nothing
-ASHA_METRICS = ("proxy_knn", "loss", "loss_masked", "loss_visible")
+ASHA_METRICS = (PROXY_KNN, LOSS, LOSS_MASKED, LOSS_VISIBLE)
 
 
 def add_parser(sub) -> None:

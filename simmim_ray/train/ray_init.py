@@ -76,4 +76,6 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
             raise UserError(f"--address {address!r}: the cluster runs Ray {versions[0]}, this client has Ray "
                             f"{versions[1]}; a client must match its cluster: install ray=={versions[0]} here "
                             f"(or run the cluster on an image of Ray {versions[1]}, docs/cluster.md)") from None
+        if not address:
+            raise UserError(f"cannot start a local Ray instance: {str(e).splitlines()[0]}") from None
         raise UserError(f"--address {address!r}: cannot connect to Ray: {str(e).splitlines()[0]}") from None
