@@ -105,7 +105,7 @@ class ConstrainedOptunaSearch(Searcher):
         else:
             accuracy = float(result[FINAL_KEY])
             if math.isfinite(accuracy):
-                ot_compat.set_constraint(trial, "accuracy", self.target_accuracy - accuracy)
+                ot_compat.set_constraint(trial, FINAL_KEY, self.target_accuracy - accuracy)
             state, values = TrialState.COMPLETE, [result.get(self.size_metric), result.get(FINAL_KEY)]
             if any(v is None for v in values):
                 state, values = TrialState.PRUNED, None
