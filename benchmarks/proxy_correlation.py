@@ -124,7 +124,7 @@ def top_overlap(x: list[float], y: list[float]) -> float:
 def replay_asha(trials: list[dict], metric: str, grace: int, max_t: int, target: float, orders: int,
                 seed: int) -> dict:
     """Ray's ASHA bracket, fed one trial at a time in random orders: how much it spends and whom it keeps."""
-    from ray.tune.schedulers.async_hyperband import _Bracket
+    from simmim_ray._compat.ray_tune import asha_bracket
 
     rng = random.Random(seed)
     n = len(trials)
@@ -133,14 +133,14 @@ def replay_asha(trials: list[dict], metric: str, grace: int, max_t: int, target:
     smallest = min(feasible, key=lambda i: trials[i]["params_count"]) if feasible else None
     spent = kept_best = kept_small = regret = 0.0
     for _ in range(orders):
-        bracket = _Bracket(min_t=grace, max_t=max_t, reduction_factor=RF, s=0)
+        bracket, rungs = asha_bracket(grace, max_t, RF)
         order = list(range(n))
         rng.shuffle(order)
         finished = []
         for i in order:
             stopped_at = max_t
             for epoch in range(1, max_t):
-                if epoch not in {m for m, _ in bracket._rungs}:
+                if epoch not in rungs:
                     continue
                 action = bracket.on_result(SimpleNamespace(trial_id=str(i)), epoch, value(trials[i], metric, epoch))
                 if action == "STOP":

@@ -85,14 +85,8 @@ def start_ray(temp: str) -> None:
 
     apply_ray_env_defaults()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    try:
-        from simmim_ray.train.ray_init import start_local
-    except ImportError:  # older tree: a plain private instance
-        import ray
+    from simmim_ray.train.ray_init import start_local
 
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp, configure_logging=False,
-                 log_to_driver=False)
-        return
     start_local(num_cpus=2, temp_dir=temp, log_to_driver=False)
 
 

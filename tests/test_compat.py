@@ -3,6 +3,8 @@ the installed Ray (each test fails when that Ray changes the piece; the behaviou
 test_trial_report.py, test_trial_stop.py and test_train_backend.py)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from simmim_ray import _compat
@@ -123,3 +125,15 @@ def test_local_cpus_counts_like_ray_and_falls_back_without_it(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_private)
     assert local_cpus() >= 1.0
+
+
+def test_asha_bracket_stops_the_worse_half_at_a_rung():
+    """benchmarks/proxy_correlation.py replays recorded trials through Ray's private ASHA bracket: its rungs and its
+    stop rule must still be what the search's scheduler applies."""
+    from simmim_ray._compat.ray_tune import asha_bracket
+
+    bracket, rungs = asha_bracket(2, 8, 2)
+    assert rungs == {2, 4, 8}
+    good = bracket.on_result(SimpleNamespace(trial_id="a"), 2, 0.9)
+    bad = bracket.on_result(SimpleNamespace(trial_id="b"), 2, 0.1)
+    assert (good, bad) == ("CONTINUE", "STOP")
