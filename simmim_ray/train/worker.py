@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 
 import ray
 import ray.train
@@ -50,34 +51,57 @@ class RayDataPretrainStream:
             yield collate_skip(samples)
 
 
-def train_loop(loop: LoopConfig) -> None:
-    entered = time.time()
+@dataclass
+class WorkerContext:
+    rank: int
+    world: int
+    device: torch.device
+    splits: object  # data.splits.Splits
+    data_seconds: float
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(model) if self.world > 1 else model
+
+
+def worker_context(loop: LoopConfig) -> WorkerContext:
+    """This rank's place in the job, its device and the data (the search driver loads the data once and shares it
+    through the object store, as zero-copy numpy arrays)."""
     # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    cfg = loop.cfg()
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, loop.threads))
-    device = ray.train.torch.get_device()
-
-    def wrap(model: torch.nn.Module) -> torch.nn.Module:
-        return ray.train.torch.prepare_model(model) if world > 1 else model
-
-    # the search driver loads the data once and shares it through the object store (zero-copy numpy arrays)
     t0 = time.time()
-    splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(cfg)
-    timing = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "data_seconds": time.time() - t0,
-              "loop_cpu_seconds": 0.0}
+    splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(loop.cfg())
+    return WorkerContext(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), splits,
+                         time.time() - t0)
+
+
+def make_run(cfg, loop: LoopConfig, w: WorkerContext) -> PretrainRun:
+    """A `PretrainRun` of `cfg` on this rank; Parquet pre-training rows stream from this worker's Ray Data shard."""
     if cfg.data.source == "parquet" and loop.stream_rows:
         from simmim_ray.data import PretrainTransform
 
         stream = RayDataPretrainStream(ray.train.get_dataset_shard("train"),
-                                       PretrainTransform(cfg, splits.mean, splits.std), cfg.train.batch_size,
-                                       loop.stream_rows, world, cfg.data.image_column,
+                                       PretrainTransform(cfg, w.splits.mean, w.splits.std), cfg.train.batch_size,
+                                       loop.stream_rows, w.world, cfg.data.image_column,
                                        cfg.data.mask_column)
-        run = PretrainRun(cfg, rank, world, device, wrap, splits=splits, pretrain_loader=stream)
-    else:
-        run = PretrainRun(cfg, rank, world, device, wrap, splits=splits)
+        return PretrainRun(cfg, w.rank, w.world, w.device, w.wrap, splits=w.splits, pretrain_loader=stream)
+    return PretrainRun(cfg, w.rank, w.world, w.device, w.wrap, splits=w.splits)
+
+
+def train_loop(loop: LoopConfig) -> None:
+    if loop.seed_runs is not None:  # a confirmation or baseline job, not a search trial
+        from simmim_ray.train.seed_runs import seed_runs_loop
+
+        seed_runs_loop(loop)
+        return
+    entered = time.time()
+    cfg = loop.cfg()
+    w = worker_context(loop)
+    rank, world, device = w.rank, w.world, w.device
+    timing = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "data_seconds": w.data_seconds,
+              "loop_cpu_seconds": 0.0}
+    run = make_run(cfg, loop, w)
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
