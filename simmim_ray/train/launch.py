@@ -73,8 +73,7 @@ class Resources:
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
-                 max_failures: int = 1, callbacks: list | None = None, final_path: str = "",
-                 history_path: str = "", shared: "SharedSplits | None" = None,
+                 max_failures: int = 1, callbacks: list | None = None, shared: "SharedSplits | None" = None,
                  eval_splits: tuple[str, ...] = ("val",)) -> Trainer:
     """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data."""
     datasets, rows = {}, 0
@@ -84,7 +83,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     if cfg.data.source == "parquet":
         datasets, rows = parquet_datasets(cfg)
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream_rows=rows, final_path=final_path, history_path=history_path)
+                      splits_ref=ref, stream_rows=rows)
     worker_res = {"CPU": res.cpus_per_worker}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker
