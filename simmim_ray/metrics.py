@@ -14,6 +14,7 @@ PARAMS = "params"  # encoder parameters
 FLOPS = "flops"  # encoder forward FLOPs per image
 EPOCH = "epoch"  # pre-training epochs completed
 DONE = "done"  # the run's final report
+REPLAYED = "replayed"  # a final report sent again (a finished run or trial started again), not a new measurement
 LOSS = "loss"
 LOSS_MASKED = "loss_masked"
 IMAGES_PER_S = "images_per_s"

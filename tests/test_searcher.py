@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from simmim_ray.search.searcher import ConstrainedOptunaSearch, fail_orphans, is_feasible
+from simmim_ray.search.searcher import ConstrainedOptunaSearch, fail_orphans
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -40,8 +40,14 @@ def run(sampler: str, seed: int, budget: int, target: float = 0.9) -> tuple[int 
         tid = f"t{i}"
         params = s.suggest(tid)
         s.on_trial_complete(tid, synthetic(params))
-    feas = [t for t in s._ot_study.trials if t.state == TrialState.COMPLETE and is_feasible(t)]
+    feas = [t for t in s._ot_study.trials if t.state == TrialState.COMPLETE and feasible(t)]
     return (min(t.values[0] for t in feas) if feas else None), s._ot_study
+
+
+def feasible(t: optuna.trial.FrozenTrial) -> bool:
+    """Optuna's rule: feasible when every constraint value is <= 0 (`set_constraint` stores them here)."""
+    vals = [v for k, v in t.system_attrs.items() if k.startswith("constraints:")]
+    return bool(vals) and all(float(v) <= 0 for v in vals)
 
 
 def test_constraint_recorded_and_feasibility_follows_target():
@@ -49,7 +55,7 @@ def test_constraint_recorded_and_feasibility_follows_target():
     for t in study.trials:
         acc = t.values[1]
         assert t.system_attrs["constraints:val_accuracy"] == pytest.approx(0.9 - acc)
-        assert is_feasible(t) == (acc >= 0.9)
+        assert feasible(t) == (acc >= 0.9)
 
 
 def test_constrained_tpe_finds_the_smallest_feasible_point_and_beats_random():

@@ -11,24 +11,22 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray import storage as sio
     from simmim_ray.errors import UserError
     from simmim_ray.search import results
-    from simmim_ray.storage import resolve_storage
+    from simmim_ray.search.experiment import SETTINGS, Experiment
 
     d = args.dir.rstrip("/")
     try:
-        resolve_storage(d)  # an unsupported URI: one line, not pyarrow's traceback
-    except UserError as e:
+        exp = Experiment(d)
+    except UserError as e:  # an unsupported URI: one line, not pyarrow's traceback
         raise UserError(str(e).replace("--storage-path ", "report ", 1)) from None
-    if not sio.exists(sio.join(d, "settings.json")):
-        raise UserError(f"report: {d!r} is not an experiment directory (no settings.json)")
-    st = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
-    rows, _ = results.load_trials(d)
-    results.mark_feasible(rows, st["target_accuracy"])
+    if not exp.exists():
+        raise UserError(f"report: {d!r} is not an experiment directory (no {SETTINGS})")
+    s = exp.load_settings()
+    rows, _ = results.load_trials(exp)
+    results.mark_feasible(rows, s.target_accuracy)
     if args.json:
-        print(json.dumps(results.report_json(rows, st["target_accuracy"], st["size_metric"]), indent=2,
-                         default=str))
+        print(json.dumps(results.report_json(rows, s.target_accuracy, s.size_metric), indent=2, default=str))
     else:
-        print(results.format_report(rows, st["target_accuracy"], st["size_metric"]))
+        print(results.format_report(rows, s.target_accuracy, s.size_metric))
     return 0

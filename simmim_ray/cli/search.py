@@ -1,115 +1,170 @@
-"""`simmim-ray search`: flags, the experiment's settings, the checks before Ray starts, then the driver."""
+"""`simmim-ray search`: flags, the experiment's settings, the checks before Ray starts, then the driver.
+
+The flags state no defaults of their own: a flag not given is None here and SearchSettings' default (or the space's
+value, for --trials, --target-accuracy and --size-metric) applies. So `--resume` knows exactly which flags were given.
+"""
 from __future__ import annotations
 
-import json
+import argparse
 import os
+import sys
 
 from simmim_ray.cli.args import int_at_least, positive_float, positive_int
+from simmim_ray.metrics import SIZE_METRICS
+from simmim_ray.search import settings as st
+
+# flag dest -> SearchSettings field, for the flags that map one to one
+FIELDS = ("trials", "target_accuracy", "size_metric", "scheduler", "sampler", "asha_metric", "grace_period",
+          "max_concurrent", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "gpu", "max_failures",
+          "study_db", "warm_start", "seed", "address")
+# flags that define a search (settings.json and inputs/ hold them for --resume); FIELDS not in st.RESUMABLE too
+DEFINING = ("space", "storage_path", "name", "points", "config", "set")
 
 
 def add_parser(sub) -> None:
+    d = st.default
     s = sub.add_parser("search", help="constrained search for the smallest backbone meeting a target accuracy")
-    s.add_argument("space", nargs="?", default="digits_quick",
-                   help="search space YAML (a path, or the name of one in search_spaces/)")
-    s.add_argument("--trials", type=positive_int("--trials"), default=None)
-    s.add_argument("--target-accuracy", type=float, default=None)
-    s.add_argument("--size-metric", choices=("params", "flops"), default=None)
-    s.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
-    s.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
-    s.add_argument("--asha-metric", default="proxy_knn", help="per-epoch metric ASHA ranks trials on")
-    s.add_argument("--grace-period", type=positive_int("--grace-period"), default=2)
-    s.add_argument("--max-concurrent", type=positive_int("--max-concurrent"), default=None)
-    s.add_argument("--workers-per-trial", type=positive_int("--workers-per-trial"), default=2)
-    s.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"), default=1.0)
-    s.add_argument("--gpus-per-worker", type=positive_float("--gpus-per-worker"), default=1.0)
-    s.add_argument("--gpu", action="store_true")
-    s.add_argument("--max-failures", type=int_at_least("--max-failures", 0), default=1,
-                   help="Train worker-group restarts per trial (0: none; never unlimited)")
-    s.add_argument("--storage-path", default="experiments", help="local dir or URI (s3://, gs://, file://)")
-    s.add_argument("--name", default=None, help="experiment name (default: the space's name)")
-    s.add_argument("--storage", default="", help="Optuna storage URL (default sqlite:///<experiment>/study.db)")
-    s.add_argument("--points", default="", help="YAML list of configs to try first")
-    s.add_argument("--warm-start", type=int_at_least("--warm-start", 0), default=3, metavar="N",
-                   help="first try N points of a size ladder: the smallest architecture of the space, then "
-                        "about 2x larger each (capped at half the trials; 0: off, TPE starts at random)")
-    s.add_argument("--config", default=None, help="base config YAML under the space")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--resume", default=None, metavar="DIR", help="continue the experiment in DIR")
-    s.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: local)")
+    s.add_argument("space", nargs="?", default=None,
+                   help=f"search space YAML (a path, or the name of one in search_spaces/; default {st.DEFAULT_SPACE})")
+    s.add_argument("--trials", type=positive_int("--trials"),
+                   help=f"trials in all (default: the space's `trials:`, else {d('trials')})")
+    s.add_argument("--target-accuracy", type=float, help="(default: the space's `target_accuracy:`)")
+    s.add_argument("--size-metric", choices=SIZE_METRICS, help="(default: the space's `size_metric:`)")
+    s.add_argument("--scheduler", choices=st.SCHEDULERS, help=f"(default {d('scheduler')})")
+    s.add_argument("--sampler", choices=st.SAMPLERS, help=f"(default {d('sampler')})")
+    s.add_argument("--asha-metric", help=f"per-epoch metric ASHA ranks trials on (default {d('asha_metric')})")
+    s.add_argument("--grace-period", type=positive_int("--grace-period"), help=f"(default {d('grace_period')})")
+    s.add_argument("--max-concurrent", type=positive_int("--max-concurrent"),
+                   help="trials at once (default: what the cluster can place)")
+    s.add_argument("--workers-per-trial", type=positive_int("--workers-per-trial"),
+                   help=f"(default {d('workers_per_trial')})")
+    s.add_argument("--cpus-per-worker", type=positive_float("--cpus-per-worker"),
+                   help=f"(default {d('cpus_per_worker')})")
+    s.add_argument("--gpus-per-worker", type=positive_float("--gpus-per-worker"),
+                   help=f"with --gpu (default {d('gpus_per_worker')})")
+    s.add_argument("--gpu", action="store_true", default=None)
+    s.add_argument("--max-failures", type=int_at_least("--max-failures", 0),
+                   help=f"Train worker-group restarts per trial (0: none; never unlimited; default "
+                        f"{d('max_failures')})")
+    s.add_argument("--storage-path", help=f"where the experiment goes: local dir or URI (s3://, gs://, file://); "
+                                          f"default {st.DEFAULT_ROOT}")
+    s.add_argument("--name", help="experiment name (default: the space's name)")
+    s.add_argument("--study-db", help="Optuna database URL (default sqlite:///<experiment>/study.db)")
+    s.add_argument("--storage", dest="storage_alias", help=argparse.SUPPRESS)  # deprecated name of --study-db
+    s.add_argument("--points", help="YAML list of configs to try first")
+    s.add_argument("--warm-start", type=int_at_least("--warm-start", 0), metavar="N",
+                   help=f"first try N points of a size ladder: the smallest architecture of the space, then "
+                        f"about 2x larger each (capped at half the trials; 0: off, TPE starts at random; default "
+                        f"{d('warm_start')})")
+    s.add_argument("--config", help="base config YAML under the space")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--seed", type=int, help=f"(default {d('seed')})")
+    s.add_argument("--resume", metavar="DIR",
+                   help="continue the experiment in DIR, as it was started (with --trials, --max-concurrent, "
+                        "--address only)")
+    s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")
 
 
 def run(args) -> int:
-    from simmim_ray import storage as sio
-    from simmim_ray.configio import load_config
+    from simmim_ray.configio import load_config, parse_set
+    from simmim_ray.data.check import check_data
     from simmim_ray.errors import UserError
-    from simmim_ray.search.driver import run_search, stored_input
-    from simmim_ray.search.settings import SearchSettings
+    from simmim_ray.search.driver import load_points, run_search
     from simmim_ray.search.space import load_space
+    from simmim_ray.search.study_store import check_study, optuna_storage
     from simmim_ray.train.ray_init import init_ray
-    from simmim_ray.storage import resolve_storage
 
+    if args.storage_alias is not None:
+        print("simmim-ray: warning: --storage is deprecated (it names the Optuna database): use --study-db",
+              file=sys.stderr)
+        if args.study_db is not None and args.study_db != args.storage_alias:
+            raise UserError("--storage and --study-db name two Optuna databases; give --study-db only")
+        args.study_db = args.storage_alias
     if args.resume:
-        d = args.resume.rstrip("/")
-        try:
-            resolve_storage(d)
-        except UserError as e:
-            raise UserError(str(e).replace("--storage-path ", "--resume ", 1)) from None
-        if not sio.exists(sio.join(d, "settings.json")):
-            raise UserError(f"--resume {d!r}: not an experiment directory (no settings.json)")
-        stored = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
-        s = SearchSettings(**{**stored, "overrides": tuple(stored["overrides"])})
-        s.space_path, s.config_path = stored_input(d, s.space_path), stored_input(d, s.config_path)
-        if args.trials:
-            s.trials = args.trials
+        exp, s = resumed_settings(args)
+        space_path, config_path = exp.input_file(s.space_path), exp.input_file(s.config_path)
     else:
-        s = None
-    config_path = s.config_path if s else args.config
-    overrides = list(s.overrides) if s else args.set
+        exp = s = None
+        space_path, config_path = space_file(args.space or st.DEFAULT_SPACE), args.config
+    overrides = list(s.overrides) if s else args.set or []
     base = load_config(config_path or None, overrides)
-    space = load_space(s.space_path if s else space_file(args.space), base)
+    space = load_space(space_path, base)
     # the space's `fixed:` values apply to every trial (and ASHA's max_t); the user's --set wins over them
-    from simmim_ray.configio import parse_set
-
     base = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
     if s is None:
-        target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
-        if target is None:
-            raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
-        if not 0 < target <= 1:
-            raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {target}")
-        resolve_storage(args.storage_path)  # unsupported scheme, no bucket, credentials in the URI: exit 2
-        storage = sio.resolve_storage(args.storage_path)[2]
-        s = SearchSettings(
-            space_path=os.path.abspath(space_file(args.space)), name=args.name or space.name, storage=storage,
-            trials=args.trials or space.trials or 8, target_accuracy=float(target),
-            size_metric=args.size_metric or space.size_metric, scheduler=args.scheduler, sampler=args.sampler,
-            asha_metric=args.asha_metric, grace_period=args.grace_period, max_concurrent=args.max_concurrent or 0,
-            workers_per_trial=args.workers_per_trial, cpus_per_worker=args.cpus_per_worker,
-            gpus_per_worker=args.gpus_per_worker if args.gpu else 0.0, gpu=args.gpu,
-            max_failures=args.max_failures, seed=args.seed, study_storage=args.storage,
-            points=os.path.abspath(args.points) if args.points else "", warm_start=args.warm_start,
-            config_path=os.path.abspath(args.config) if args.config else "", overrides=tuple(args.set),
-            address=args.address or "")
-        exp = sio.join(s.storage, s.name)
-        if sio.exists(sio.join(exp, "settings.json")):
-            raise UserError(f"experiment {exp} exists: continue it with --resume {exp}, or pick another --name")
-    from simmim_ray.data.check import check_data
-
+        exp, s = new_settings(args, space, os.path.abspath(space_path))
     check_data(base)
-    from simmim_ray.search.driver import load_points
-    from simmim_ray.search.settings import experiment_dir
-    from simmim_ray.search.study_store import check_study, optuna_storage
-
     if args.resume:
-        check_study(s, experiment_dir(s))
+        check_study(s, exp)
     else:  # these are read after Ray starts; check them before
         if s.points:
             load_points(s.points, space)
-        if s.study_storage or not sio.is_node_local(s.storage):
-            optuna_storage(s, experiment_dir(s))
+        if s.study_db or not exp.is_node_local():
+            optuna_storage(s, exp)
     init_ray(s.address or None, log_to_driver=False)
-    return run_search(s, space, base, resume=bool(args.resume))
+    return run_search(s, space, base, exp, resume=bool(args.resume))
+
+
+def resumed_settings(args):
+    """The experiment in --resume DIR (where it is now) and its settings; refuses flags that would change the
+    search, and settings or inputs changed since it started, before anything is written."""
+    from simmim_ray.errors import UserError
+
+    d = args.resume.rstrip("/")
+    exp = open_experiment(d, "--resume")
+    changing = ["SPACE" if k == "space" else f"--{k.replace('_', '-')}" for k in (*DEFINING, *FIELDS)
+                if k not in st.RESUMABLE and getattr(args, k) not in (None, [])]
+    if changing:
+        raise UserError(f"--resume {d!r} continues the search as it was started; {', '.join(changing)} would "
+                        f"change it (with --resume give only --trials, --max-concurrent, --address), or start a "
+                        f"new search")
+    s = exp.load_settings()
+    for k in st.RESUMABLE:
+        if getattr(args, k) is not None:
+            setattr(s, k, getattr(args, k))
+    st.check(s, "--resume")
+    exp.check_unchanged(s)
+    return exp, s
+
+
+def open_experiment(d: str, flag: str):
+    """An existing experiment named on the command line (`flag`: how messages name it)."""
+    from simmim_ray.errors import UserError
+    from simmim_ray.search.experiment import SETTINGS, Experiment
+
+    try:
+        exp = Experiment(d)
+    except UserError as e:  # an unsupported URI: one line, not pyarrow's traceback
+        raise UserError(str(e).replace("--storage-path ", f"{flag} ", 1)) from None
+    if not exp.exists():
+        raise UserError(f"{flag} {d!r}: not an experiment directory (no {SETTINGS})")
+    return exp
+
+
+def new_settings(args, space, space_path: str):
+    """A new search's experiment and settings: the flags given, else the space's values, else SearchSettings'."""
+    from simmim_ray.errors import UserError
+    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.storage import resolve_storage
+
+    target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
+    if target is None:
+        raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
+    if not 0 < target <= 1:
+        raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {target}")
+    root = resolve_storage(args.storage_path or st.DEFAULT_ROOT)[2]  # bad scheme, no bucket, credentials: exit 2
+    given = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
+    s = st.SearchSettings(**{
+        **given, "space_path": space_path, "name": args.name or space.name, "root": root,
+        "trials": args.trials or space.trials or st.default("trials"), "target_accuracy": float(target),
+        "size_metric": args.size_metric or space.size_metric,
+        "points": os.path.abspath(args.points) if args.points else "",
+        "config_path": os.path.abspath(args.config) if args.config else "", "overrides": tuple(args.set or ())})
+    st.check(s, "search")
+    exp = Experiment.at(s.root, s.name)
+    if exp.exists():
+        raise UserError(f"experiment {exp.uri} exists: continue it with --resume {exp.uri}, or pick another --name")
+    return exp, s
 
 
 def space_file(space: str) -> str:

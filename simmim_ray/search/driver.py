@@ -1,20 +1,17 @@
 """`simmim-ray search`: Ray Tune runs trials, Optuna proposes configs, the answer is the smallest feasible model.
 
-Experiment directory (<storage>/<name>/): study.db (Optuna), settings.json, inputs/ (space and config YAML),
-trials.jsonl (status events), <trial>/ (Tune), train_runs/<trial>/ (checkpoints), tb/<trial>/ (TensorBoard),
-results.parquet, history.parquet, best/, pareto.png.
+The experiment directory and its records: search/experiment.py.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
 from simmim_ray.metrics import VAL_ACCURACY
-from simmim_ray.search.settings import SearchSettings, experiment_dir
+from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.space import SearchSpace
 
 # Tune hands a finished or stopped trial's actor to the next trial: saves a process start and the trial module's
@@ -44,44 +41,45 @@ def check_fits(s: SearchSettings, cluster: dict) -> None:
                             f"has {cluster.get('GPU', 0):g}")
 
 
-def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool) -> int:
+def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experiment, resume: bool) -> int:
+    """Runs (or, with `resume`, continues) the search in experiment `exp`; -> exit code."""
     import ray
     from ray import tune
 
     from simmim_ray.train.launch import Resources
-    from simmim_ray.search import progress
+    from simmim_ray.search.recorder import Recorder
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
-    from simmim_ray.search.study_store import close_study, optuna_storage, study_in_cache, upload_study
+    from simmim_ray.search.study_store import close_study, optuna_storage, upload_study
     from simmim_ray.search.space import to_optuna
     from simmim_ray.search.trial import make_trial_fn, trial_name
     from simmim_ray import storage as sio
 
-    exp = experiment_dir(s)
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
         check_fits(s, cluster)
-    sio.check_shared_storage(s.storage, sio.cluster_node_count())
-    sio.makedirs(exp)
-    sio.write_text(sio.join(exp, "settings.json"), json.dumps(asdict(s), indent=2))
+    sio.check_shared_storage(exp.uri, sio.cluster_node_count())
+    sio.makedirs(exp.uri)
     if not resume:
-        snapshot_inputs(s, exp)
+        exp.snapshot_inputs(s)
+    exp.save_settings(s)
+    exp.record_start(s, resumed=resume)
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
                     gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
-    trial_fn = make_trial_fn(base.to_dict(), res, s.storage, s.name, s.max_failures)
+    trial_fn = make_trial_fn(base.to_dict(), res, exp.uri, s.max_failures)
     # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
-    # Tune runs callbacks in list order: the study copy goes first, so a trial in trials.jsonl is in the copy too
-    callbacks = [progress.StudyBackup(s, exp)] if study_in_cache(s, exp) else []
-    callbacks.append(progress.ProgressPrinter(space, s, exp))
-    tune_state_period(s.storage)  # read by Tune when the search starts
+    tune_state_period(exp.uri)  # read by Tune when the search starts
+    storage = optuna_storage(s, exp)
+    # Tune restores the searcher from the experiment's pickles, which name the study where the experiment was
+    ConstrainedOptunaSearch.restore_storage = storage
 
     if resume:
-        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False,
+        # Tune restores its callbacks too; the Recorder finds the experiment where it is now (a copy, a move)
+        tuner = tune.Tuner.restore(exp.uri, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
-        storage = optuna_storage(s, exp)
         points = initial_points(s, space, base)
         searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
                                            study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
@@ -93,7 +91,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
                                         num_samples=s.trials, max_concurrent_trials=concurrency,
                                         trial_name_creator=trial_name, trial_dirname_creator=trial_name,
                                         reuse_actors=REUSE_ACTORS),
-            run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
+            run_config=tune.RunConfig(name=s.name, storage_path=s.root, callbacks=[Recorder(exp.uri)], verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
     # Tune logs each errored trial's full traceback; the progress line shows the reason and results.parquet /
@@ -101,40 +99,13 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     print(f"simmim-ray search: {s.trials} trials of space {space.name!r}, target accuracy "
           f">= {s.target_accuracy:g}, minimise {s.size_metric}; {concurrency} at a time x {s.workers_per_trial} "
-          f"workers; experiment {exp}", flush=True)
+          f"workers; experiment {exp.uri}", flush=True)
     tuner.fit()
     close_study(s, exp)
     return finish(s, exp)
 
 
-def snapshot_inputs(s: SearchSettings, exp: str) -> None:
-    """Copies the space and base-config YAML into <exp>/inputs/: settings.json names them by path, and a Ray Job's
-    working_dir (or the machine that started the search) may be gone when `--resume` runs."""
-    from simmim_ray import storage as sio
-
-    for path in (s.space_path, s.config_path):
-        if path:
-            with open(path, "rb") as f:
-                sio.write_bytes(sio.join(exp, "inputs", os.path.basename(path)), f.read())
-
-
-def stored_input(exp: str, path: str) -> str:
-    """`path` when it still exists, else a local copy of <exp>/inputs/<its name> (same name: a space is named
-    after its file); `path` unchanged when there is no copy either, so the loader names the missing file."""
-    import tempfile
-
-    from simmim_ray import storage as sio
-
-    copy = sio.join(exp, "inputs", os.path.basename(path))
-    if not path or os.path.isfile(path) or not sio.exists(copy):
-        return path
-    local = os.path.join(tempfile.mkdtemp(prefix="simmim_inputs_"), os.path.basename(path))
-    with open(local, "wb") as f:
-        f.write(sio.read_bytes(copy))
-    return local
-
-
-def finish(s: SearchSettings, exp: str) -> int:
+def finish(s: SearchSettings, exp: Experiment) -> int:
     """Write results.parquet, history.parquet, best/, pareto.png; exit 3 when no trial is feasible."""
     from simmim_ray.search import results
 
@@ -144,10 +115,10 @@ def finish(s: SearchSettings, exp: str) -> int:
         best = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY],
                    default=None)
         if best is None:
-            raise NoFeasibleTrial(f"no trial finished; see {exp}/results.parquet")
+            raise NoFeasibleTrial(f"no trial finished; see {exp.uri}/results.parquet")
         raise NoFeasibleTrial(f"no trial reached accuracy >= {s.target_accuracy:g}; best was "
                               f"{best[VAL_ACCURACY]:.4f} by {best['trial_id']} ({s.size_metric}="
-                              f"{best[s.size_metric]:.4g}); report written to {exp}")
+                              f"{best[s.size_metric]:.4g}); report written to {exp.uri}")
     return 0
 
 

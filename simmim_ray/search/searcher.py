@@ -46,6 +46,25 @@ class ConstrainedOptunaSearch(OptunaSearch):
         # marks this search's study trials: a database and study name may be shared with earlier searches
         self._search_id = uuid.uuid4().hex
 
+    # The study a restored searcher continues, set by the search driver before Tuner.restore. Tune restores the
+    # searcher from the experiment's own pickles, which name the study where the experiment was when they were
+    # written: for a copied or moved experiment, the original's study.db. One search per driver process.
+    restore_storage = None
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._rebind()
+
+    def _rebind(self) -> None:
+        """Continue the study in `restore_storage` (once; also for a searcher Tune restored without its state)."""
+        want = ConstrainedOptunaSearch.restore_storage
+        if want is None or self._storage is want:
+            return
+        self._storage = want
+        self._ot_study = optuna.load_study(study_name=self._ot_study.study_name, storage=want,
+                                           sampler=self._ot_study.sampler)
+        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
+
     def started(self) -> set[str]:
         """Tune ids of this search's trials that finished (per the study) or are running (per this searcher).
 
@@ -57,6 +76,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         return done | (set(self._ot_trials) - self._completed_trials)
 
     def suggest(self, trial_id: str):
+        self._rebind()
         if self.budget and trial_id not in self._ot_trials and len(self.started()) >= self.budget:
             return Searcher.FINISHED
         params = super().suggest(trial_id)
@@ -75,6 +95,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
         return None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._rebind()
         if trial_id in self._completed_trials:
             return
         if trial_id not in self._ot_trials:
@@ -100,12 +121,6 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if math.isfinite(accuracy):
             ot_trial.set_constraint(FINAL_KEY, self.target_accuracy - accuracy)
         super().on_trial_complete(trial_id, result, error)
-
-
-def is_feasible(t: optuna.trial.FrozenTrial) -> bool:
-    """Optuna's rule: feasible when every constraint value is <= 0 (`set_constraint` stores them here)."""
-    vals = [v for k, v in t.system_attrs.items() if k.startswith("constraints:")]
-    return bool(vals) and all(float(v) <= 0 for v in vals)
 
 
 def fail_orphans(study: optuna.Study) -> int:

@@ -73,8 +73,7 @@ class Resources:
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
-                 max_failures: int = 1, callbacks: list | None = None, final_path: str = "",
-                 history_path: str = "", shared: "SharedSplits | None" = None,
+                 max_failures: int = 1, callbacks: list | None = None, shared: "SharedSplits | None" = None,
                  eval_splits: tuple[str, ...] = ("val",), seed_runs: SeedRuns | None = None) -> Trainer:
     """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data.
     `seed_runs`: a confirmation or baseline job (train/seed_runs.py) instead of a trial."""
@@ -85,8 +84,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     if cfg.data.source == "parquet" and (seed_runs is None or seed_runs.mode == "pretrain"):
         datasets, rows = parquet_datasets(cfg)  # only pre-training streams
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream_rows=rows, final_path=final_path, history_path=history_path,
-                      seed_runs=seed_runs)
+                      splits_ref=ref, stream_rows=rows, seed_runs=seed_runs)
     worker_res = {"CPU": res.cpus_per_worker}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker

@@ -30,8 +30,6 @@ class LoopConfig:
     eval_splits: tuple[str, ...] = ("val",)  # splits the final evaluation measures ("test" only outside a search)
     splits_ref: Any = None  # the driver's splits in the object store (ObjectRef), or None: each worker loads them
     stream_rows: int = 0  # > 0: the pre-training rows stream from the Ray Dataset "train" (this many rows)
-    final_path: str = ""  # where rank 0 writes the final metrics (read by a restored search)
-    history_path: str = ""  # where rank 0 appends each epoch's metrics
     seed_runs: SeedRuns | None = None  # set: the workers run these seeds (train/seed_runs.py), not a trial
 
     def cfg(self) -> Config:
