@@ -39,7 +39,7 @@ def export_best(ckpt: str, dest: str, row: dict) -> str:
     torch.save(encoder, buf)
     sio.write_bytes(sio.join(dest, "encoder.pt"), buf.getvalue())
     sio.write_text(sio.join(dest, "config.yaml"), yaml.safe_dump(state["config"], sort_keys=False))
-    metrics = {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    metrics = {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool, list)) or v is None}
     sio.write_text(sio.join(dest, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True))
     return dest
 

@@ -1,4 +1,5 @@
-"""`simmim-ray report DIR`: Pareto front and winner of an experiment (finished, running or interrupted)."""
+"""`simmim-ray report DIR`: the answer of an experiment (finished, running or interrupted), from its ledger:
+Pareto front, confirmation, winner, baselines (the `--json` contract: search/report.py)."""
 from __future__ import annotations
 
 import json
@@ -23,10 +24,14 @@ def run(args) -> int:
     if not exp.exists():
         raise UserError(f"report: {d!r} is not an experiment directory (no {SETTINGS})")
     s = exp.load_settings()
+    from simmim_ray.search import report
+    from simmim_ray.search.answer import labeled_fraction
+
     rows, _ = results.load_trials(exp)
     results.mark_feasible(rows, s.target_accuracy)
+    rep = report.build(s, rows, exp.ledger.events(), labeled_fraction(exp, s))
     if args.json:
-        print(json.dumps(results.report_json(rows, s.target_accuracy, s.size_metric), indent=2, default=str))
+        print(json.dumps(rep, indent=2, default=str))
     else:
-        print(results.format_report(rows, s.target_accuracy, s.size_metric))
+        print(report.format_text(rep, s))
     return 0

@@ -16,7 +16,7 @@ from simmim_ray.search import settings as st
 # flag dest -> SearchSettings field, for the flags that map one to one
 FIELDS = ("trials", "target_accuracy", "size_metric", "scheduler", "sampler", "asha_metric", "grace_period",
           "max_concurrent", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "gpu", "max_failures",
-          "study_db", "warm_start", "seed", "address")
+          "study_db", "warm_start", "seed", "address", "confirm", "confirm_seeds", "confirm_reseed", "feasibility")
 # flags that define a search (settings.json and inputs/ hold them for --resume); FIELDS not in st.RESUMABLE too
 DEFINING = ("space", "storage_path", "name", "points", "config", "set")
 
@@ -61,8 +61,20 @@ def add_parser(sub) -> None:
     s.add_argument("--seed", type=int, help=f"(default {d('seed')})")
     s.add_argument("--resume", metavar="DIR",
                    help="continue the experiment in DIR, as it was started (with --trials, --max-concurrent, "
-                        "--address only)")
+                        "--address and the --confirm* / --feasibility flags only)")
     s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")
+    s.add_argument("--confirm", type=int_at_least("--confirm", 0), metavar="K",
+                   help=f"after the search, measure the K smallest trials feasible on validation on the test split "
+                        f"with several seeds; the answer is the smallest that still meets the target (0: off, the "
+                        f"validation winner is the answer, unconfirmed; default {d('confirm')})")
+    s.add_argument("--confirm-seeds", type=positive_int("--confirm-seeds"), metavar="S",
+                   help=f"seeds per confirmed candidate (default {d('confirm_seeds')})")
+    s.add_argument("--confirm-reseed", choices=st.RESEED,
+                   help=f"finetune: re-seed the fine-tune of the trial's pre-trained encoder (what best/ holds); "
+                        f"pretrain: re-run the whole trial per seed (default {d('confirm_reseed')})")
+    s.add_argument("--feasibility", choices=st.FEASIBILITY,
+                   help=f"confirmed when the mean test accuracy over seeds, or the lower end of its 95%% "
+                        f"interval, meets the target (default {d('feasibility')})")
 
 
 def run(args) -> int:
@@ -116,7 +128,8 @@ def resumed_settings(args):
                 if k not in st.RESUMABLE and getattr(args, k) not in (None, [])]
     if changing:
         raise UserError(f"--resume {d!r} continues the search as it was started; {', '.join(changing)} would "
-                        f"change it (with --resume give only --trials, --max-concurrent, --address), or start a "
+                        f"change it (with --resume give only "
+                        f"{', '.join('--' + k.replace('_', '-') for k in st.RESUMABLE)}), or start a "
                         f"new search")
     s = exp.load_settings()
     for k in st.RESUMABLE:

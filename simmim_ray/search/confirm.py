@@ -40,25 +40,24 @@ class Job:
     trial_id: str
     mode: str  # train/loop_config.SeedRuns.mode: finetune | pretrain | scratch
     seeds: tuple[int, ...]
-    part: int = 0  # > 0: one of several jobs sharing a candidate's seeds
 
     @property
     def name(self) -> str:
-        """Train run name: stable, so `--resume` continues an interrupted job at its next seed."""
-        return f"{self.kind}_{self.trial_id}" + (f"_part{self.part}" if self.part else "")
+        """Train run name: the same job gets the same name, so `--resume` continues an interrupted job at its next
+        seed; another seed set or mode gets another (Train would return a finished run of that name unchanged)."""
+        return f"{self.kind}_{self.trial_id}_{self.mode}_{self.seeds[0]}-{self.seeds[-1]}x{len(self.seeds)}"
 
 
-def plan_jobs(kind: str, trial_ids: list[str], mode: str, seeds: tuple[int, ...], slots: int) -> list[Job]:
-    """One job per trial, looping over its seeds: every Train job pays a fixed start-up (placement, worker
-    processes, process group, data) that a short fine-tune does not dwarf. Where the cluster has more trial slots
-    than trials, a trial's seeds are dealt over several jobs so the slots are used."""
-    per = max(1, min(len(seeds), slots // max(1, len(trial_ids))))
+def plan_jobs(kind: str, todo: dict[str, tuple[int, ...]], mode: str, slots: int) -> list[Job]:
+    """`todo`: {trial_id: seeds to measure}. One job per trial, looping over its seeds: every Train job pays a
+    fixed start-up (placement, worker processes, process group, data) that a short fine-tune does not dwarf. Where
+    the cluster has more job slots than trials, a trial's seeds are dealt over several jobs so the slots are used."""
+    todo = {t: seeds for t, seeds in todo.items() if seeds}
+    per = max(1, slots // max(1, len(todo)))
     jobs = []
-    for t in trial_ids:
-        for p in range(per):
-            part = seeds[p::per]
-            if part:
-                jobs.append(Job(kind, t, mode, tuple(part), p + 1 if per > 1 else 0))
+    for t, seeds in todo.items():
+        n = min(per, len(seeds))
+        jobs += [Job(kind, t, mode, tuple(seeds[p::n])) for p in range(n)]
     return jobs
 
 
@@ -77,37 +76,51 @@ class Measured:
         return seed_summary(accs) if accs else None
 
 
-def merge(events: list[dict], kind: str) -> dict[str, Measured]:
-    """Job events of `kind` (as `seed_jobs` records them) -> {trial_id: Measured}; a seed measured twice (a job
-    re-run after a crash between its report and its event) counts once."""
+def merge(events: list[dict], seeds: tuple[int, ...]) -> dict[str, Measured]:
+    """Job events (as search/answer.py records them) -> {trial_id: Measured}, keeping the runs of `seeds` only; a
+    seed measured twice (a job run again after a crash between its last report and its event) counts once."""
     out: dict[str, Measured] = {}
     for e in events:
-        if e.get("kind") != kind:
-            continue
         m = out.setdefault(e["trial_id"], Measured(e["trial_id"]))
-        seen = {r["seed"] for r in m.runs}
-        m.runs.extend(r for r in e.get("runs", []) if r["seed"] not in seen)
+        have = {r["seed"] for r in m.runs}
+        m.runs.extend(r for r in e.get("runs", []) if r["seed"] in seeds and r["seed"] not in have)
         if e.get("error"):
             m.errors.append(e["error"])
-        m.params = e.get("params", m.params)
-        m.flops = e.get("flops", m.flops)
+        m.params = e.get("params") if e.get("params") is not None else m.params
+        m.flops = e.get("flops") if e.get("flops") is not None else m.flops
     return out
 
 
-def pick_winner(cands: list[dict], measured: dict[str, Measured], target: float, feasibility: str,
-                seeds: int) -> dict | None:
-    """The smallest candidate whose test accuracy over all its seeds meets the target: its mean, or the lower end
-    of its 95% t-interval (`feasibility`). A candidate with a seed missing (a failed job) is not confirmed."""
+def missing_seeds(m: Measured | None, seeds: tuple[int, ...]) -> tuple[int, ...]:
+    have = {r["seed"] for r in m.runs} if m else set()
+    return tuple(x for x in seeds if x not in have)
+
+
+def state(m: Measured | None, seeds: tuple[int, ...], target: float, feasibility: str) -> str:
+    """A candidate's confirmation: "confirmed" / "below target" (every seed measured), "failed" (a job failed and
+    seeds are missing) or "pending" (seeds still to measure)."""
+    if missing_seeds(m, seeds):
+        return "failed" if m is not None and m.errors else "pending"
+    return "confirmed" if m.summary().bound(feasibility) >= target else "below target"
+
+
+def pick_winner(cands: list[dict], measured: dict[str, Measured], seeds: tuple[int, ...], target: float,
+                feasibility: str) -> tuple[dict | None, bool]:
+    """-> (the smallest candidate whose test accuracy over `seeds` meets the target: its mean, or the lower end of
+    its 95% t-interval, per `feasibility`; whether that is final). Not final while a smaller candidate is still
+    pending: it could win. A candidate whose job failed is not confirmed."""
     for c in cands:
-        m = measured.get(c["trial_id"])
-        s = m.summary() if m else None
-        if s is not None and len(s.per_seed) >= seeds and s.bound(feasibility) >= target:
-            return c
-    return None
+        st = state(measured.get(c["trial_id"]), seeds, target, feasibility)
+        if st == "pending":
+            return None, False
+        if st == "confirmed":
+            return c, True
+    return None, True
 
 
-def best_confirmed(cands: list[dict], measured: dict[str, Measured]) -> tuple[dict, SeedSummary] | None:
-    """The candidate with the highest mean test accuracy (named when none meets the target)."""
-    scored = [(c, measured[c["trial_id"]].summary()) for c in cands if c["trial_id"] in measured]
-    scored = [(c, s) for c, s in scored if s is not None]
+def best_confirmed(cands: list[dict], measured: dict[str, Measured],
+                   seeds: tuple[int, ...]) -> tuple[dict, SeedSummary] | None:
+    """The fully measured candidate with the highest mean test accuracy (named when none meets the target)."""
+    scored = [(c, measured[c["trial_id"]].summary()) for c in cands
+              if c["trial_id"] in measured and not missing_seeds(measured[c["trial_id"]], seeds)]
     return max(scored, key=lambda cs: cs[1].mean, default=None)

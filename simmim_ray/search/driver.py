@@ -10,7 +10,7 @@ import os
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
 from simmim_ray.metrics import VAL_ACCURACY
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.experiment import TB, Experiment
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.space import SearchSpace
 
@@ -66,7 +66,10 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
                     gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
-    trial_fn = make_trial_fn(base.to_dict(), res, exp.uri, s.max_failures)
+    from simmim_ray.train.launch import share_splits
+
+    shared = share_splits(base)  # the data, loaded once: every trial, confirmation and baseline uses these splits
+    trial_fn = make_trial_fn(base.to_dict(), res, exp.uri, s.max_failures, shared=shared)
     # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
@@ -94,32 +97,61 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
             run_config=tune.RunConfig(name=s.name, storage_path=s.root, callbacks=[Recorder(exp.uri)], verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
+    # Tune's own terminal output (a configuration box, and a TensorBoard hint for a directory of Ray's session
+    # that holds none of our curves) gives way to one line per trial (search/progress.py) and our own hint
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune logs each errored trial's full traceback; the progress line shows the reason and results.parquet /
     # <trial>/error.txt keep the details
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     print(f"simmim-ray search: {s.trials} trials of space {space.name!r}, target accuracy "
           f">= {s.target_accuracy:g}, minimise {s.size_metric}; {concurrency} at a time x {s.workers_per_trial} "
           f"workers; experiment {exp.uri}", flush=True)
+    print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
     tuner.fit()
     close_study(s, exp)
-    return finish(s, exp)
+    from simmim_ray.search.answer import Runner
+
+    return finish(s, exp, Runner(base, res, concurrency, shared, s.max_failures))
 
 
-def finish(s: SearchSettings, exp: Experiment) -> int:
-    """Write results.parquet, history.parquet, best/, pareto.png; exit 3 when no trial is feasible."""
-    from simmim_ray.search import results
+def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
+    """Write results.parquet, history.parquet; confirm and measure the baselines (`runner`: search/answer.py;
+    None: only what the ledger holds); best/, pareto.png, TensorBoard HParams; print the report. Exit 3 when
+    nothing is feasible on validation, or no candidate confirms on test."""
+    from simmim_ray.search import hparams, report, results
+    from simmim_ray.search.answer import export, run_answer
 
-    table = results.write_outputs(exp, s.target_accuracy, s.size_metric)
-    print(results.format_report(table, s.target_accuracy, s.size_metric), flush=True)
-    if not any(r["feasible"] for r in table):
-        best = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY],
-                   default=None)
-        if best is None:
-            raise NoFeasibleTrial(f"no trial finished; see {exp.uri}/results.parquet")
-        raise NoFeasibleTrial(f"no trial reached accuracy >= {s.target_accuracy:g}; best was "
-                              f"{best[VAL_ACCURACY]:.4f} by {best['trial_id']} ({s.size_metric}="
-                              f"{best[s.size_metric]:.4g}); report written to {exp.uri}")
+    table, history = results.write_tables(exp, s.target_accuracy, s.size_metric)
+    if runner is not None:
+        rep = run_answer(s, exp, table, runner)
+    else:
+        rep = report.build(s, table, exp.ledger.events(), None)
+        export(exp, table, rep)
+    win = rep["winner"]
+    results.plot_pareto(exp, table, s.target_accuracy, s.size_metric,
+                        next((r for r in table if win and r["trial_id"] == win["trial_id"]), None))
+    hparams.write(exp, s, table, history, rep)
+    print(report.format_text(rep, s), flush=True)
+    print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
+    if win is None:
+        raise NoFeasibleTrial(no_answer_message(s, exp, table, rep))
     return 0
+
+
+def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep: dict) -> str:
+    best = rep.get("best_confirmed")
+    if best is not None:
+        return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on the test split; best confirmed was "
+                f"{best['trial_id']} ({s.size_metric}={best[s.size_metric]:.4g}) at {best['test_accuracy_mean']:.4f}"
+                f" ± {best['test_accuracy_std']:.4f} over {len(best['test_accuracy_per_seed'])} seeds; report "
+                f"written to {exp.uri}")
+    if rep.get("answer") == "pending":
+        return f"confirmation did not finish; continue it with --resume {exp.uri}"
+    top = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY], default=None)
+    if top is None:
+        return f"no trial finished; see {exp.uri}/results.parquet"
+    return (f"no trial reached accuracy >= {s.target_accuracy:g}; best was {top[VAL_ACCURACY]:.4f} by "
+            f"{top['trial_id']} ({s.size_metric}={top[s.size_metric]:.4g}); report written to {exp.uri}")
 
 
 def make_scheduler(s: SearchSettings, base: Config, protect: list[dict] | None = None):

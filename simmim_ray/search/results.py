@@ -6,9 +6,11 @@ import io
 import math
 
 from simmim_ray import storage as sio
-from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, ROW_METRICS, VAL_ACCURACY
+from simmim_ray.metrics import (EPOCH, FLOPS, PARAMS, ROW_METRICS, VAL_ACCURACY, VAL_ACCURACY_HIGH, VAL_ACCURACY_LOW,
+                                VAL_COUNT)
 from simmim_ray.search import ledger as lg
 from simmim_ray.search.experiment import BEST, HISTORY, PARETO, RESULTS, TRAIN_RUNS, Experiment
+from simmim_ray.search.stats import wilson_interval
 
 METRICS = ROW_METRICS
 # A trial restored after a driver kill may end twice; a completed answer outranks anything logged around a restart
@@ -45,8 +47,11 @@ def _row(name: str, config: dict, results: list[dict], ended: dict) -> dict:
     status = ended.get("status") or (lg.COMPLETE if VAL_ACCURACY in last else lg.RUNNING)
     checkpoint = ended.get("checkpoint_path") or next(
         (r["checkpoint_path"] for r in reversed(results) if r.get("checkpoint_path")), "")
-    return {"trial_id": name, "status": status, **config,
-            **{m: (last.get(m) if status == lg.COMPLETE or m in (PARAMS, FLOPS) else None) for m in METRICS},
+    row = {m: (last.get(m) if status == lg.COMPLETE or m in (PARAMS, FLOPS) else None) for m in METRICS}
+    # how far the accuracy could be off by the luck of which images validation holds (search/stats.py)
+    low, high = wilson_interval(row[VAL_ACCURACY], row[VAL_COUNT] or 0) if row[VAL_ACCURACY] is not None else (
+        None, None)
+    return {"trial_id": name, "status": status, **config, **row, VAL_ACCURACY_LOW: low, VAL_ACCURACY_HIGH: high,
             "epochs": int(last.get(EPOCH, 0) or 0),
             "wall_s": float(ended.get("wall_s") or last.get("time_total_s") or 0.0),
             "error": ended.get("error", ""), "checkpoint_path": checkpoint}
@@ -80,17 +85,9 @@ def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
 
 
 def write_outputs(exp: Experiment, target: float, size_metric: str) -> list[dict]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rows, history = load_trials(exp)
-    mark_feasible(rows, target)
-    rows.sort(key=lambda r: r["trial_id"])
-    for name, data in ((RESULTS, rows), (HISTORY, history)):
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(data) if data else pa.table({"trial_id": pa.array([], pa.string())}),
-                       buf)
-        sio.write_bytes(exp.path(name), buf.getvalue())
+    """The tables, pareto.png and best/ of the smallest trial feasible on validation (the search itself writes
+    best/ from its confirmed answer: search/answer.py)."""
+    rows, _ = write_tables(exp, target, size_metric)
     best = winner(rows, size_metric)
     plot_pareto(exp, rows, target, size_metric, best)
     if best is not None:
@@ -104,6 +101,22 @@ def write_outputs(exp: Experiment, target: float, size_metric: str) -> list[dict
         except (OSError, KeyError) as e:  # the tables above are written already; say what is missing
             print(f"simmim-ray: warning: could not export {best['trial_id']} to {exp.path(BEST)}: {e}")
     return rows
+
+
+def write_tables(exp: Experiment, target: float, size_metric: str) -> tuple[list[dict], list[dict]]:
+    """results.parquet and history.parquet from the ledger; -> (rows with `feasible` marked, history rows)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, history = load_trials(exp)
+    mark_feasible(rows, target)
+    rows.sort(key=lambda r: r["trial_id"])
+    for name, data in ((RESULTS, rows), (HISTORY, history)):
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(data) if data else pa.table({"trial_id": pa.array([], pa.string())}),
+                       buf)
+        sio.write_bytes(exp.path(name), buf.getvalue())
+    return rows, history
 
 
 def plot_pareto(exp: Experiment, rows: list[dict], target: float, size_metric: str, best: dict | None) -> None:

@@ -14,11 +14,14 @@ from simmim_ray.errors import UserError
 from simmim_ray.metrics import PROXY_KNN, SIZE_METRICS
 
 SCHEDULERS = ("asha", "fifo")
+FEASIBILITY = ("mean", "lower-bound")  # what of a confirmed test accuracy is held against the target
+RESEED = ("finetune", "pretrain")  # what confirmation re-seeds (search/confirm.py)
 SAMPLERS = ("tpe", "random")
 DEFAULT_SPACE = "digits_quick"  # a bundled space (search_spaces/)
 DEFAULT_ROOT = "experiments"  # where new experiments go: <root>/<name>/
-# What `--resume` may change: the budget and where the search runs. Everything else defines the search.
-RESUMABLE = ("trials", "max_concurrent", "address")
+# What `--resume` may change: the budget, where the search runs, and the answer stage after it (the trials do not
+# depend on it; confirmation results are kept per seed and re-seed mode). Everything else defines the search.
+RESUMABLE = ("trials", "max_concurrent", "address", "confirm", "confirm_seeds", "confirm_reseed", "feasibility")
 # settings.json written before the experiment root and the study database had distinct names
 LEGACY_KEYS = {"storage": "root", "study_storage": "study_db"}
 
@@ -49,6 +52,12 @@ class SearchSettings:
     config_path: str = ""
     overrides: tuple = ()
     address: str = ""
+    # after the search (search/answer.py): the `confirm` smallest trials feasible on validation are measured on the
+    # test split with `confirm_seeds` seeds (re-seeding `confirm_reseed`); 0: no confirmation
+    confirm: int = 3
+    confirm_seeds: int = 3
+    confirm_reseed: str = "finetune"
+    feasibility: str = "mean"
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "overrides": list(self.overrides)}
@@ -116,6 +125,10 @@ def check(s: SearchSettings, where: str) -> None:
         (s.max_failures >= 0, "`max_failures >= 0` must hold", s.max_failures),
         (0 <= s.seed < 2 ** 32, "`0 <= seed < 2**32` must hold", s.seed),
         (s.warm_start >= 0, "`warm_start >= 0` must hold", s.warm_start),
+        (s.confirm >= 0, "`confirm >= 0` must hold", s.confirm),
+        (s.confirm_seeds >= 1, "`confirm_seeds >= 1` must hold", s.confirm_seeds),
+        (s.confirm_reseed in RESEED, f"`confirm_reseed` must be one of {', '.join(RESEED)}", s.confirm_reseed),
+        (s.feasibility in FEASIBILITY, f"`feasibility` must be one of {', '.join(FEASIBILITY)}", s.feasibility),
     ]
     for ok, rule, value in rules:
         if not ok:

@@ -18,14 +18,16 @@ def trial_name(trial) -> str:
     return f"trial_{trial.trial_id.rsplit('_', 1)[-1]}"
 
 
-def make_trial_fn(base: dict, res: Resources, exp_uri: str, max_failures: int):
+def make_trial_fn(base: dict, res: Resources, exp_uri: str, max_failures: int, shared=None):
     """Returns the Tune function for `base` config (a dict) plus each trial's dotted params, in experiment
     `exp_uri` (where it is now: the function is built again by every driver, also for a moved experiment).
 
-    Called in the search driver, with Ray up: the data is loaded here once and shared by every trial's workers."""
+    Called in the search driver, with Ray up: the data is loaded here once (or given: `shared`) and shared by
+    every trial's workers."""
     import ray
 
-    shared = share_splits(Config.from_dict(base)) if ray.is_initialized() else None
+    if shared is None and ray.is_initialized():
+        shared = share_splits(Config.from_dict(base))
 
     def run_trial(params: dict) -> None:
         cfg = Config.from_dict(base).with_overrides(decode(params))

@@ -1,6 +1,6 @@
 """Ray Train worker: runs `PretrainRun` on each rank, checkpoints every epoch, reports metrics to Ray.
 
-Rank 0 writes TensorBoard (scalars, image grids, HParams) and the checkpoint; all ranks report.
+Rank 0 writes TensorBoard (scalars, image grids) and the checkpoint; all ranks report.
 """
 from __future__ import annotations
 
