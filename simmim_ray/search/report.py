@@ -52,6 +52,7 @@ def build(s, rows: list[dict], events: list[dict], labeled_fraction: float | Non
     else:
         answer = CONFIRMED if win else (NONE_CONFIRMED if final else PENDING)
     best = cf.best_confirmed(cands, measured, seeds) if answer == NONE_CONFIRMED else None
+    won_at = next((i for i, c in enumerate(cands) if win and c["trial_id"] == win["trial_id"]), None)
     ref = win or (best[0] if best else None)  # whose architecture the scratch baseline trains
     out.update({
         "labeled_fraction": labeled_fraction, "answer": answer,
@@ -62,10 +63,9 @@ def build(s, rows: list[dict], events: list[dict], labeled_fraction: float | Non
             "candidates_requested": s.confirm, "seeds": list(seeds) if s.confirm else [], "reseed": s.confirm_reseed,
             "feasibility": s.feasibility,
             "candidates": [{**_entry(c, measured.get(c["trial_id"]), s, False),
-                            "state": cf.state(measured.get(c["trial_id"]), seeds, s.target_accuracy,
-                                              s.feasibility),
+                            "state": _state(i, c, measured, seeds, s, won_at),
                             "errors": measured[c["trial_id"]].errors if c["trial_id"] in measured else []}
-                           for c in cands],
+                           for i, c in enumerate(cands)],
             "compute": compute([e for e in events if e["event"] == lg.CONFIRMATION])},
         "baselines": {PIXEL_LOGREG: pixel_baseline(events),
                       SCRATCH: scratch_baseline(s, events, ref, seeds)},
@@ -74,6 +74,13 @@ def build(s, rows: list[dict], events: list[dict], labeled_fraction: float | Non
         [e for e in events if e["event"] == lg.BASELINE and e.get("name") == SCRATCH])
     out["summary"] = summary(out, s)
     return out
+
+
+def _state(i: int, c: dict, measured: dict, seeds: tuple[int, ...], s, won_at: int | None) -> str:
+    st = cf.state(measured.get(c["trial_id"]), seeds, s.target_accuracy, s.feasibility)
+    if st == "pending" and won_at is not None and i > won_at:
+        return "not needed"  # a smaller candidate confirmed: this one cannot change the answer
+    return st
 
 
 def _entry(row: dict, m: cf.Measured | None, s, confirmed: bool) -> dict:
@@ -192,7 +199,7 @@ def format_text(rep: dict, s) -> str:
     w = rep["winner"]
     if w is None:
         lines.append({PENDING: "Answer: pending (confirmation not finished; resume the search)",
-                      NO_TRIAL: "Answer: none (no trial reached the target on validation)"}.get(
+                      NO_TRIAL: "Answer: none. No trial reached the target on validation."}.get(
             rep["answer"], "Answer: none (no candidate confirmed on test)"))
     else:
         how = (f"test {_acc(w[TEST_ACCURACY_MEAN], w[TEST_ACCURACY_STD])} {_ci(w[TEST_ACCURACY_CI95])}"

@@ -36,10 +36,10 @@ def _fit(spec: JobSpec, res, storage_path: str, shared, max_failures: int) -> di
 
 
 def run_jobs(specs: list[JobSpec], res, storage_path: str, concurrency: int, shared, max_failures: int,
-             on_done: Callable[[JobSpec, dict, str, float], None]) -> None:
-    """Runs `specs`, at most `concurrency` at once; `on_done(spec, metrics, error, wall_s)` as each one ends
-    (`error`: one line, metrics {} when the job failed). Jobs run in Ray tasks so several Train jobs proceed
-    together; the driver only waits."""
+             on_done: Callable[[JobSpec, dict, str, float], bool]) -> None:
+    """Runs `specs` in order, at most `concurrency` at once; `on_done(spec, metrics, error, wall_s)` as each one
+    ends (`error`: one line, metrics {} when the job failed); when it returns True, no further job starts. Jobs
+    run in Ray tasks so several Train jobs proceed together; the driver only waits."""
     import ray
 
     if not specs:
@@ -58,7 +58,8 @@ def run_jobs(specs: list[JobSpec], res, storage_path: str, concurrency: int, sha
                 metrics, error = ray.get(ref), ""
             except Exception as e:  # noqa: BLE001 - one failed job leaves its candidate unconfirmed, not the rest
                 metrics, error = {}, _one_line(e)
-            on_done(spec, metrics, error, time.time() - started)
+            if on_done(spec, metrics, error, time.time() - started):
+                pending.clear()  # decided: jobs not started yet are not needed (running ones finish)
 
 
 def _one_line(e: Exception) -> str:

@@ -84,6 +84,8 @@ def from_dict(d: Any, where: str) -> SearchSettings:
     if not isinstance(d, dict):
         raise UserError(f"{where}: must hold a JSON object of search settings, but got {type(d).__name__}")
     d = {LEGACY_KEYS.get(k, k): v for k, v in d.items()}
+    # a search from before confirmation existed answered with its validation winner: keep reporting that one
+    d.setdefault("confirm", 0)
     known = {f.name: f for f in fields(SearchSettings)}
     unknown = sorted(set(d) - set(known))
     if unknown:
