@@ -195,7 +195,7 @@ def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path):
     (tmp_path / "lr.yaml").write_text("params:\n  train.base_lr: {choice: [1000000.0, 0.002]}\n")
     (tmp_path / "points.yaml").write_text("- {train.base_lr: 1000000.0}\n- {train.base_lr: 0.002}\n")
     args = ["search", "lr.yaml", "--trials", "2", "--storage-path", "exps", "--target-accuracy", "0.05",
-            "--scheduler", "fifo", "--points", "points.yaml", "--max-failures", "0"]
+            "--scheduler", "fifo", "--points", "points.yaml", "--max-failures", "0", "--confirm", "0"]
     for k, v in {**TINY, "train.epochs": 2, "eval.proxy": "none"}.items():
         args += ["--set", f"{k}={v}"]
     run = CliRun(args, tmp_path, tmp_path / "log.txt")

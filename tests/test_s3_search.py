@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
-        "--set", "model.img_size=16", "--grace-period", "1"]
+        "--set", "model.img_size=16", "--grace-period", "1", "--confirm", "0"]  # confirmation: test_isolation.py
 
 
 def _files(fs: pafs.FileSystem, path: str) -> list[str]:
