@@ -96,7 +96,8 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     assert best["trial_id"] == "trial_mid" and best["confirmed"] is True
     assert best["test_accuracy_per_seed"] == [0.86, 0.861] and best["seeds"] == list(seeds)
     out = capsys.readouterr().out
-    assert "Winner: trial_mid test 0.861" in out and "below target" in out
+    assert "Winner: trial_mid confirmed: test 0.861 ± 0.001" in out and "(per seed 0.860, 0.861)" in out
+    assert "below target" in out and "not needed" in out
     assert "SimMIM: 0.861 ± 0.001 at 5,000 params; same model from scratch 0.601 ± 0.001; pixel logistic " \
            "regression 0.750" in out
     events = exp.ledger.events()

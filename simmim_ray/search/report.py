@@ -202,9 +202,11 @@ def format_text(rep: dict, s) -> str:
                       NO_TRIAL: "Answer: none. No trial reached the target on validation."}.get(
             rep["answer"], "Answer: none (no candidate confirmed on test)"))
     else:
-        how = (f"test {_acc(w[TEST_ACCURACY_MEAN], w[TEST_ACCURACY_STD])} {_ci(w[TEST_ACCURACY_CI95])}"
-               if w["confirmed"] else f"validation {w[VAL_ACCURACY]:.4f}, unconfirmed (--confirm 0)")
-        lines.append(f"Winner: {w['trial_id']} {how}, {m} {w[m]:,.0f} -> best/")
+        seeds = ", ".join(f"{a:.3f}" for a in w[TEST_ACCURACY_PER_SEED])
+        how = (f"confirmed: test {_acc(w[TEST_ACCURACY_MEAN], w[TEST_ACCURACY_STD])} {_ci(w[TEST_ACCURACY_CI95])} "
+               f"(per seed {seeds}); validation" if w["confirmed"] else "unconfirmed (--confirm 0): validation")
+        lines.append(f"Winner: {w['trial_id']} {how} {w[VAL_ACCURACY]:.4f} {_ci(w[VAL_ACCURACY_CI95])}; "
+                     f"params {w[PARAMS]:,.0f}, flops {w[FLOPS]:,.0f} -> best/")
     px, sc = rep["baselines"][PIXEL_LOGREG], rep["baselines"][SCRATCH]
     lines.append("Baselines: pixel logistic regression " + (
         f"{px[TEST_ACCURACY]:.3f} on test ({px.get('labeled_images')} labelled images)" if px[TEST_ACCURACY]
