@@ -49,7 +49,7 @@ DECISIONS = ("status", "val_accuracy", "val_count", "proxy_knn", "params", "flop
 
 
 @pytest.mark.slow
-def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_path, monkeypatch):
+def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_path, monkeypatch, capsys):
     """Two searches with fixed seeds (FIFO, one trial at a time, one worker each), the second with the test
     split's labels shuffled: the same trial configs, reports, objective values and feasibility; only what reads
     the test split differs (the pixel baseline). The first also confirms its smallest candidate on Ray."""
@@ -74,6 +74,10 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
     monkeypatch.setattr(launch, "share_splits", lambda cfg: shared.append(real_share(cfg)) or shared[-1])
     assert main([*SEARCH, "--storage-path", str(tmp_path), "--name", "plain", "--confirm", "1",
                  "--confirm-seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    # our TensorBoard hint, not Tune's configuration box and its hint to a directory of Ray's session
+    assert f"tensorboard --logdir {tmp_path / 'plain' / 'tb'}" in out
+    assert "Configuration for experiment" not in out and "driver_artifacts" not in out
     monkeypatch.setattr(splits_mod, "build_splits", permuted)
     assert main([*SEARCH, "--storage-path", str(tmp_path), "--name", "shuffled", "--confirm", "0"]) == 0
     # every trial's workers took the driver's (here: shuffled) splits from the object store
