@@ -177,10 +177,6 @@ class Config:
                   f"`model.img_size % encoder stride == 0` must hold for Swin, but got {m.img_size} % {stride}")
 
 
-def encoder_stride(m: ModelConfig) -> int:
-    return m.patch_size if m.arch == "vit" else m.patch_size * 2 ** (len(m.depths) - 1)
-
-
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     node = d

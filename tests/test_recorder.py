@@ -88,6 +88,26 @@ def test_a_restored_recorder_writes_where_the_experiment_is_now(tmp_path):
     assert original.ledger.events() == []
 
 
+def test_trials_earlier_drivers_started_and_this_search_never_continued_are_ended(tmp_path):
+    """Tune had not saved them when their driver died: one recorded its final result (complete), one did not
+    (interrupted); a trial this search ran, or one already ended, is left alone."""
+    from simmim_ray.search.recorder import Recorder
+
+    exp = make_exp(tmp_path / "exp")
+    for name in ("trial_done", "trial_cut", "trial_ran", "trial_old"):
+        exp.ledger.append(lg.TRIAL_STARTED, trial_id=name, config={})
+    exp.ledger.append(lg.TRIAL_RESULT, trial_id="trial_done", result={EPOCH: 2, VAL_ACCURACY: 0.7, "done": True})
+    exp.ledger.append(lg.TRIAL_ENDED, trial_id="trial_old", status=lg.PRUNED, metrics={}, checkpoint_path="",
+                      error="", epochs=1, wall_s=1.0)
+    Recorder(exp.uri).on_experiment_end(trials=[Trial("trial_ran", {})])
+    ends = {e["trial_id"]: e for e in exp.ledger.events(lg.TRIAL_ENDED)}
+    assert (ends["trial_done"]["status"], ends["trial_done"]["metrics"][VAL_ACCURACY]) == (lg.COMPLETE, 0.7)
+    assert ends["trial_cut"]["status"] == lg.INTERRUPTED and "driver was killed" in ends["trial_cut"]["error"]
+    assert "trial_ran" not in ends and ends["trial_old"]["status"] == lg.PRUNED
+    Recorder(exp.uri).on_experiment_end(trials=[])  # nothing says where the experiment is now: no writes
+    assert len(exp.ledger.events(lg.TRIAL_ENDED)) == 3
+
+
 def test_object_store_study_is_copied_before_the_end_is_recorded(tmp_path, monkeypatch, capsys):
     from simmim_ray.search import recorder
     from simmim_ray.search.recorder import Recorder, rebased

@@ -31,7 +31,9 @@ TRIAL_EVENTS = (TRIAL_STARTED, TRIAL_RESULT, TRIAL_ENDED)
 
 # ---- trial statuses (TRIAL_ENDED's `status`; RUNNING: started, not ended) -----------------------------------
 COMPLETE, PRUNED, ERROR, RUNNING = "complete", "pruned", "error", "running"
-STATUSES = (COMPLETE, PRUNED, ERROR)
+# started by a driver that was killed, and not continued by the search that resumed it (Tune had not saved it)
+INTERRUPTED = "interrupted"
+STATUSES = (COMPLETE, PRUNED, ERROR, INTERRUPTED)
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 

@@ -16,6 +16,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, TIME_TOTAL_S
 
 from simmim_ray import storage as sio
+from simmim_ray.metrics import EPOCH
 from simmim_ray.search import ledger as lg
 from simmim_ray.search.experiment import Experiment
 from simmim_ray.search.progress import error_reason, progress_line
@@ -81,12 +82,35 @@ class Recorder(Callback):
         name = str(trial)
         wall = time.time() - self.started[trial.trial_id] if trial.trial_id in self.started else 0.0
         exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=status, metrics=r,
-                          checkpoint_path=r.get("checkpoint_path", ""), error=error, epochs=r.get("epoch", 0),
+                          checkpoint_path=r.get("checkpoint_path", ""), error=error, epochs=r.get(EPOCH, 0),
                           wall_s=wall)
         if self.ended is None:  # a resumed search counts the trials its earlier drivers ended
             self.ended = {e["trial_id"] for e in exp.ledger.events(lg.TRIAL_ENDED)}
         self.ended.add(name)
         print(progress_line(len(self.ended), self.settings, name, status, dict(trial.config), r, error), flush=True)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        """Ends what earlier drivers started and this search never continued (Tune had not saved them before
+        their driver died): complete when their final result was recorded, else interrupted."""
+        if not trials:  # nothing tells where the experiment is now: write nothing
+            return
+        exp = self._bind(trials[0])
+        events = exp.ledger.events()
+        known = {str(t) for t in trials}
+        ended = {e["trial_id"] for e in events if e["event"] == lg.TRIAL_ENDED}
+        for name in dict.fromkeys(e["trial_id"] for e in events if e["event"] == lg.TRIAL_STARTED):
+            if name in ended or name in known:
+                continue
+            final = exp.ledger.final_result(name)
+            if final is not None:
+                exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=lg.COMPLETE, metrics=final,
+                                  checkpoint_path=final.get("checkpoint_path", ""), error="",
+                                  epochs=final.get(EPOCH, 0), wall_s=0.0)
+            else:
+                exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=lg.INTERRUPTED, metrics={},
+                                  checkpoint_path="", epochs=0, wall_s=0.0,
+                                  error="its driver was killed before it ended; the resumed search did not "
+                                        "continue it")
 
 
 def rebased(uri: str, fs_path: str) -> str:

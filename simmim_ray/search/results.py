@@ -14,7 +14,7 @@ from simmim_ray.search.stats import wilson_interval
 
 METRICS = ROW_METRICS
 # A trial restored after a driver kill may end twice; a completed answer outranks anything logged around a restart
-_RANK = {lg.COMPLETE: 3, lg.ERROR: 2, lg.PRUNED: 1}
+_RANK = {lg.COMPLETE: 3, lg.ERROR: 2, lg.PRUNED: 1, lg.INTERRUPTED: 0}
 
 
 def trial_rows(events: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import uuid
 
 import optuna
@@ -46,24 +47,42 @@ class ConstrainedOptunaSearch(OptunaSearch):
         # marks this search's study trials: a database and study name may be shared with earlier searches
         self._search_id = uuid.uuid4().hex
 
-    # The study a restored searcher continues, set by the search driver before Tuner.restore. Tune restores the
-    # searcher from the experiment's own pickles, which name the study where the experiment was when they were
-    # written: for a copied or moved experiment, the original's study.db. One search per driver process.
+    # The study a restored searcher continues, set by the search driver before Tuner.restore. Tune pickles the
+    # searcher into the experiment (tuner.pkl, searcher-state-*.pkl); pickled with it, the study's database
+    # would be the one where the experiment was then (unpickling even connects to it): for a copied or moved
+    # experiment, the original's study.db. So the pickles carry no database, and a restored searcher continues
+    # the study in `restore_storage`. One search per driver process.
     restore_storage = None
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_storage"] = state["_ot_study"] = None
+        state["_ot_trials"] = {tid: getattr(t, "_trial_id", t) for tid, t in self._ot_trials.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
     def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
+        with open(checkpoint_path, "rb") as f:
+            self.__setstate__(pickle.load(f))
         self._rebind()
 
     def _rebind(self) -> None:
-        """Continue the study in `restore_storage` (once; also for a searcher Tune restored without its state)."""
+        """Continue the study in `restore_storage` (a restored searcher, or one whose storage is not that one)."""
         want = ConstrainedOptunaSearch.restore_storage
-        if want is None or self._storage is want:
+        if self._ot_study is not None and (want is None or self._storage is want):
             return
+        if want is None:
+            raise RuntimeError("a restored ConstrainedOptunaSearch needs ConstrainedOptunaSearch.restore_storage")
         self._storage = want
-        self._ot_study = optuna.load_study(study_name=self._ot_study.study_name, storage=want,
-                                           sampler=self._ot_study.sampler)
-        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
+        self._ot_study = optuna.load_study(study_name=self._study_name, storage=want, sampler=self._sampler)
+        self._ot_trials = {tid: optuna.trial.Trial(self._ot_study, getattr(t, "_trial_id", t))
+                           for tid, t in self._ot_trials.items()}
 
     def started(self) -> set[str]:
         """Tune ids of this search's trials that finished (per the study) or are running (per this searcher).
