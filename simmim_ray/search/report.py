@@ -193,7 +193,8 @@ def format_text(rep: dict, s) -> str:
                          f"{_ci(e[TEST_ACCURACY_CI95]):>16s}  {e['state']}"
                          + (f" ({e['errors'][-1]})" if e["errors"] and e["state"] == "failed" else ""))
         k = c["compute"]
-        lines.append(f"Confirmation compute: {k['jobs']} Train jobs, {k['fine_tunes']} fine-tunes, "
+        lines.append(f"Confirmation compute: {k['jobs']} Train job{'' if k['jobs'] == 1 else 's'}, "
+                     f"{k['fine_tunes']} fine-tunes, "
                      f"{k['pretrain_epochs']} pre-training epochs, {k['wall_s']:.0f} s wall, "
                      f"{k['cpu_seconds']:.0f} CPU-s" + (f", {k['gpu_seconds']:.0f} GPU-s" if k["gpu_seconds"] else ""))
     w = rep["winner"]
