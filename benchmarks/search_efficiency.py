@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
-from simmim_ray.search.settings import SearchSettings  # noqa: E402
+from simmim_ray.search.settings import SearchSettings, default  # noqa: E402
 
 METHODS = {"tpe+asha": ("tpe", "asha"), "random+fifo": ("random", "fifo")}
 QUICK = {"model.img_size": 16, "train.epochs": 2, "eval.epochs": 2, "train.warmup_epochs": 1}
@@ -40,7 +40,7 @@ QUICK_TARGET = 0.1  # 2 epochs at 16 px give final accuracies of 0.08-0.15: some
 # optimiser steps at the same learning rate (lr scales with the global batch).
 WORKERS = 2
 # tpe+asha starts with the service's size ladder (`--warm-start`, same default); the peer does not
-WARM_START = SearchSettings.warm_start
+WARM_START = default("warm_start")
 
 
 def trial_fn(params: dict, base: dict | None = None, splits=None) -> None:
@@ -106,7 +106,7 @@ def run_search(method: str, seed: int, budget: int, base, space, splits_ref, wor
     from simmim_ray.search.space import to_optuna
 
     sampler, scheduler = METHODS[method]
-    s = SearchSettings(space_path="", name=f"{method}-{seed}", storage=work, trials=10_000,
+    s = SearchSettings(space_path="", name=f"{method}-{seed}", root=work, trials=10_000,
                        target_accuracy=space.target_accuracy, size_metric=space.size_metric, scheduler=scheduler,
                        sampler=sampler, seed=seed, warm_start=warm_start if method == "tpe+asha" else 0)
     points = initial_points(s, space, base)

@@ -141,8 +141,8 @@ def run_tuner(variant: str, tag: str, n: int, cfg, point: dict, work: str, cpu: 
     os.makedirs(marks, exist_ok=True)
     ours_fn = None
     if variant == "ours":  # built in the driver, as `simmim-ray search` does (loads and shares the data)
-        ours_fn = make_trial_fn(cfg.to_dict(), Resources(workers=2, cpus_per_worker=1.0, threads=1), storage,
-                                "ours", max_failures=1)
+        ours_fn = make_trial_fn(cfg.to_dict(), Resources(workers=2, cpus_per_worker=1.0, threads=1),
+                                os.path.join(storage, "ours"), max_failures=1)
     trainable = make_trainable(variant, cfg.with_overrides(point).to_dict(), point, ours_fn, storage, marks)
     timeline = timeline_callback(cpu)
     started, cpu0 = time.time(), cpu.snapshot()

@@ -187,10 +187,6 @@ def estimated_params(m: ModelConfig) -> float:
             + sum(8 * w * w for w in widths[:-1]))
 
 
-def encoder_stride(m: ModelConfig) -> int:
-    return m.patch_size if m.arch == "vit" else m.patch_size * 2 ** (len(m.depths) - 1)
-
-
 def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = _key_parts(key)
     node = d

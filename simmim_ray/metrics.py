@@ -14,12 +14,24 @@ PARAMS = "params"  # encoder parameters
 FLOPS = "flops"  # encoder forward FLOPs per image
 EPOCH = "epoch"  # pre-training epochs completed
 DONE = "done"  # the run's final report
+REPLAYED = "replayed"  # a final report sent again (a finished run or trial started again), not a new measurement
 LOSS = "loss"
 LOSS_MASKED = "loss_masked"
 LOSS_VISIBLE = "loss_visible"
 IMAGES_PER_S = "images_per_s"
 TRAIN_SECONDS = "train_seconds"
 SKIPPED_IMAGES = "skipped_images"
+
+# The answer (search/report.py: the `report --json` contract). A results row's 95% Wilson interval of VAL_ACCURACY
+# on VAL_COUNT images; a confirmed accuracy over seeds: mean, sample std, 95% t-interval, every seed's value.
+VAL_ACCURACY_LOW = "val_accuracy_low"
+VAL_ACCURACY_HIGH = "val_accuracy_high"
+VAL_ACCURACY_CI95 = "val_accuracy_ci95"
+TEST_ACCURACY_MEAN = "test_accuracy_mean"
+TEST_ACCURACY_STD = "test_accuracy_std"
+TEST_ACCURACY_CI95 = "test_accuracy_ci95"
+TEST_ACCURACY_PER_SEED = "test_accuracy_per_seed"
+FEASIBLE = "feasible"
 
 SIZE_METRICS = (PARAMS, FLOPS)
 # What a results row keeps of a trial's final report.

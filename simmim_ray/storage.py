@@ -120,20 +120,23 @@ def listdir(uri: str) -> list[str]:
 
 
 def append_line(uri: str, line: str) -> None:
-    """Append for local files; object stores have no append, so rewrite the whole (small) file."""
+    """Append one line; a last line cut by a kill mid-write stays a line of its own (the reader skips it) instead
+    of swallowing this one. Local files are appended to; object stores have no append, so the whole (small) file
+    is rewritten."""
     fs, path, _ = resolve_storage(uri)
+    line = line.rstrip("\n") + "\n"
     if is_node_local(uri):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "a") as f:
-            f.write(line.rstrip("\n") + "\n")
+        with open(path, "ab+") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    line = "\n" + line
+            f.write(line.encode())
         return
     old = read_bytes(uri).decode() if exists(uri) else ""
-    write_text(uri, old + line.rstrip("\n") + "\n")
-
-
-def delete_file(uri: str) -> None:
-    fs, path, _ = resolve_storage(uri)
-    fs.delete_file(path)
+    write_text(uri, old + ("\n" if old and not old.endswith("\n") else "") + line)
 
 
 def cluster_node_count() -> int:

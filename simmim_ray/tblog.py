@@ -1,4 +1,5 @@
-"""TensorBoard logging from rank 0: scalars per epoch, image grids, HParams at the end.
+"""TensorBoard logging from rank 0: scalars per epoch, image grids. (A search's HParams table is written by its
+driver, from the experiment record: search/hparams.py.)
 
 Writes locally; when the run directory is a URI (s3://, gs://) the event files are copied there each epoch.
 """
@@ -7,19 +8,8 @@ from __future__ import annotations
 import tempfile
 
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
-from simmim_ray.metrics import FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    return out
+from simmim_ray.metrics import PROXY_KNN
 
 
 class TBLogger:
@@ -42,15 +32,6 @@ class TBLogger:
                 self.writer.add_scalar(_tag(k), v, step)
         if run.cfg.train.log_images:
             self.writer.add_image("images/original|masked|reconstruction", run.image_grid(), step)
-        if final:
-            hp = _flat(run.cfg.to_dict())
-            final_metrics = {f"hparam/{k}": float(metrics[k]) for k in (VAL_ACCURACY, TEST_ACCURACY, PARAMS, FLOPS)
-                             if k in metrics}
-            exp, ssi, sei = hparams(hp, final_metrics)
-            for s in (exp, ssi, sei):
-                self.writer.file_writer.add_summary(s)
-            for k, v in final_metrics.items():
-                self.writer.add_scalar(k, v, step)
         self.writer.flush()
         self._sync()
 

@@ -381,12 +381,12 @@ CASES = [
     ("resume-scheme", "storage", "`--resume` of a URI with an unknown scheme",
      "search --resume foo://x/exp", "--resume",
      "--resume 'foo://x/exp': scheme 'foo://' is not supported; use a local path, file://, s3:// or gs://"),
-    ("study-url-dialect", "storage", "bad Optuna `--storage` URL (unknown database)",
-     f"{S} --storage notadb://x", "--storage",
-     "--storage 'notadb://x': cannot open the Optuna database: Can't load plugin: sqlalchemy.dialects:notadb"),
-    ("study-url-path", "storage", "Optuna `--storage` SQLite file in a missing directory",
-     f"{S} --storage sqlite:////no/such/dir/study.db", "--storage",
-     "--storage 'sqlite:////no/such/dir/study.db': cannot open the Optuna database: "
+    ("study-url-dialect", "storage", "bad Optuna `--study-db` URL (unknown database)",
+     f"{S} --study-db notadb://x", "--study-db",
+     "--study-db 'notadb://x': cannot open the Optuna database: Can't load plugin: sqlalchemy.dialects:notadb"),
+    ("study-url-path", "storage", "Optuna `--study-db` SQLite file in a missing directory",
+     f"{S} --study-db sqlite:////no/such/dir/study.db", "--study-db",
+     "--study-db 'sqlite:////no/such/dir/study.db': cannot open the Optuna database: "
      "(sqlite3.OperationalError) unable to open database file"),
     ("output-is-file", "storage", "`train --output` that is a file",
      "train --output typo.yaml", "--output",
@@ -441,7 +441,7 @@ def make_workdir(root: str) -> None:
     write("exps/truncated/settings.json", '{"space_pa')
     write("exps/done/settings.json", "{}\n")
     write("exps/nostudy/settings.json", json.dumps(asdict(SearchSettings(
-        space_path="spaces/ok.yaml", name="nostudy", storage=os.path.join(root, "exps"), trials=2,
+        space_path="spaces/ok.yaml", name="nostudy", root=os.path.join(root, "exps"), trials=2,
         target_accuracy=0.5))))
     os.makedirs(os.path.join(root, "empty_dir"), exist_ok=True)
     make_image_folder(os.path.join(root, "imgs"), corrupt=0, truncated=0)

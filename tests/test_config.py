@@ -1,6 +1,6 @@
 import pytest
 
-from simmim_ray.config import Config, encoder_stride, field_type
+from simmim_ray.config import Config, field_type
 from simmim_ray.configio import dump_config, load_config, parse_set
 from simmim_ray.errors import UserError
 
@@ -58,8 +58,10 @@ def test_ints_are_accepted_for_floats():
 def test_swin_valid_config_and_stride():
     cfg = Config.from_dict({"model": {"arch": "swin", "img_size": 32, "patch_size": 2, "depths": [2, 2, 2],
                                       "heads": [2, 4, 8], "window_size": 4}})
-    assert encoder_stride(cfg.model) == 8
-    assert encoder_stride(Config().model) == Config().model.patch_size
+    from simmim_ray.models import build_encoder
+
+    assert build_encoder(cfg.model).stride == 8  # patch 2 x 2 ** (3 stages - 1)
+    assert build_encoder(Config().model).stride == Config().model.patch_size
 
 
 def test_with_overrides_is_validated_and_does_not_mutate():

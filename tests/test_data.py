@@ -183,7 +183,7 @@ def test_parquet_with_mask_and_split_columns(tmp_path):
     torch.manual_seed(0)
     tf = PretrainTransform(c, s.mean, s.std)
     samples = [tf(s.pretrain[i % len(s.pretrain)]) for i in range(16)]
-    assert all(x["has_fg"] and set(x["fg"].unique().tolist()) <= {0.0, 1.0} for x in samples)
+    assert all(set(x["fg"].unique().tolist()) <= {0.0, 1.0} for x in samples)
     assert any(0 < x["fg"].sum() < x["fg"].numel() for x in samples)
     assert check_data(c)["source"] == "parquet"
 
@@ -218,7 +218,6 @@ def test_pretrain_and_eval_transform_shapes():
     assert out["mask"].shape == (8, 8)  # the model-patch grid, not the mask-unit grid
     assert int(out["mask"].sum()) == 2 * 4 * 4  # ceil(0.5 * 4 units) = 2 units of 4x4 model patches
     assert out["fg"].shape == (1, 16, 16) and set(out["fg"].unique().tolist()) <= {0.0, 1.0}
-    assert out["has_fg"] is True
     assert t(None) is None
     batch = collate_skip([t(s.pretrain[i]) for i in range(3)] + [None])
     assert batch["img"].shape == (3, 3, 16, 16) and batch["mask"].shape == (3, 8, 8)

@@ -13,7 +13,7 @@ from simmim_ray.search.space import parse_space
 
 
 def settings(**kw) -> SearchSettings:
-    return SearchSettings(space_path="s", name="n", storage="/tmp/x", trials=4, target_accuracy=0.5, **kw)
+    return SearchSettings(space_path="s", name="n", root="/tmp/x", trials=4, target_accuracy=0.5, **kw)
 
 
 @pytest.mark.parametrize("kw, cluster, expected", [
@@ -52,7 +52,7 @@ def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)
-    monkeypatch.setattr(driver, "run_search", lambda s, space, base, resume: seen.update(base=base) or 0)
+    monkeypatch.setattr(driver, "run_search", lambda s, space, base, exp, resume: seen.update(base=base) or 0)
     from simmim_ray.cli import main
 
     assert main(["search", "digits_quick", "--storage-path", str(tmp_path), "--target-accuracy", "0.5"]) == 0

@@ -8,7 +8,7 @@ import torch
 from data_factory import make_image_folder
 from simmim_ray.config import Config
 from simmim_ray.data import build_splits, collate_skip
-from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
+from simmim_ray.engine.optim import build_optimizer, layer_id, param_groups, scaled_lr, warmup_cosine
 from simmim_ray.engine.pretrain import NonFiniteLoss
 from simmim_ray.engine.run import PretrainRun
 from simmim_ray.models import build_simmim
@@ -252,7 +252,8 @@ def test_swin_layer_ids_are_ordered():
     cfg = Config.from_dict({"model": {"arch": "swin", "img_size": 16, "patch_size": 2, "embed_dim": 16,
                                       "depths": [1, 2], "heads": [2, 4], "window_size": 4}})
     enc = build_simmim(cfg).encoder
-    ids = {n: enc.layer_id(n) for n, _ in enc.named_parameters()}
+    rules = enc.param_rules()
+    ids = {n: layer_id(rules, n) for n, _ in enc.named_parameters()}
     assert set(ids.values()) <= set(range(enc.num_layers + 2))
     assert ids["mask_token"] == 0 and ids["swin.features.0.0.weight"] == 0
     assert ids["swin.norm.weight"] == enc.num_layers + 1

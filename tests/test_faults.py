@@ -195,7 +195,7 @@ def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path):
     (tmp_path / "lr.yaml").write_text("params:\n  train.base_lr: {choice: [1000000.0, 0.002]}\n")
     (tmp_path / "points.yaml").write_text("- {train.base_lr: 1000000.0}\n- {train.base_lr: 0.002}\n")
     args = ["search", "lr.yaml", "--trials", "2", "--storage-path", "exps", "--target-accuracy", "0.05",
-            "--scheduler", "fifo", "--points", "points.yaml", "--max-failures", "0"]
+            "--scheduler", "fifo", "--points", "points.yaml", "--max-failures", "0", "--confirm", "0"]
     for k, v in {**TINY, "train.epochs": 2, "eval.proxy": "none"}.items():
         args += ["--set", f"{k}={v}"]
     run = CliRun(args, tmp_path, tmp_path / "log.txt")
@@ -217,7 +217,10 @@ def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path):
     # the progress line of the failed trial names the reason too
     assert any(ln.startswith("[") and " error " in ln and "NonFiniteLoss: non-finite loss" in ln
                for ln in log.splitlines()), log[-4000:]
-    events = [json.loads(ln) for ln in (tmp_path / "exps" / "lr" / "trials.jsonl").read_text().splitlines()]
+    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.ledger import TRIAL_ENDED
+
+    events = Experiment(str(tmp_path / "exps" / "lr")).ledger.events(TRIAL_ENDED)
     assert sorted(e["status"] for e in events) == ["complete", "error"]
 
 

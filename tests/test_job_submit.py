@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import sys
 
 import optuna
@@ -40,7 +39,7 @@ def test_quick_search_as_a_ray_job_on_a_local_head(tmp_path):
             sys.executable, "-m", "simmim_ray", "search", "digits_quick", "--trials", "2",
             "--target-accuracy", "0.05", "--set", "train.epochs=2", "--set", "eval.epochs=1",
             "--set", "train.log_images=false", "--set", "model.img_size=16", "--grace-period", "1",
-            "--storage-path", str(storage), "--address", "auto", timeout_s=480)
+            "--storage-path", str(storage), "--address", "auto", "--confirm", "0", timeout_s=480)
         assert submit.returncode == 0, (submit.stdout[-3000:], submit.stderr[-3000:])
         assert f"Job '{job_id}' submitted successfully" in submit.stdout + submit.stderr
 
@@ -80,11 +79,7 @@ def test_quick_search_as_a_ray_job_on_a_local_head(tmp_path):
     assert "working_dir_files" in settings["space_path"] and not os.path.exists(settings["space_path"])
     with open(os.path.join(REPO, "search_spaces", "digits_quick.yaml")) as f:
         assert (exp / "inputs" / "digits_quick.yaml").read_text() == f.read()
-    from simmim_ray.search.driver import stored_input
+    from simmim_ray.search.experiment import Experiment
     from simmim_ray.search.space import load_space
 
-    local = stored_input(str(exp), settings["space_path"])
-    try:
-        assert load_space(local).name == "digits_quick"
-    finally:
-        shutil.rmtree(os.path.dirname(local))
+    assert load_space(Experiment(str(exp)).input_file(settings["space_path"])).name == "digits_quick"

@@ -24,12 +24,13 @@ import pytest
 import torch
 
 from cluster_utils import moto_s3
+from simmim_ray.search.ledger import TRIAL_ENDED
 
 pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
-        "--set", "model.img_size=16", "--grace-period", "1"]
+        "--set", "model.img_size=16", "--grace-period", "1", "--confirm", "0"]  # confirmation: test_isolation.py
 
 
 def _files(fs: pafs.FileSystem, path: str) -> list[str]:
@@ -46,13 +47,27 @@ def _lines(fs: pafs.FileSystem, path: str) -> list[str]:
         return []
 
 
+def _ended(fs: pafs.FileSystem, exp: str) -> set[str]:
+    """Trials with an end event in the experiment's ledger (one file per trial under ledger/)."""
+    out = set()
+    for name in _files(fs, f"{exp}/ledger"):
+        for ln in _lines(fs, f"{exp}/ledger/{name}"):
+            try:
+                e = json.loads(ln)
+            except json.JSONDecodeError:
+                continue
+            if e.get("event") == TRIAL_ENDED:
+                out.add(e["trial_id"])
+    return out
+
+
 def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, monkeypatch):
     """The driver is SIGKILLed after the first trial ends and the search is resumed by a fresh driver (no local
-    study cache, a new Ray instance): what it needs (inputs, study, Tune state, trials.jsonl) is in the bucket."""
+    study cache, a new Ray instance): what it needs (inputs, study, Tune state, the ledger) is in the bucket."""
     with moto_s3() as s3:
         storage_uri = s3.uri("searches")
         exp_uri = s3.uri("searches/digits_quick")
-        # the driver keeps the SQLite study here while the search runs (simmim_ray.search.study_store.study_cache)
+        # the driver keeps the SQLite study here while the search runs (Experiment.study_cache)
         study_cache = os.path.join(os.path.expanduser("~/.cache/simmim-ray"),
                                    hashlib.sha1(exp_uri.encode()).hexdigest()[:16])
         ray_tmp = tempfile.mkdtemp(prefix="rs3", dir="/tmp")  # short: Ray's socket paths must stay < 107 bytes
@@ -70,14 +85,14 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
                                           "--target-accuracy", "0.05", *TINY], cwd=cwd, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
                 deadline, study_before_any_trial = time.time() + 300, False
-                while time.time() < deadline and not _lines(fs, f"{exp}/trials.jsonl"):
+                while time.time() < deadline and not _ended(fs, exp):
                     assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
                     # the new study is copied into the bucket before any trial ends (a resume needs it)
                     study_before_any_trial |= fs.get_file_info(f"{exp}/study.db").type == pafs.FileType.File
                     time.sleep(0.5)
                 os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started
                 first.wait()
-            before = {json.loads(ln)["trial_id"] for ln in _lines(fs, f"{exp}/trials.jsonl")}
+            before = _ended(fs, exp)
             assert study_before_any_trial
             assert before, (tmp_path / "first.log").read_text()[-3000:]
             shutil.rmtree(study_cache, ignore_errors=True)  # a fresh driver
@@ -103,7 +118,7 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
         assert pq.read_table(f"{exp}/history.parquet", filesystem=fs).num_rows >= 3  # >= 1 epoch each, 2 for one
 
         # Train's checkpoints were written to S3 by Ray itself; Tune's per-trial state too, except for a trial
-        # that ended between two of Tune's state saves before the kill (its row comes from trials.jsonl)
+        # that ended between two of Tune's state saves before the kill (its row comes from the ledger)
         assert sum(f"{row['trial_id']}/result.json" in files for row in rows) >= 2
         for row in rows:
             assert any(f.startswith(f"train_runs/{row['trial_id']}/checkpoint_") and f.endswith("/state.pt")

@@ -1,8 +1,10 @@
 """End-to-end searches through the real CLI: Ray Tune + Optuna + Train (2 workers per trial) on digits."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,12 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from simmim_ray._compat import ENV_VAR, trial_path
+from simmim_ray.metrics import REPLAYED
+from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.ledger import INTERRUPTED, TRIAL_ENDED, TRIAL_RESULT
 
 pytestmark = pytest.mark.slow
 
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
         "--set", "train.batch_size=64",
-        "--set", "model.img_size=16", "--set", "eval.batch_size=128"]
+        "--set", "model.img_size=16", "--set", "eval.batch_size=128",
+        "--confirm", "0"]  # confirmation on Ray: tests/test_isolation.py
 RESULT_COLUMNS = {"trial_id", "status", "val_accuracy", "params", "flops", "feasible", "epochs", "wall_s",
                   "model.embed_dim", "mask.ratio", "loss.visible_weight"}
 
@@ -75,6 +81,36 @@ def test_search_end_to_end_writes_every_output(tmp_path):
     assert json.loads(rep.stdout)["winner"]["trial_id"] == best["trial_id"]
 
 
+def trained(exp) -> dict[str, list[dict]]:
+    """Each trial's reports that came from training (not a recorded final result reported again)."""
+    out: dict[str, list[dict]] = {}
+    for e in Experiment(str(exp)).ledger.events(TRIAL_RESULT):
+        if not e["result"].get(REPLAYED):
+            out.setdefault(e["trial_id"], []).append(e["result"])
+    return out
+
+
+def start_and_kill(args: list[str], exp, log_path, ended: int) -> set[str]:
+    """Runs a search until `ended` trials have ended, then SIGKILLs its driver and everything it started, as a
+    crash would; -> the trials ended in the ledger by then."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "simmim_ray", *args], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.time() + 400
+        while time.time() < deadline and len(ended_trials(exp)) < ended:
+            assert proc.poll() is None, open(log_path).read()[-3000:]
+            time.sleep(1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return ended_trials(exp)
+
+
+def ended_trials(exp) -> set[str]:
+    if not os.path.isdir(os.path.join(exp, "ledger")):
+        return set()
+    return {e["trial_id"] for e in Experiment(str(exp)).ledger.events(TRIAL_ENDED)}
+
+
 @pytest.mark.floor_smoke
 def test_public_path_search_end_to_end(tmp_path, monkeypatch):
     """The public trial path (Ray's TuneReportCallback and TorchConfig, no actor reuse), forced: a 2-trial search
@@ -98,31 +134,25 @@ def test_public_path_search_end_to_end(tmp_path, monkeypatch):
                          ids=["tune-state-2s", "tune-state-60s"])
 def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path, monkeypatch, state_period):
     """"60": Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial
-    starts and finishes between two saves and the restored Tune never knows it: its row still comes from
-    trials.jsonl, and the searcher's budget (counted from the study) starts no fifth trial."""
+    starts and finishes between two saves and the restored Tune never knows it: its row still comes from the
+    ledger, and the searcher's budget (counted from the study) starts no fifth trial."""
     if state_period:
         monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", state_period)
     args = ["search", "digits_quick", "--trials", "4", "--storage-path", str(tmp_path), "--target-accuracy",
             "0.05", "--scheduler", "fifo", *TINY]
     exp = tmp_path / "digits_quick"
-    log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "simmim_ray", *args], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    events = exp / "trials.jsonl"
-    deadline = time.time() + 400
-    while time.time() < deadline and (not events.exists() or len(events.read_text().splitlines()) < 2):
-        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        time.sleep(1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, as a crash would
-    proc.wait()
-    before = {json.loads(line)["trial_id"] for line in events.read_text().splitlines()}
+    before = start_and_kill(args, exp, tmp_path / "first.log", ended=2)
     assert len(before) >= 2
+    reports_before = trained(exp)
     r = cli("search", "--resume", str(exp))
     assert r.returncode == 0, r.stderr[-3000:]
-    rows = trial_rows(str(exp))
+    rows = done_rows(exp)
     assert len(rows) == 4 and all(row["status"] == "complete" for row in rows)
     assert before <= {row["trial_id"] for row in rows}
-    # no configuration trained twice, and each finished trial trained once (one set of epochs in history)
+    # a trial that had ended before the kill trained no further epoch after it (a re-launched one reports its
+    # recorded result again); every trial has one set of epochs in history
+    after = trained(exp)
+    assert {t: after[t] for t in before} == {t: reports_before[t] for t in before}
     history = pq.read_table(str(exp / "history.parquet")).to_pylist()
     for row in rows:
         epochs = sorted(h["epoch"] for h in history if h["trial_id"] == row["trial_id"])
@@ -134,3 +164,53 @@ def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path
     assert sorted(t.user_attrs["tune_trial_id"] for t in complete) == sorted(
         row["trial_id"].removeprefix("trial_") for row in rows)
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_resume_works_on_the_directory_given_copied_or_moved(tmp_path):
+    """A killed search copied elsewhere and resumed there: the copy finishes (its own study, ledger, Tune state,
+    checkpoints) and the original is untouched, byte for byte. The original, then moved, resumes where it is."""
+    exp = tmp_path / "first" / "digits_quick"
+    args = ["search", "digits_quick", "--trials", "3", "--storage-path", str(exp.parent), "--target-accuracy",
+            "0.05", "--scheduler", "fifo", *TINY]
+    before = start_and_kill(args, exp, tmp_path / "first.log", ended=1)
+    copy = tmp_path / "copies" / "renamed"
+    shutil.copytree(exp, copy)
+    original = tree(exp)
+    r = cli("search", "--resume", str(copy))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert tree(exp) == original, "resuming a copy wrote into the original"
+    for where in (copy,):
+        rows = done_rows(where)
+        assert len(rows) == 3 and all(row["status"] == "complete" for row in rows) and before <= {
+            row["trial_id"] for row in rows}
+        study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{where}/study.db")
+        assert sorted(t.state.name for t in study.trials if "orphaned" not in t.user_attrs) == ["COMPLETE"] * 3
+        assert all(os.listdir(where / "train_runs" / row["trial_id"]) for row in rows)
+    moved = tmp_path / "moved" / "elsewhere"
+    shutil.move(exp, moved)
+    r = cli("search", "--resume", str(moved))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = done_rows(moved)
+    assert len(rows) == 3 and all(row["status"] == "complete" for row in rows)
+    assert not exp.exists()  # nothing recreated where it was
+
+
+def done_rows(exp) -> list[dict]:
+    """The rows of trials the search finished. A trial the killed driver had started but Tune had not saved yet
+    was never continued: its row says `interrupted`, without accuracy, and its study trial failed (orphaned)."""
+    rows = trial_rows(str(exp))
+    lost = [row for row in rows if row["status"] == INTERRUPTED]
+    assert all(row["val_accuracy"] is None and not row["feasible"] for row in lost), lost
+    study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{exp}/study.db")
+    failed = {t.user_attrs.get("tune_trial_id") for t in study.trials if t.state.name == "FAIL"}
+    assert {row["trial_id"].removeprefix("trial_") for row in lost} <= failed, (lost, failed)
+    return [row for row in rows if row["status"] != INTERRUPTED]
+
+
+def tree(root) -> dict[str, str]:
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            with open(os.path.join(d, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(d, f), root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from simmim_ray._compat.optuna import constraint_values
-from simmim_ray.search.searcher import ConstrainedOptunaSearch, fail_orphans, is_feasible
+from simmim_ray.search.searcher import ConstrainedOptunaSearch, fail_orphans
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # the Optuna 4 / 5 difference lives here: the floor venv runs these too
@@ -43,8 +43,14 @@ def run(sampler: str, seed: int, budget: int, target: float = 0.9) -> tuple[int 
         tid = f"t{i}"
         params = s.suggest(tid)
         s.on_trial_complete(tid, synthetic(params))
-    feas = [t for t in s.study.trials if t.state == TrialState.COMPLETE and is_feasible(t)]
+    feas = [t for t in s.study.trials if t.state == TrialState.COMPLETE and feasible(t)]
     return (min(t.values[0] for t in feas) if feas else None), s.study
+
+
+def feasible(t: optuna.trial.FrozenTrial) -> bool:
+    """Optuna's rule: feasible when every constraint value is <= 0."""
+    vals = constraint_values(t)
+    return bool(vals) and all(v <= 0 for v in vals)
 
 
 def test_constraint_recorded_and_feasibility_follows_target():
@@ -52,7 +58,7 @@ def test_constraint_recorded_and_feasibility_follows_target():
     for t in study.trials:
         acc = t.values[1]
         assert constraint_values(t) == [pytest.approx(0.9 - acc)]
-        assert is_feasible(t) == (acc >= 0.9)
+        assert feasible(t) == (acc >= 0.9)
 
 
 def test_constrained_tpe_finds_the_smallest_feasible_point_and_beats_random():
@@ -103,10 +109,11 @@ def test_orphans_are_failed():
     assert s.study.trials[0].state == TrialState.FAIL
 
 
-def test_budget_counts_trials_from_the_study_after_a_restore(tmp_path):
+def test_budget_counts_trials_from_the_study_after_a_restore(tmp_path, monkeypatch):
     """A trial that finished after the searcher's last save is unknown to the restored searcher (and to Tune's
     restored state); the budget still counts it, so a resumed search starts no trial too many."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/study.db")
+    monkeypatch.setattr(ConstrainedOptunaSearch, "restore_storage", storage)  # as the search driver does
 
     def searcher(budget):
         return ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0, storage=storage, study_name="b", budget=budget)
@@ -128,3 +135,30 @@ def test_budget_counts_trials_from_the_study_after_a_restore(tmp_path):
     # a later search sharing the database and study name does not count this one's trials
     s3 = searcher(1)
     assert s3.started() == set() and s3.suggest("new") not in (None, "FINISHED")
+
+
+def test_a_restored_searcher_continues_the_study_where_the_experiment_is_now(tmp_path, monkeypatch):
+    """Tune pickles the searcher into the experiment. Restored from a copy of the experiment (the original moved
+    away, or still there), it must neither open the original's study (unpickling an Optuna database connects to
+    it) nor write to it: it continues the copy's study."""
+    import pickle
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    s1 = ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0, study_name="q",
+                                 storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/a/study.db"))
+    s1.on_trial_complete("t0", synthetic(s1.suggest("t0")))
+    s1.suggest("t1")  # running when Tune saved (tuner.pkl holds the searcher itself, the state file its dict)
+    s1.save(str(tmp_path / "a" / "searcher.pkl"))
+    tuner_pkl = pickle.dumps(s1)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")  # moved: the original path is gone
+    copy = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/b/study.db")
+    monkeypatch.setattr(ConstrainedOptunaSearch, "restore_storage", copy)
+    for restored in (pickle.loads(tuner_pkl), pickle.loads(tuner_pkl)):
+        restored.restore(str(tmp_path / "b" / "searcher.pkl"))
+    restored.on_trial_complete("t1", synthetic(restored.running["t1"].params))
+    assert not (tmp_path / "a").exists()  # nothing opened, nothing created where the experiment was
+    states = [t.state for t in optuna.load_study(study_name="q", storage=copy).trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert restored.started() == {"t0", "t1"}

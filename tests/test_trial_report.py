@@ -106,7 +106,7 @@ def test_the_search_trial_reports_through_the_kv_channel(monkeypatch, tmp_path):
         return SimpleNamespace(fit=lambda: None)
 
     monkeypatch.setattr(trial, "make_trainer", fake_make_trainer)
-    run_trial = trial.make_trial_fn(Config().to_dict(), Resources(workers=2), str(tmp_path), "exp", 1, lean=True)
+    run_trial = trial.make_trial_fn(Config().to_dict(), Resources(workers=2), str(tmp_path / "exp"), 1, lean=True)
     run_trial({})
     report, stop = seen["callbacks"]
     assert isinstance(report, ReportToTune) and isinstance(stop, PublishController)

@@ -82,7 +82,7 @@ def test_initial_points_put_the_users_first_and_cap_the_ladder(digits_quick, tmp
     path.write_text(yaml.safe_dump([decode(user)]))
 
     def s(**kw):
-        return SearchSettings(space_path="s", name="n", storage="/tmp/x", target_accuracy=0.5, **kw)
+        return SearchSettings(space_path="s", name="n", root="/tmp/x", target_accuracy=0.5, **kw)
 
     assert len(initial_points(s(trials=8), space, base)) == 3
     assert len(initial_points(s(trials=4), space, base)) == 2  # at most half the trials

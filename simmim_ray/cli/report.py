@@ -1,4 +1,5 @@
-"""`simmim-ray report DIR`: Pareto front and winner of an experiment (finished, running or interrupted)."""
+"""`simmim-ray report DIR`: the answer of an experiment (finished, running or interrupted), from its ledger:
+Pareto front, confirmation, winner, baselines (the `--json` contract: search/report.py)."""
 from __future__ import annotations
 
 import json
@@ -11,28 +12,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray import storage as sio
-    from simmim_ray.errors import PATH_CHARS, UserError, excerpt
-    from simmim_ray.search import results
-    from simmim_ray.storage import resolve_storage
+    from simmim_ray.cli.validate import open_experiment
+    from simmim_ray.search import report, results
+    from simmim_ray.search.answer import labeled_fraction
 
-    d = args.dir.rstrip("/")
-    try:
-        resolve_storage(d)  # an unsupported URI: one line, not pyarrow's traceback
-    except UserError as e:
-        raise UserError(str(e).replace("--storage-path ", "report ", 1)) from None
-    if not sio.exists(sio.join(d, "settings.json")):
-        raise UserError(f"report: {d!r} is not an experiment directory (no settings.json)")
-    try:
-        st = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
-        target, size_metric = float(st["target_accuracy"]), str(st["size_metric"])
-    except (ValueError, TypeError, KeyError) as e:  # truncated, edited, or not a search's settings
-        raise UserError(f"report: {excerpt(d, PATH_CHARS)} has a settings.json that is not a search's settings "
-                        f"({type(e).__name__}: {excerpt(str(e), 100)[1:-1]})") from None
-    rows, _ = results.load_trials(d)
-    results.mark_feasible(rows, target)
+    exp = open_experiment(args.dir.rstrip("/"), "report")
+    s = exp.load_settings()  # a truncated or edited settings.json: one line naming it
+    rows, _ = results.load_trials(exp)
+    results.mark_feasible(rows, s.target_accuracy)
+    rep = report.build(s, rows, exp.ledger.events(), labeled_fraction(exp, s))
     if args.json:
-        print(json.dumps(results.report_json(rows, target, size_metric), indent=2, default=str))
+        print(json.dumps(rep, indent=2, default=str))
     else:
-        print(results.format_report(rows, target, size_metric))
+        print(report.format_text(rep, s))
     return 0

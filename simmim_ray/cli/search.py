@@ -1,54 +1,81 @@
-"""`simmim-ray search`: flags, the experiment's settings, the checks before Ray starts, then the driver."""
+"""`simmim-ray search`: flags, the experiment's settings, the checks before Ray starts, then the driver.
+
+The flags state no defaults of their own: a flag not given is None here and SearchSettings' default (or the space's
+value, for --trials, --target-accuracy and --size-metric) applies. So `--resume` knows exactly which flags were given.
+"""
 from __future__ import annotations
 
+import argparse
+
 from simmim_ray.cli.args import int_at_least, positive_int, resource_amount
-from simmim_ray.cli.validate import seed_flag, space_file, validate_search
-from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
+from simmim_ray.cli.validate import ASHA_METRICS, seed_flag, space_file, validate_search
+from simmim_ray.metrics import SIZE_METRICS
+from simmim_ray.search import settings as st
 
 __all__ = ["add_parser", "run", "space_file"]
 
-# what every trial reports each epoch (engine/pretrain.py's loss terms, engine/run.py's proxy); another name would
-# leave ASHA without its metric, which it does not report: it would silently stop nothing
-ASHA_METRICS = (PROXY_KNN, LOSS, LOSS_MASKED, LOSS_VISIBLE)
-
 
 def add_parser(sub) -> None:
+    d = st.default
     s = sub.add_parser("search", help="constrained search for the smallest backbone meeting a target accuracy")
-    s.add_argument("space", nargs="?", default="digits_quick",
-                   help="search space YAML (a path, or the name of one in search_spaces/)")
-    s.add_argument("--trials", type=positive_int("--trials"), default=None)
-    s.add_argument("--target-accuracy", type=float, default=None)
-    s.add_argument("--size-metric", choices=("params", "flops"), default=None)
-    s.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
-    s.add_argument("--sampler", choices=("tpe", "random"), default="tpe")
-    s.add_argument("--asha-metric", default="proxy_knn", choices=ASHA_METRICS,
-                   help="per-epoch metric ASHA ranks trials on")
-    s.add_argument("--grace-period", type=positive_int("--grace-period"), default=2)
-    s.add_argument("--max-concurrent", type=positive_int("--max-concurrent"), default=None)
-    s.add_argument("--workers-per-trial", type=positive_int("--workers-per-trial"), default=2)
-    s.add_argument("--cpus-per-worker", type=resource_amount("--cpus-per-worker"), default=1.0)
-    s.add_argument("--gpus-per-worker", type=resource_amount("--gpus-per-worker"), default=1.0)
-    s.add_argument("--gpu", action="store_true")
-    s.add_argument("--max-failures", type=int_at_least("--max-failures", 0), default=1,
-                   help="Train worker-group restarts per trial (0: none; never unlimited)")
-    s.add_argument("--storage-path", default="experiments", help="local dir or URI (s3://, gs://, file://)")
-    s.add_argument("--name", default=None, help="experiment name (default: the space's name)")
-    s.add_argument("--storage", default="", help="Optuna storage URL (default sqlite:///<experiment>/study.db)")
-    s.add_argument("--points", default="", help="YAML list of configs to try first")
-    s.add_argument("--warm-start", type=int_at_least("--warm-start", 0), default=3, metavar="N",
-                   help="first try N points of a size ladder: the smallest architecture of the space, then "
-                        "about 2x larger each (capped at half the trials; 0: off, TPE starts at random)")
-    s.add_argument("--config", default=None, help="base config YAML under the space")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--seed", type=seed_flag, default=0, help="sampler seed, in [0, 2**32)")
-    s.add_argument("--resume", default=None, metavar="DIR", help="continue the experiment in DIR")
-    s.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: local)")
+    s.add_argument("space", nargs="?", default=None,
+                   help=f"search space YAML (a path, or the name of one in search_spaces/; default {st.DEFAULT_SPACE})")
+    s.add_argument("--trials", type=positive_int("--trials"),
+                   help=f"trials in all (default: the space's `trials:`, else {d('trials')})")
+    s.add_argument("--target-accuracy", type=float, help="(default: the space's `target_accuracy:`)")
+    s.add_argument("--size-metric", choices=SIZE_METRICS, help="(default: the space's `size_metric:`)")
+    s.add_argument("--scheduler", choices=st.SCHEDULERS, help=f"(default {d('scheduler')})")
+    s.add_argument("--sampler", choices=st.SAMPLERS, help=f"(default {d('sampler')})")
+    s.add_argument("--asha-metric", choices=ASHA_METRICS,
+                   help=f"per-epoch metric ASHA ranks trials on (default {d('asha_metric')})")
+    s.add_argument("--grace-period", type=positive_int("--grace-period"), help=f"(default {d('grace_period')})")
+    s.add_argument("--max-concurrent", type=positive_int("--max-concurrent"),
+                   help="trials at once (default: what the cluster can place)")
+    s.add_argument("--workers-per-trial", type=positive_int("--workers-per-trial"),
+                   help=f"(default {d('workers_per_trial')})")
+    s.add_argument("--cpus-per-worker", type=resource_amount("--cpus-per-worker"),
+                   help=f"(default {d('cpus_per_worker')})")
+    s.add_argument("--gpus-per-worker", type=resource_amount("--gpus-per-worker"),
+                   help=f"with --gpu (default {d('gpus_per_worker')})")
+    s.add_argument("--gpu", action="store_true", default=None)
+    s.add_argument("--max-failures", type=int_at_least("--max-failures", 0),
+                   help=f"Train worker-group restarts per trial (0: none; never unlimited; default "
+                        f"{d('max_failures')})")
+    s.add_argument("--storage-path", help=f"where the experiment goes: local dir or URI (s3://, gs://, file://); "
+                                          f"default {st.DEFAULT_ROOT}")
+    s.add_argument("--name", help="experiment name (default: the space's name)")
+    s.add_argument("--study-db", help="Optuna database URL (default sqlite:///<experiment>/study.db)")
+    s.add_argument("--storage", dest="storage_alias", help=argparse.SUPPRESS)  # deprecated name of --study-db
+    s.add_argument("--points", help="YAML list of configs to try first")
+    s.add_argument("--warm-start", type=int_at_least("--warm-start", 0), metavar="N",
+                   help=f"first try N points of a size ladder: the smallest architecture of the space, then "
+                        f"about 2x larger each (capped at half the trials; 0: off, TPE starts at random; default "
+                        f"{d('warm_start')})")
+    s.add_argument("--config", help="base config YAML under the space")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE")
+    s.add_argument("--seed", type=seed_flag, help=f"sampler seed, in [0, 2**32) (default {d('seed')})")
+    s.add_argument("--resume", metavar="DIR",
+                   help="continue the experiment in DIR, as it was started (with --trials, --max-concurrent, "
+                        "--address and the --confirm* / --feasibility flags only)")
+    s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")
+    s.add_argument("--confirm", type=int_at_least("--confirm", 0), metavar="K",
+                   help=f"after the search, measure the K smallest trials feasible on validation on the test split "
+                        f"with several seeds; the answer is the smallest that still meets the target (0: off, the "
+                        f"validation winner is the answer, unconfirmed; default {d('confirm')})")
+    s.add_argument("--confirm-seeds", type=positive_int("--confirm-seeds"), metavar="S",
+                   help=f"seeds per confirmed candidate (default {d('confirm_seeds')})")
+    s.add_argument("--confirm-reseed", choices=st.RESEED,
+                   help=f"finetune: re-seed the fine-tune of the trial's pre-trained encoder (what best/ holds); "
+                        f"pretrain: re-run the whole trial per seed (default {d('confirm_reseed')})")
+    s.add_argument("--feasibility", choices=st.FEASIBILITY,
+                   help=f"confirmed when the mean test accuracy over seeds, or the lower end of its 95%% "
+                        f"interval, meets the target (default {d('feasibility')})")
 
 
 def run(args) -> int:
     from simmim_ray.search.driver import run_search
     from simmim_ray.train.ray_init import init_ray
 
-    plan = validate_search(args)  # config, space, points, paths, data, resources: all before Ray starts
+    plan = validate_search(args)  # config, space, points, paths, settings, data, resources: all before Ray starts
     init_ray(plan.settings.address or None, log_to_driver=False)
-    return run_search(plan.settings, plan.space, plan.base, resume=plan.resume)
+    return run_search(plan.settings, plan.space, plan.base, plan.exp, resume=plan.resume)

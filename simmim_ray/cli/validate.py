@@ -4,15 +4,16 @@ nothing reaches a worker that the driver could have refused (docs/bad_input.md l
 """
 from __future__ import annotations
 
-import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 from simmim_ray import paths
 from simmim_ray.config import Config
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
 from simmim_ray.resources import check_fits, local_resources, starts_locally
 
 MAX_TRIALS = 1_000_000
@@ -94,55 +95,73 @@ def validate_check(args):
     return base, load_space(space_file(args.space), base)
 
 
+# what every trial reports each epoch (engine/pretrain.py's loss terms, engine/run.py's proxy); another name would
+# leave ASHA without its metric, which it does not report: it would silently stop nothing
+ASHA_METRICS = (PROXY_KNN, LOSS, LOSS_MASKED, LOSS_VISIBLE)
+# flag dest -> SearchSettings field, for the flags that map one to one
+FIELDS = ("trials", "target_accuracy", "size_metric", "scheduler", "sampler", "asha_metric", "grace_period",
+          "max_concurrent", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "gpu", "max_failures",
+          "study_db", "warm_start", "seed", "address", "confirm", "confirm_seeds", "confirm_reseed", "feasibility")
+# flags that define a search (settings.json and inputs/ hold them for --resume); FIELDS not in RESUMABLE too
+DEFINING = ("space", "storage_path", "name", "points", "config", "set")
+
+
 @dataclass
 class SearchPlan:
     settings: object  # SearchSettings
     space: object  # SearchSpace
     base: Config
+    exp: object  # search.experiment.Experiment: where the search runs (a resumed one: where it is now)
     resume: bool
 
 
 def validate_search(args) -> SearchPlan:
-    from simmim_ray import storage as sio
     from simmim_ray.configio import load_config, parse_set
+    from simmim_ray.search import settings as st
     from simmim_ray.search.driver import load_points
-    from simmim_ray.search.settings import experiment_dir
     from simmim_ray.search.space import load_space
     from simmim_ray.search.study_store import check_study, optuna_storage
 
+    if args.storage_alias is not None:
+        print("simmim-ray: warning: --storage is deprecated (it names the Optuna database): use --study-db",
+              file=sys.stderr)
+        if args.study_db is not None and args.study_db != args.storage_alias:
+            raise UserError("--storage and --study-db name two Optuna databases; give --study-db only")
+        args.study_db = args.storage_alias
     if args.resume is not None and not args.resume.strip():  # e.g. --resume "$UNSET": not a new search
         raise UserError("--resume must name an experiment directory, but got an empty value")
-    s = resumed_settings(args) if args.resume else None
-    config_path = s.config_path if s else args.config  # settings.json holds it absolute
-    overrides = list(s.overrides) if s else args.set
+    if args.resume:
+        exp, s = resumed_settings(args)
+        space_path, config_path = exp.input_file(s.space_path), exp.input_file(s.config_path)
+    else:
+        exp = s = None
+        space_path, config_path = space_file(args.space or st.DEFAULT_SPACE), args.config
+    overrides = list(s.overrides) if s else args.set or []
     base = load_config(config_path or None, overrides)
-    space = load_space(s.space_path if s else space_file(args.space), base)
+    space = load_space(space_path, base)
     # the space's `fixed:` values apply to every trial (and ASHA's max_t); the user's --set wins over them
     given = space.base_config(load_config(config_path or None)).with_overrides(parse_set(overrides))
     base = paths.resolve_config_paths(given)
     if s is None:
-        s = new_settings(args, space)
+        exp, s = new_settings(args, space, space_path)
         if base.data.path != given.data.path:  # --resume from another directory must read the same data
             s.overrides += (f"data.path={base.data.path}",)
-        exp = sio.join(s.storage, s.name)
-        if sio.exists(sio.join(exp, "settings.json")):
-            raise UserError(f"experiment {exp} exists: continue it with --resume {exp}, or pick another --name")
-    if s.scheduler == "asha" and s.asha_metric == "proxy_knn" and base.eval.proxy == "none":
-        raise UserError("--asha-metric proxy_knn: needs `eval.proxy: knn` (with eval.proxy=none no trial reports "
-                        "it); use --scheduler fifo or another --asha-metric")
+    if s.scheduler == "asha" and s.asha_metric == PROXY_KNN and base.eval.proxy == "none":
+        raise UserError(f"--asha-metric {PROXY_KNN}: needs `eval.proxy: knn` (with eval.proxy=none no trial reports "
+                        f"it); use --scheduler fifo or another --asha-metric")
     if starts_locally(s.address):
         check_fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, local_resources(),
                    "--workers-per-trial", "this machine (Ray starts locally; join a cluster with --address for "
                    "more)", job="one trial")
     check_data(base)
     if args.resume:
-        check_study(s, experiment_dir(s))
+        check_study(s, exp)
     else:  # these are read after Ray starts; check them before
         if s.points:
             check_points(s.points, load_points(s.points, space), space, base)
-        if s.study_storage or not sio.is_node_local(s.storage):
-            optuna_storage(s, experiment_dir(s))
-    return SearchPlan(s, space, base, bool(args.resume))
+        if s.study_db or not exp.is_node_local():
+            optuna_storage(s, exp)
+    return SearchPlan(s, space, base, exp, bool(args.resume))
 
 
 def check_points(path: str, points: list[dict], space, base: Config) -> None:
@@ -169,38 +188,44 @@ def check_points(path: str, points: list[dict], space, base: Config) -> None:
             raise UserError(f"{where} {i} makes an invalid config: {e}") from None
 
 
-def new_settings(args, space):
-    """SearchSettings of a new search from its flags and space, every path absolute, the storage writable."""
+def new_settings(args, space, space_path: str):
+    """A new search's experiment and settings: the flags given, else the space's values, else SearchSettings'
+    defaults; every path absolute, the experiment root writable, the experiment new."""
     from simmim_ray import storage as sio
-    from simmim_ray.search.settings import SearchSettings
+    from simmim_ray.search import settings as st
+    from simmim_ray.search.experiment import Experiment
 
     target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
     if target is None:
         raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
     if not 0 < target <= 1:
-        raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {target}")
-    storage = sio.resolve_storage(args.storage_path)[2]  # unsupported scheme, no bucket, credentials: exit 2
-    if sio.is_node_local(storage):
-        paths.check_writable_dir(storage, "--storage-path")
+        raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {excerpt(target)}")
+    root = sio.resolve_storage(args.storage_path or st.DEFAULT_ROOT)[2]  # bad scheme, no bucket, credentials
+    if sio.is_node_local(root):
+        paths.check_writable_dir(root, "--storage-path")
     name = space.name if args.name is None else args.name
     if not NAME_RE.fullmatch(name):
         flag = "--name" if args.name is not None else f"the space's name {excerpt(name)} (give --name)"
         raise UserError(f"{flag}: an experiment name must be 1-128 letters, digits and _ . + = - "
                         f"(one directory, no / or spaces), but got {excerpt(name)}")
-    trials = args.trials or space.trials or 8
+    trials = args.trials or space.trials or st.default("trials")
     if trials > MAX_TRIALS:
         raise UserError(f"`trials <= {MAX_TRIALS:,}` (--trials, or `trials:` in the space) must hold, but got "
                         f"{excerpt(trials)}")
-    return SearchSettings(
-        space_path=paths.absolute(space_file(args.space)), name=name, storage=storage, trials=trials,
-        target_accuracy=float(target), size_metric=args.size_metric or space.size_metric, scheduler=args.scheduler,
-        sampler=args.sampler, asha_metric=args.asha_metric, grace_period=args.grace_period,
-        max_concurrent=args.max_concurrent or 0, workers_per_trial=args.workers_per_trial,
-        cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker if args.gpu else 0.0,
-        gpu=args.gpu, max_failures=args.max_failures, seed=args.seed, study_storage=_absolute_sqlite(args.storage),
-        points=paths.absolute(args.points, "--points"), warm_start=args.warm_start,
-        config_path=paths.absolute(args.config, "--config") if args.config else "", overrides=tuple(args.set),
-        address=args.address or "")
+    given = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
+    if given.get("study_db"):
+        given["study_db"] = _absolute_sqlite(given["study_db"])
+    s = st.SearchSettings(**{
+        **given, "space_path": paths.absolute(space_path), "name": name, "root": root, "trials": trials,
+        "target_accuracy": float(target), "size_metric": args.size_metric or space.size_metric,
+        "points": paths.absolute(args.points, "--points") if args.points else "",
+        "config_path": paths.absolute(args.config, "--config") if args.config else "",
+        "overrides": tuple(args.set or ())})
+    st.check(s, "search")
+    exp = Experiment.at(s.root, s.name)
+    if exp.exists():
+        raise UserError(f"experiment {exp.uri} exists: continue it with --resume {exp.uri}, or pick another --name")
+    return exp, s
 
 
 def _absolute_sqlite(url: str) -> str:
@@ -209,33 +234,42 @@ def _absolute_sqlite(url: str) -> str:
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url.startswith(prefix + "/") or url == prefix or url.endswith(":memory:"):
         return url
-    return prefix + paths.absolute(url[len(prefix):], "--storage")
+    return prefix + paths.absolute(url[len(prefix):], "--study-db")
 
 
 def resumed_settings(args):
-    """The settings.json of the experiment in --resume DIR (the experiment's own flags win over today's)."""
-    from simmim_ray import storage as sio
-    from simmim_ray.search.driver import stored_input
-    from simmim_ray.search.settings import SearchSettings
-    from simmim_ray.storage import resolve_storage
+    """The experiment in --resume DIR (where it is now) and its settings; refuses flags that would change the
+    search, and settings or inputs changed since it started, before anything is written."""
+    from simmim_ray.search import settings as st
 
     d = args.resume.rstrip("/")
+    exp = open_experiment(d, "--resume")
+    changing = ["SPACE" if k == "space" else f"--{k.replace('_', '-')}" for k in (*DEFINING, *FIELDS)
+                if k not in st.RESUMABLE and getattr(args, k) not in (None, [])]
+    if changing:
+        raise UserError(f"--resume {excerpt(d, PATH_CHARS)} continues the search as it was started; "
+                        f"{', '.join(changing)} would change it (with --resume give only "
+                        f"{', '.join('--' + k.replace('_', '-') for k in st.RESUMABLE)}), or start a new search")
+    s = exp.load_settings()
+    for k in st.RESUMABLE:
+        if getattr(args, k) is not None:
+            setattr(s, k, getattr(args, k))
+    st.check(s, "--resume")
+    exp.check_unchanged(s)
+    return exp, s
+
+
+def open_experiment(d: str, flag: str):
+    """An existing experiment named on the command line (`flag`: how messages name it)."""
+    from simmim_ray.search.experiment import SETTINGS, Experiment
+
     try:
-        resolve_storage(d)
-    except UserError as e:
-        raise UserError(str(e).replace("--storage-path ", "--resume ", 1)) from None
-    if not sio.exists(sio.join(d, "settings.json")):
-        raise UserError(f"--resume {excerpt(d, PATH_CHARS)}: not an experiment directory (no settings.json)")
-    try:
-        stored = json.loads(sio.read_bytes(sio.join(d, "settings.json")))
-        s = SearchSettings(**{**stored, "overrides": tuple(stored["overrides"])})
-    except (ValueError, TypeError, KeyError) as e:  # truncated, edited, or from another version
-        raise UserError(f"--resume {excerpt(d, PATH_CHARS)}: settings.json is not a search's settings "
-                        f"({type(e).__name__}: {excerpt(str(e), 100)[1:-1]})") from None
-    s.space_path, s.config_path = stored_input(d, s.space_path), stored_input(d, s.config_path)
-    if args.trials:
-        s.trials = args.trials
-    return s
+        exp = Experiment(d)
+    except UserError as e:  # an unsupported URI: one line, not pyarrow's traceback
+        raise UserError(str(e).replace("--storage-path ", f"{flag} ", 1)) from None
+    if not exp.exists():
+        raise UserError(f"{flag} {excerpt(d, PATH_CHARS)}: not an experiment directory (no {SETTINGS})")
+    return exp
 
 
 def space_file(space: str) -> str:

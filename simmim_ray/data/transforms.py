@@ -16,7 +16,7 @@ def flips(cfg: Config) -> list:
 
 
 class PretrainTransform:
-    """(PIL img, label, PIL fg | None) -> {"img": [3,H,W], "mask": [H/p,W/p], "fg": [1,H,W], "has_fg": bool}."""
+    """(PIL img, label, PIL fg | None) -> {"img": [3,H,W], "mask": [H/p,W/p], "fg": [1,H,W] (zeros without fg)}."""
 
     def __init__(self, cfg: Config, mean, std) -> None:
         size = cfg.model.img_size
@@ -33,11 +33,10 @@ class PretrainTransform:
             return None
         img, _, fg = record
         img = v2.functional.pil_to_tensor(img)
-        has_fg = fg is not None
-        fgt = tv_tensors.Mask(v2.functional.pil_to_tensor(fg) if has_fg else torch.zeros_like(img[:1]))
+        fgt = tv_tensors.Mask(v2.functional.pil_to_tensor(fg) if fg is not None else torch.zeros_like(img[:1]))
         img, fgt = self.geom(tv_tensors.Image(img), fgt)
         return {"img": self.to_float(img), "mask": self.mask_gen(),
-                "fg": (fgt.as_subclass(torch.Tensor) > 127).float(), "has_fg": has_fg}
+                "fg": (fgt.as_subclass(torch.Tensor) > 127).float()}
 
 
 class EvalTransform:

@@ -2,35 +2,56 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
 
 from simmim_ray.engine.flat_adamw import FlatAdamW, can_flatten
+from simmim_ray.models.param_rules import ParamRules
+
+
+def layer_id(rules: ParamRules, name: str) -> int:
+    """A parameter's depth (name inside the encoder) for layer-wise lr decay, by the encoder's first matching
+    pattern; num_layers + 1 (above the last block) when none matches."""
+    for pattern, layer in rules.layers:
+        m = re.match(pattern, name)
+        if m:
+            return layer if isinstance(layer, int) else layer(m)
+    return rules.num_layers + 1
+
+
+def decays(rules: ParamRules | None, name: str, p: torch.Tensor, inside: bool) -> bool:
+    """The SimMIM rule: no weight decay on 1-D parameters (norms), biases, nor on what the encoder's rules exempt
+    (tokens, position embeddings and tables)."""
+    if p.ndim <= 1 or name.endswith(".bias"):
+        return False
+    return not (inside and rules is not None and any(re.search(pat, name) for pat in rules.no_decay))
 
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float | None = None,
                  encoder_attr: str = "encoder") -> list[dict]:
-    """No decay on 1-D params (biases, norms), mask/cls tokens and position embeddings.
-
-    With `layer_decay`, each encoder parameter's lr is scaled by decay^(L + 1 - layer_id), heads get scale 1.
-    """
+    """AdamW groups by the encoder's `param_rules()` (models/param_rules.py): weight decay per `decays`; with
+    `layer_decay`, each encoder parameter's lr is scaled by decay^(L + 1 - layer_id), whatever sits on top of the
+    encoder (heads, the classifier's norm) by 1."""
     enc = getattr(model, encoder_attr, None)
-    skip = {f"{encoder_attr}.{n}" for n in enc.no_weight_decay()} if enc is not None else set()
+    rules = enc.param_rules() if enc is not None else None
+    prefix = encoder_attr + "."
     groups: dict[tuple[bool, int], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        no_decay = p.ndim <= 1 or name in skip or name.endswith((".bias", "relative_position_bias_table"))
+        inside = name.startswith(prefix)
+        inner = name[len(prefix):] if inside else name
+        no_decay = not decays(rules, inner, p, inside)
         layer = 0
         scale = 1.0
-        if layer_decay is not None and enc is not None:
+        if layer_decay is not None and rules is not None:
             # parameters outside the encoder (the classifier's norm and head) sit above its last layer; left at
             # layer 0 they would share the embeddings' group and its smallest lr
-            inside = name.startswith(encoder_attr + ".")
-            layer = enc.layer_id(name[len(encoder_attr) + 1:]) if inside else enc.num_layers + 1
-            scale = layer_decay ** (enc.num_layers + 1 - layer)
-        key = (no_decay, layer if layer_decay is not None else 0)
+            layer = layer_id(rules, inner) if inside else rules.num_layers + 1
+            scale = layer_decay ** (rules.num_layers + 1 - layer)
+        key = (no_decay, layer)
         if key not in groups:
             groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
         groups[key]["params"].append(p)

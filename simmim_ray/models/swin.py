@@ -6,6 +6,8 @@ from torch import nn
 from torchvision.models.swin_transformer import (PatchMerging, PatchMergingV2, SwinTransformer,
                                                  SwinTransformerBlock, SwinTransformerBlockV2)
 
+from simmim_ray.models.param_rules import ParamRules
+
 
 class SwinEncoder(nn.Module):
     """Built from `SwinTransformer(...)` directly: `swin_t(embed_dim=...)` refuses custom widths."""
@@ -26,8 +28,7 @@ class SwinEncoder(nn.Module):
         self.stride = patch_size * 2 ** (len(depths) - 1)
         self.num_features = embed_dim * 2 ** (len(depths) - 1)
         self.num_layers = sum(depths)
-        # block index offsets per stage, for layer-wise lr decay
-        self._stage_offset = {2 * i + 1: sum(depths[:i]) for i in range(len(depths))}
+        self.depths = list(depths)
 
     def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: [B, 3, H, W], mask: [B, H/p, W/p] or None -> [B, H/stride, W/stride, C] after the final norm."""
@@ -47,16 +48,16 @@ class SwinEncoder(nn.Module):
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x).mean(dim=(1, 2))
 
-    def layer_id(self, name: str) -> int:
-        if name.startswith(("swin.features.0.", "mask_token")):
-            return 0
-        if name.startswith("swin.features."):
-            parts = name.split(".")
-            stage = int(parts[2])
-            if stage in self._stage_offset:  # a stage: features.<stage>.<block>.
-                return self._stage_offset[stage] + int(parts[3]) + 1
-            return self._stage_offset.get(stage + 1, self.num_layers) + 1  # patch merging before next stage
-        return self.num_layers + 1
-
-    def no_weight_decay(self) -> set[str]:
-        return {"mask_token"}
+    def param_rules(self) -> ParamRules:
+        """torchvision's layout: features[0] is the patch embedding, features[2i+1] stage i's blocks, features[2i+2]
+        the patch merging after stage i. The official SimMIM fine-tune rule (`get_swin_layer`): block j of stage i
+        sits at sum(depths[:i]) + j + 1; a patch merging at the id of the LAST block of the stage it closes,
+        sum(depths[:i+1]). Swin-V2's reference also exempts its continuous position bias MLP and attention logit
+        scale (3-D, so the 1-D rule misses it) from weight decay, as v1 exempts its relative position table."""
+        d = self.depths
+        return ParamRules(
+            num_layers=self.num_layers,
+            no_decay=(r"^mask_token$", r"relative_position_bias_table", r"\.cpb_mlp\.", r"\.logit_scale$"),
+            layers=((r"mask_token$|swin\.features\.0\.", 0),
+                    (r"swin\.features\.(\d+)\.(\d+)\.", lambda m: sum(d[:int(m[1]) // 2]) + int(m[2]) + 1),
+                    (r"swin\.features\.(\d+)\.(reduction|norm)\.", lambda m: sum(d[:int(m[1]) // 2]))))

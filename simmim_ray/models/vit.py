@@ -7,6 +7,7 @@ from torchvision.models.vision_transformer import EncoderBlock, VisionTransforme
 
 from simmim_ray.models.attention import attention
 from simmim_ray.models.onednn import linear
+from simmim_ray.models.param_rules import ParamRules
 
 
 def block_forward(block: EncoderBlock, x: torch.Tensor) -> torch.Tensor:
@@ -86,13 +87,11 @@ class ViTEncoder(nn.Module):
         """Mean of the patch tokens: [B, C] (the fine-tune protocol's input, before its norm)."""
         return self.forward_features(x)[:, 1:].mean(1)
 
-    def layer_id(self, name: str) -> int:
-        """Depth of a parameter for layer-wise lr decay: 0 = embeddings, 1..depth = blocks, depth+1 = above."""
-        if name.startswith(("vit.conv_proj", "vit.class_token", "vit.encoder.pos_embedding", "mask_token")):
-            return 0
-        if name.startswith("vit.encoder.layers."):
-            return int(name.split(".")[3].rsplit("_", 1)[-1]) + 1
-        return self.num_layers + 1
-
-    def no_weight_decay(self) -> set[str]:
-        return {"mask_token", "vit.class_token", "vit.encoder.pos_embedding"}
+    def param_rules(self) -> ParamRules:
+        """Embeddings (patch projection, CLS, position, mask token) at layer 0, block i at i + 1 (the official
+        `get_vit_layer`); the tokens and position embedding are exempt from weight decay."""
+        return ParamRules(
+            num_layers=self.num_layers,
+            no_decay=(r"^mask_token$", r"^vit\.class_token$", r"^vit\.encoder\.pos_embedding$"),
+            layers=((r"vit\.conv_proj\.|vit\.class_token$|vit\.encoder\.pos_embedding$|mask_token$", 0),
+                    (r"vit\.encoder\.layers\.encoder_layer_(\d+)\.", lambda m: int(m[1]) + 1)))

@@ -1,20 +1,17 @@
 """`simmim-ray search`: Ray Tune runs trials, Optuna proposes configs, the answer is the smallest feasible model.
 
-Experiment directory (<storage>/<name>/): study.db (Optuna), settings.json, inputs/ (space and config YAML),
-trials.jsonl (status events), <trial>/ (Tune), train_runs/<trial>/ (checkpoints), tb/<trial>/ (TensorBoard),
-results.parquet, history.parquet, best/, pareto.png.
+The experiment directory and its records: search/experiment.py.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
 from simmim_ray.metrics import VAL_ACCURACY
-from simmim_ray.search.settings import SearchSettings, experiment_dir
+from simmim_ray.search.experiment import TB, TRIAL_PATH, Experiment
+from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.space import SearchSpace
 
 
@@ -42,47 +39,51 @@ def check_fits(s: SearchSettings, cluster: dict, where: str = "the Ray cluster")
          job="one trial")
 
 
-def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool) -> int:
+def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experiment, resume: bool) -> int:
+    """Runs (or, with `resume`, continues) the search in experiment `exp`; -> exit code."""
     import ray
     from ray import tune
 
     from simmim_ray.train.launch import Resources
-    from simmim_ray.search import progress
+    from simmim_ray.search.recorder import Recorder
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
-    from simmim_ray.search.study_store import close_study, optuna_storage, study_in_cache, upload_study
+    from simmim_ray.search.study_store import close_study, optuna_storage, upload_study
     from simmim_ray.search.space import to_optuna
     from simmim_ray.search.trial import make_trial_fn, trial_name
     from simmim_ray import storage as sio
     from simmim_ray._compat import trial_path
 
-    exp = experiment_dir(s)
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
         check_fits(s, cluster)
-    sio.check_shared_storage(s.storage, sio.cluster_node_count())
-    sio.makedirs(exp)
-    sio.write_text(sio.join(exp, "settings.json"), json.dumps(asdict(s), indent=2))
+    sio.check_shared_storage(exp.uri, sio.cluster_node_count())
+    sio.makedirs(exp.uri)
     if not resume:
-        snapshot_inputs(s, exp)
+        exp.snapshot_inputs(s)
+    exp.save_settings(s)
+    exp.record_start(s, resumed=resume)
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
                     gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
     lean = trial_path() == "lean"
     check_trial_path(exp, lean, resume)
-    trial_fn = make_trial_fn(base.to_dict(), res, s.storage, s.name, s.max_failures, lean=lean)
+    from simmim_ray.train.launch import share_splits
+
+    shared = share_splits(base)  # the data, loaded once: every trial, confirmation and baseline uses these splits
+    trial_fn = make_trial_fn(base.to_dict(), res, exp.uri, s.max_failures, shared=shared, lean=lean)
     # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
-    # Tune runs callbacks in list order: the study copy goes first, so a trial in trials.jsonl is in the copy too
-    callbacks = [progress.StudyBackup(s, exp)] if study_in_cache(s, exp) else []
-    callbacks.append(progress.ProgressPrinter(space, s, exp))
-    tune_state_period(s.storage)  # read by Tune when the search starts
+    tune_state_period(exp.uri)  # read by Tune when the search starts
+    storage = optuna_storage(s, exp)
+    # Tune restores the searcher from the experiment's pickles, which name the study where the experiment was
+    ConstrainedOptunaSearch.restore_storage = storage
 
     if resume:
-        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False,
+        # Tune restores its callbacks too; the Recorder finds the experiment where it is now (a copy, a move)
+        tuner = tune.Tuner.restore(exp.uri, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False)
     else:
-        storage = optuna_storage(s, exp)
         points = initial_points(s, space, base)
         searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
                                            study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
@@ -94,76 +95,79 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
                                         num_samples=s.trials, max_concurrent_trials=concurrency,
                                         trial_name_creator=trial_name, trial_dirname_creator=trial_name,
                                         reuse_actors=reuse_actors(lean)),
-            run_config=tune.RunConfig(name=s.name, storage_path=s.storage, callbacks=callbacks, verbose=0,
+            run_config=tune.RunConfig(name=s.name, storage_path=s.root, callbacks=[Recorder(exp.uri)], verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
+    # Tune's own terminal output (a configuration box, and a TensorBoard hint for a directory of Ray's session
+    # that holds none of our curves) gives way to one line per trial (search/progress.py) and our own hint
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune logs each errored trial's full traceback; the progress line shows the reason and results.parquet /
     # <trial>/error.txt keep the details
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     print(f"simmim-ray search: {s.trials} trials of space {space.name!r}, target accuracy "
           f">= {s.target_accuracy:g}, minimise {s.size_metric}; {concurrency} at a time x {s.workers_per_trial} "
-          f"workers; experiment {exp}", flush=True)
+          f"workers; experiment {exp.uri}", flush=True)
+    print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
     tuner.fit()
     close_study(s, exp)
-    return finish(s, exp)
+    from simmim_ray.search.answer import Runner
+
+    return finish(s, exp, Runner(base, res, concurrency, shared, s.max_failures))
 
 
-def check_trial_path(exp: str, lean: bool, resume: bool) -> None:
+def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
     """A restored Tune keeps the actor reuse the search started with, which fits only that trial path: record it,
     and refuse to resume on the other one."""
     from simmim_ray import storage as sio
 
-    path, record = ("lean" if lean else "public"), sio.join(exp, "trial_path")
+    path, record = ("lean" if lean else "public"), exp.path(TRIAL_PATH)
     if resume and sio.exists(record):
         was = sio.read_bytes(record).decode().strip()
         if was != path:
-            raise UserError(f"--resume {exp}: the search ran the {was} trial path, but this Ray gives the {path} "
-                            f"path; resume with SIMMIM_RAY_TRIAL_PATH={was} (or the Ray the search started with)")
+            raise UserError(f"--resume {exp.uri}: the search ran the {was} trial path, but this Ray gives the "
+                            f"{path} path; resume with SIMMIM_RAY_TRIAL_PATH={was} (or the Ray the search started "
+                            f"with)")
     sio.write_text(record, path)
 
 
-def snapshot_inputs(s: SearchSettings, exp: str) -> None:
-    """Copies the space and base-config YAML into <exp>/inputs/: settings.json names them by path, and a Ray Job's
-    working_dir (or the machine that started the search) may be gone when `--resume` runs."""
-    from simmim_ray import storage as sio
+def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
+    """Write results.parquet, history.parquet; confirm and measure the baselines (`runner`: search/answer.py;
+    None: only what the ledger holds); best/, pareto.png, TensorBoard HParams; print the report. Exit 3 when
+    nothing is feasible on validation, or no candidate confirms on test."""
+    from simmim_ray.search import hparams, report, results
+    from simmim_ray.search.answer import export, run_answer
 
-    for path in (s.space_path, s.config_path):
-        if path:
-            with open(path, "rb") as f:
-                sio.write_bytes(sio.join(exp, "inputs", os.path.basename(path)), f.read())
-
-
-def stored_input(exp: str, path: str) -> str:
-    """`path` when it still exists, else a local copy of <exp>/inputs/<its name> (same name: a space is named
-    after its file); `path` unchanged when there is no copy either, so the loader names the missing file."""
-    import tempfile
-
-    from simmim_ray import storage as sio
-
-    copy = sio.join(exp, "inputs", os.path.basename(path))
-    if not path or os.path.isfile(path) or not sio.exists(copy):
-        return path
-    local = os.path.join(tempfile.mkdtemp(prefix="simmim_inputs_"), os.path.basename(path))
-    with open(local, "wb") as f:
-        f.write(sio.read_bytes(copy))
-    return local
-
-
-def finish(s: SearchSettings, exp: str) -> int:
-    """Write results.parquet, history.parquet, best/, pareto.png; exit 3 when no trial is feasible."""
-    from simmim_ray.search import results
-
-    table = results.write_outputs(exp, s.target_accuracy, s.size_metric)
-    print(results.format_report(table, s.target_accuracy, s.size_metric), flush=True)
-    if not any(r["feasible"] for r in table):
-        best = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY],
-                   default=None)
-        if best is None:
-            raise NoFeasibleTrial(f"no trial finished; see {exp}/results.parquet")
-        raise NoFeasibleTrial(f"no trial reached accuracy >= {s.target_accuracy:g}; best was "
-                              f"{best[VAL_ACCURACY]:.4f} by {best['trial_id']} ({s.size_metric}="
-                              f"{best[s.size_metric]:.4g}); report written to {exp}")
+    table, history = results.write_tables(exp, s.target_accuracy, s.size_metric)
+    if runner is not None:
+        rep = run_answer(s, exp, table, runner)
+    else:
+        rep = report.build(s, table, exp.ledger.events(), None)
+        export(exp, table, rep)
+    win = rep["winner"]
+    results.plot_pareto(exp, table, s.target_accuracy, s.size_metric,
+                        next((r for r in table if win and r["trial_id"] == win["trial_id"]), None))
+    hparams.write(exp, s, table, history, rep)
+    print(report.format_text(rep, s), flush=True)
+    print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
+    if win is None:
+        raise NoFeasibleTrial(no_answer_message(s, exp, table, rep))
     return 0
+
+
+def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep: dict) -> str:
+    best = rep.get("best_confirmed")
+    if best is not None:
+        return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on the test split; best confirmed was "
+                f"{best['trial_id']} ({s.size_metric}={best[s.size_metric]:.4g}) at {best['test_accuracy_mean']:.4f}"
+                f" ± {best['test_accuracy_std']:.4f} over {len(best['test_accuracy_per_seed'])} seeds; report "
+                f"written to {exp.uri}")
+    if rep.get("answer") == "pending":
+        return f"confirmation did not finish; continue it with --resume {exp.uri}"
+    top = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY], default=None)
+    if top is None:
+        return f"no trial finished; see {exp.uri}/results.parquet"
+    return (f"no trial reached accuracy >= {s.target_accuracy:g}; best was {top[VAL_ACCURACY]:.4f} by "
+            f"{top['trial_id']} ({s.size_metric}={top[s.size_metric]:.4g}); report written to {exp.uri}")
 
 
 def make_scheduler(s: SearchSettings, base: Config, protect: list[dict] | None = None):

@@ -1,88 +1,70 @@
-"""Results from an experiment directory: works on finished, running and interrupted searches alike.
-
-Reads what Tune and our driver write (<trial>/params.json, <trial>/result.json, trials.jsonl), so nothing here
-needs a live Ray cluster.
-"""
+"""Results of an experiment, derived from its ledger: works on finished, running and interrupted searches alike,
+and needs no Ray (nothing of Tune's own files is read)."""
 from __future__ import annotations
 
 import io
-import json
 import math
 
 from simmim_ray import storage as sio
-from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, ROW_METRICS, VAL_ACCURACY
+from simmim_ray.metrics import (EPOCH, FLOPS, PARAMS, ROW_METRICS, VAL_ACCURACY, VAL_ACCURACY_HIGH, VAL_ACCURACY_LOW,
+                                VAL_COUNT)
+from simmim_ray.search import ledger as lg
+from simmim_ray.search.experiment import BEST, HISTORY, PARETO, RESULTS, TRAIN_RUNS, Experiment
+from simmim_ray.search.stats import wilson_interval
 
 METRICS = ROW_METRICS
+# A trial restored after a driver kill may end twice; a completed answer outranks anything logged around a restart
+_RANK = {lg.COMPLETE: 3, lg.ERROR: 2, lg.PRUNED: 1, lg.INTERRUPTED: 0}
 
 
-def json_lines(uri: str) -> list[dict]:
-    if not sio.exists(uri):
-        return []
-    out = []
-    for line in sio.read_bytes(uri).decode().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill mid-write
-                pass
-    return out
-
-
-def load_trials(exp: str) -> tuple[list[dict], list[dict]]:
-    """-> (one row per trial, one row per reported epoch)."""
-    # a restored search may log a trial twice; a completed answer outranks anything logged around a restart
-    rank = {"complete": 3, "error": 2, "pruned": 1}
-    events: dict[str, dict] = {}
-    for e in json_lines(sio.join(exp, "trials.jsonl")):
-        old = events.get(e["trial_id"])
-        if old is None or rank.get(e["status"], 0) >= rank.get(old["status"], 0):
-            events[e["trial_id"]] = e
-    rows, history = [], []
-    for name in sio.listdir(exp):
-        if not name.startswith("trial_") or not sio.exists(sio.join(exp, name, "params.json")):
+def trial_rows(events: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Ledger events -> (one row per trial, one row per trial and reported epoch)."""
+    trials: dict[str, dict] = {}
+    for e in events:
+        if e["event"] not in lg.TRIAL_EVENTS:
             continue
-        params = json.loads(sio.read_bytes(sio.join(exp, name, "params.json")))
-        results = json_lines(sio.join(exp, name, "result.json"))
-        ev = events.get(name, {})
-        if ev.get("result") and VAL_ACCURACY in ev["result"] and not (results and VAL_ACCURACY in results[-1]):
-            results.append(ev["result"])  # Tune's copy was saved before the final report
-        rows.append(_row(exp, name, params, results, ev, history))
-    # A trial that ended after Tune's last state save before a driver kill has no files of Tune's here (the
-    # restored search never knew it); its final event in trials.jsonl carries its config and last result
-    listed = {r["trial_id"] for r in rows}
-    for name, ev in events.items():
-        if name not in listed and "config" in ev:
-            rows.append(_row(exp, name, ev["config"], [ev["result"]] if ev.get("result") else [], ev, history))
+        t = trials.setdefault(str(e.get("trial_id")), {"config": {}, "results": [], "ended": None})
+        if e["event"] == lg.TRIAL_STARTED:
+            t["config"] = e.get("config") or t["config"]
+        elif e["event"] == lg.TRIAL_RESULT:
+            t["results"].append(e.get("result") or {})
+        elif t["ended"] is None or _RANK.get(e.get("status"), 0) >= _RANK.get(t["ended"].get("status"), 0):
+            t["ended"] = e
+    rows, history = [], []
+    for name, t in trials.items():
+        rows.append(_row(name, t["config"], t["results"], t["ended"] or {}))
+        # one row per epoch, its latest report: a restarted worker group or a re-launched trial reports an epoch again
+        by_epoch = {r.get(EPOCH, i): r for i, r in enumerate(t["results"])}
+        history += [{"trial_id": name, **{k: v for k, v in r.items()
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+                    for r in by_epoch.values()]
     return rows, history
 
 
-def _row(exp: str, name: str, params: dict, results: list[dict], ev: dict, history: list[dict]) -> dict:
-    """One results.parquet row from a trial's config, its reports (last = final) and its trials.jsonl event;
-    appends its per-epoch rows to `history`."""
-    # The worker's own per-epoch log survives worker restarts and search restores (Tune restarts a restored
-    # trial's result.json); one row per epoch, the latest report of each.
-    epochs = json_lines(sio.join(exp, "train_runs", name, "history.jsonl")) or results
-    by_epoch = {r.get("epoch", i): r for i, r in enumerate(epochs)}
-    for r in by_epoch.values():
-        history.append({"trial_id": name, **{k: v for k, v in r.items()
-                                             if isinstance(v, (int, float)) and not isinstance(v, bool)}})
-    last = results[-1] if results else {}
-    status = ev.get("status") or ("complete" if VAL_ACCURACY in last else "running")
-    error = ev.get("error", "")
-    if status == "error" and not error and sio.exists(sio.join(exp, name, "error.txt")):
-        error = sio.read_bytes(sio.join(exp, name, "error.txt")).decode().strip().splitlines()[-1][:300]
-    return {"trial_id": name, "status": status, **params,
-            **{m: (last.get(m) if status == "complete" or m in (PARAMS, FLOPS) else None) for m in METRICS},
+def _row(name: str, config: dict, results: list[dict], ended: dict) -> dict:
+    """One results.parquet row from a trial's config, its reports (last = final) and its end."""
+    last = ended.get("metrics") or (results[-1] if results else {})
+    status = ended.get("status") or (lg.COMPLETE if VAL_ACCURACY in last else lg.RUNNING)
+    checkpoint = ended.get("checkpoint_path") or next(
+        (r["checkpoint_path"] for r in reversed(results) if r.get("checkpoint_path")), "")
+    row = {m: (last.get(m) if status == lg.COMPLETE or m in (PARAMS, FLOPS) else None) for m in METRICS}
+    # how far the accuracy could be off by the luck of which images validation holds (search/stats.py)
+    low, high = wilson_interval(row[VAL_ACCURACY], row[VAL_COUNT] or 0) if row[VAL_ACCURACY] is not None else (
+        None, None)
+    return {"trial_id": name, "status": status, **config, **row, VAL_ACCURACY_LOW: low, VAL_ACCURACY_HIGH: high,
             "epochs": int(last.get(EPOCH, 0) or 0),
-            "wall_s": float(ev.get("wall_s") or last.get("time_total_s") or 0.0),
-            "error": error, "checkpoint_path": last.get("checkpoint_path", "")}
+            "wall_s": float(ended.get("wall_s") or last.get("time_total_s") or 0.0),
+            "error": ended.get("error", ""), "checkpoint_path": checkpoint}
+
+
+def load_trials(exp: Experiment) -> tuple[list[dict], list[dict]]:
+    return trial_rows(exp.ledger.events())
 
 
 def mark_feasible(rows: list[dict], target: float) -> None:
     for r in rows:
         acc = r.get(VAL_ACCURACY)
-        r["feasible"] = bool(r["status"] == "complete" and acc is not None and acc >= target)
+        r["feasible"] = bool(r["status"] == lg.COMPLETE and acc is not None and acc >= target)
 
 
 def winner(rows: list[dict], size_metric: str) -> dict | None:
@@ -92,7 +74,7 @@ def winner(rows: list[dict], size_metric: str) -> dict | None:
 
 def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
     """Completed trials no other completed trial beats on both size (lower) and accuracy (higher)."""
-    done = sorted((r for r in rows if r["status"] == "complete" and r.get(VAL_ACCURACY) is not None),
+    done = sorted((r for r in rows if r["status"] == lg.COMPLETE and r.get(VAL_ACCURACY) is not None),
                   key=lambda r: (r[size_metric], -r[VAL_ACCURACY]))
     front, best = [], -math.inf
     for r in done:
@@ -102,37 +84,48 @@ def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
     return front
 
 
-def write_outputs(exp: str, target: float, size_metric: str) -> list[dict]:
+def write_outputs(exp: Experiment, target: float, size_metric: str) -> list[dict]:
+    """The tables, pareto.png and best/ of the smallest trial feasible on validation (the search itself writes
+    best/ from its confirmed answer: search/answer.py)."""
+    rows, _ = write_tables(exp, target, size_metric)
+    best = winner(rows, size_metric)
+    plot_pareto(exp, rows, target, size_metric, best)
+    if best is not None:
+        from simmim_ray.export import export_best, latest_checkpoint
+
+        ckpt = latest_checkpoint(exp.path(TRAIN_RUNS, best["trial_id"]), best.get("checkpoint_path") or "")
+        try:
+            if ckpt is None:
+                raise FileNotFoundError(f"no checkpoint under {exp.path(TRAIN_RUNS, best['trial_id'])}")
+            export_best(ckpt, exp.path(BEST), best)
+        except (OSError, KeyError) as e:  # the tables above are written already; say what is missing
+            print(f"simmim-ray: warning: could not export {best['trial_id']} to {exp.path(BEST)}: {e}")
+    return rows
+
+
+def write_tables(exp: Experiment, target: float, size_metric: str) -> tuple[list[dict], list[dict]]:
+    """results.parquet and history.parquet from the ledger; -> (rows with `feasible` marked, history rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows, history = load_trials(exp)
     mark_feasible(rows, target)
     rows.sort(key=lambda r: r["trial_id"])
-    for name, data in (("results", rows), ("history", history)):
+    for name, data in ((RESULTS, rows), (HISTORY, history)):
         buf = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(data) if data else pa.table({"trial_id": pa.array([], pa.string())}),
                        buf)
-        sio.write_bytes(sio.join(exp, f"{name}.parquet"), buf.getvalue())
-    best = winner(rows, size_metric)
-    plot_pareto(exp, rows, target, size_metric, best)
-    if best is not None:
-        from simmim_ray.export import export_best
-
-        try:
-            export_best(exp, best)
-        except (OSError, KeyError) as e:  # the tables above are written already; say what is missing
-            print(f"simmim-ray: warning: could not export {best['trial_id']} to {exp}/best: {e}")
-    return rows
+        sio.write_bytes(exp.path(name), buf.getvalue())
+    return rows, history
 
 
-def plot_pareto(exp: str, rows: list[dict], target: float, size_metric: str, best: dict | None) -> None:
+def plot_pareto(exp: Experiment, rows: list[dict], target: float, size_metric: str, best: dict | None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in rows if r["status"] == "complete" and r.get(VAL_ACCURACY) is not None]
+    done = [r for r in rows if r["status"] == lg.COMPLETE and r.get(VAL_ACCURACY) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for feasible, color, label in ((True, "tab:green", "feasible"), (False, "tab:gray", "below target")):
         pts = [r for r in done if r["feasible"] == feasible]
@@ -156,7 +149,7 @@ def plot_pareto(exp: str, rows: list[dict], target: float, size_metric: str, bes
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    sio.write_bytes(sio.join(exp, "pareto.png"), buf.getvalue())
+    sio.write_bytes(exp.path(PARETO), buf.getvalue())
 
 
 def format_report(rows: list[dict], target: float, size_metric: str) -> str:
@@ -171,7 +164,7 @@ def format_report(rows: list[dict], target: float, size_metric: str) -> str:
                      f"{'yes' if r['feasible'] else 'no':>8s}")
     best = winner(rows, size_metric)
     if best is None:
-        done = [r for r in rows if r.get(VAL_ACCURACY) is not None and r["status"] == "complete"]
+        done = [r for r in rows if r.get(VAL_ACCURACY) is not None and r["status"] == lg.COMPLETE]
         top = max(done, key=lambda r: r[VAL_ACCURACY], default=None)
         lines.append("No trial reached the target." + (
             f" Best accuracy {top[VAL_ACCURACY]:.4f} by {top['trial_id']} ({size_metric} {top[size_metric]:,.0f})."

@@ -57,6 +57,32 @@ class ConstrainedOptunaSearch(Searcher):
         # marks this search's study trials: a database and study name may be shared with earlier searches
         self.search_id = uuid.uuid4().hex
 
+    # The study a restored searcher continues, set by the search driver before Tuner.restore. Tune pickles the
+    # searcher into the experiment (tuner.pkl, searcher-state-*.pkl); pickled with it, the study's database
+    # would be the one where the experiment was then (unpickling even connects to it): for a copied or moved
+    # experiment, the original's study.db. So the pickles carry no database (the study's name, its sampler and the
+    # asked trials' numbers), and a restored searcher continues the study in `restore_storage`. One search per
+    # driver process.
+    restore_storage = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        study = state.pop("study")
+        state["_study_name"], state["_sampler"] = study.study_name, study.sampler
+        state["running"] = {tid: t.number for tid, t in self.running.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        name, sampler = state.pop("_study_name"), state.pop("_sampler")
+        if ConstrainedOptunaSearch.restore_storage is None:
+            raise RuntimeError("a restored ConstrainedOptunaSearch needs ConstrainedOptunaSearch.restore_storage")
+        study = optuna.load_study(study_name=name, storage=ConstrainedOptunaSearch.restore_storage, sampler=sampler)
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        state["running"] = {tid: ot_compat.trial_of(study, by_number[n]) for tid, n in state["running"].items()
+                            if n in by_number}
+        self.__dict__.update(state, study=study)
+
     def started(self) -> set[str]:
         """Tune ids of this search's trials that finished (per the study) or are running (per this searcher).
 
@@ -118,17 +144,11 @@ class ConstrainedOptunaSearch(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__.copy(), f)
+            pickle.dump(self.__getstate__(), f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-
-
-def is_feasible(t: optuna.trial.FrozenTrial) -> bool:
-    """Optuna's rule: feasible when every constraint value is <= 0."""
-    vals = ot_compat.constraint_values(t)
-    return bool(vals) and all(v <= 0 for v in vals)
+            self.__setstate__(pickle.load(f))
 
 
 def fail_orphans(study: optuna.Study) -> int:

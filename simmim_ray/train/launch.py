@@ -13,7 +13,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from simmim_ray.config import Config
-from simmim_ray.train.loop_config import LoopConfig
+from simmim_ray.train.loop_config import LoopConfig, SeedRuns
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
@@ -71,11 +71,12 @@ class Resources:
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
-                 max_failures: int = 1, callbacks: list | None = None, final_path: str = "",
-                 history_path: str = "", shared: "SharedSplits | None" = None,
-                 eval_splits: tuple[str, ...] = ("val",), lean: bool | None = None) -> TorchTrainer:
+                 max_failures: int = 1, callbacks: list | None = None, shared: "SharedSplits | None" = None,
+                 eval_splits: tuple[str, ...] = ("val",), seed_runs: SeedRuns | None = None,
+                 lean: bool | None = None) -> TorchTrainer:
     """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data.
-    `eval_splits`: what the final evaluation measures. `lean`: the trial path (None: this Ray's,
+    `eval_splits`: what the final evaluation measures. `seed_runs`: a confirmation or baseline job
+    (train/seed_runs.py) instead of a trial. `lean`: the trial path (None: this Ray's,
     simmim_ray._compat.trial_path)."""
     if lean is None:
         from simmim_ray._compat import trial_path
@@ -86,10 +87,10 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     ref = None
     if shared is not None and shared.key == data_key(cfg) and (shared.has_masks or cfg.loss.fgbg_weight == 0):
         ref = shared.ref
-    if cfg.data.source == "parquet":
-        datasets, rows = parquet_datasets(cfg)
+    if cfg.data.source == "parquet" and (seed_runs is None or seed_runs.mode == "pretrain"):
+        datasets, rows = parquet_datasets(cfg)  # only pre-training streams
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream_rows=rows, final_path=final_path, history_path=history_path)
+                      splits_ref=ref, stream_rows=rows, seed_runs=seed_runs)
     worker_res = {"CPU": res.cpus_per_worker}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker

@@ -8,6 +8,21 @@ from simmim_ray.config import Config
 
 
 @dataclass(frozen=True)
+class SeedRuns:
+    """A confirmation or baseline job (simmim_ray/search/confirm.py): one Train job measures one architecture on
+    validation and test under several seeds, one after the other (each Train job has a fixed start-up cost that a
+    fine-tune of a small model does not dwarf).
+
+    `mode`: "finetune" re-seeds the fine-tune of the trial's pre-trained encoder (the checkpoint in `init_path`:
+    what best/ exports); "pretrain" re-runs the whole trial (pre-training and fine-tune) with each seed; "scratch"
+    fine-tunes a freshly initialised encoder of the same architecture with the same recipe and seeds."""
+
+    mode: str
+    seeds: tuple[int, ...]
+    init_path: str = ""  # "finetune": the trial's checkpoint directory (state.pt)
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     config: dict  # Config.to_dict(): plain data, so the workers need no pickled classes of the driver
     tb_dir: str | None = None  # rank 0's TensorBoard directory (local path or URI); None: no TensorBoard
@@ -15,8 +30,7 @@ class LoopConfig:
     eval_splits: tuple[str, ...] = ("val",)  # splits the final evaluation measures ("test" only outside a search)
     splits_ref: Any = None  # the driver's splits in the object store (ObjectRef), or None: each worker loads them
     stream_rows: int = 0  # > 0: the pre-training rows stream from the Ray Dataset "train" (this many rows)
-    final_path: str = ""  # where rank 0 writes the final metrics (read by a restored search)
-    history_path: str = ""  # where rank 0 appends each epoch's metrics
+    seed_runs: SeedRuns | None = None  # set: the workers run these seeds (train/seed_runs.py), not a trial
 
     def cfg(self) -> Config:
         return Config.from_dict(self.config)

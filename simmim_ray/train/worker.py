@@ -1,15 +1,15 @@
 """Ray Train worker: runs `PretrainRun` on each rank, checkpoints every epoch, reports metrics to Ray.
 
-Rank 0 writes TensorBoard (scalars, image grids, HParams) and the checkpoint; all ranks report.
+Rank 0 writes TensorBoard (scalars, image grids) and the checkpoint; all ranks report.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 
 import ray
 import ray.train
@@ -18,9 +18,9 @@ import torch
 
 from simmim_ray.data.splits import build_splits
 from simmim_ray.engine.run import PretrainRun
+from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.metrics import DONE, REPLAYED
 from simmim_ray.train.loop_config import LoopConfig
-
-CKPT_FILE = "state.pt"
 
 
 class RayDataPretrainStream:
@@ -50,43 +50,71 @@ class RayDataPretrainStream:
             yield collate_skip(samples)
 
 
-def train_loop(loop: LoopConfig) -> None:
-    entered = time.time()
+@dataclass
+class WorkerContext:
+    rank: int
+    world: int
+    device: torch.device
+    splits: object  # data.splits.Splits
+    data_seconds: float
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(model) if self.world > 1 else model
+
+
+def worker_context(loop: LoopConfig) -> WorkerContext:
+    """This rank's place in the job, its device and the data (the search driver loads the data once and shares it
+    through the object store, as zero-copy numpy arrays)."""
     # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    cfg = loop.cfg()
     ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, loop.threads))
-    device = ray.train.torch.get_device()
-
-    def wrap(model: torch.nn.Module) -> torch.nn.Module:
-        return ray.train.torch.prepare_model(model) if world > 1 else model
-
-    # the search driver loads the data once and shares it through the object store (zero-copy numpy arrays)
     t0 = time.time()
-    splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(cfg)
-    timing = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "data_seconds": time.time() - t0,
-              "loop_cpu_seconds": 0.0}
+    splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(loop.cfg())
+    return WorkerContext(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), splits,
+                         time.time() - t0)
+
+
+def make_run(cfg, loop: LoopConfig, w: WorkerContext) -> PretrainRun:
+    """A `PretrainRun` of `cfg` on this rank; Parquet pre-training rows stream from this worker's Ray Data shard."""
     if cfg.data.source == "parquet" and loop.stream_rows:
         from simmim_ray.data import PretrainTransform
 
         stream = RayDataPretrainStream(ray.train.get_dataset_shard("train"),
-                                       PretrainTransform(cfg, splits.mean, splits.std), cfg.train.batch_size,
-                                       loop.stream_rows, world, cfg.data.image_column,
+                                       PretrainTransform(cfg, w.splits.mean, w.splits.std), cfg.train.batch_size,
+                                       loop.stream_rows, w.world, cfg.data.image_column,
                                        cfg.data.mask_column)
-        run = PretrainRun(cfg, rank, world, device, wrap, splits=splits, pretrain_loader=stream)
-    else:
-        run = PretrainRun(cfg, rank, world, device, wrap, splits=splits)
+        return PretrainRun(cfg, w.rank, w.world, w.device, w.wrap, splits=w.splits, pretrain_loader=stream)
+    return PretrainRun(cfg, w.rank, w.world, w.device, w.wrap, splits=w.splits)
+
+
+def train_loop(loop: LoopConfig) -> None:
+    if loop.seed_runs is not None:  # a confirmation or baseline job, not a search trial
+        from simmim_ray.train.seed_runs import seed_runs_loop
+
+        seed_runs_loop(loop)
+        return
+    entered = time.time()
+    cfg = loop.cfg()
+    w = worker_context(loop)
+    rank, world, device = w.rank, w.world, w.device
+    timing = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "data_seconds": w.data_seconds,
+              "loop_cpu_seconds": 0.0}
+    run = make_run(cfg, loop, w)
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            state = torch.load(os.path.join(d, CKPT_FILE), map_location=device, weights_only=True)
+            state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location=device, weights_only=True)
         run.load_state_dict(state)
         timing["eval_seconds"] = float(state.get("eval_seconds", 0.0))
         if rank == 0:
             print(f"simmim-ray: resumed at epoch {run.epoch} from the latest checkpoint", flush=True)
+        if run.epoch >= cfg.train.epochs and state.get("metrics", {}).get(DONE):
+            # a finished run started again (a search whose driver died before it recorded this run's end):
+            # report its final metrics again rather than nothing, so its trial ends with its result
+            ray.train.report({**state["metrics"], REPLAYED: True})
+            return
     resumed_from_epoch = run.epoch  # 0 on a fresh start; a restarted worker group continues after it
 
     tb = None
@@ -110,19 +138,8 @@ def train_loop(loop: LoopConfig) -> None:
         timing["loop_cpu_seconds"] += time.process_time() - c0
         if final:
             metrics.update(_timing_metrics(run, timing, entered))
-        metrics["done"] = final
+        metrics[DONE] = final
         metrics["resumed_from_epoch"] = resumed_from_epoch
-        if final and rank == 0 and loop.final_path:
-            # marker read by a restored search: this trial finished, report it again instead of re-running
-            from simmim_ray.storage import write_text
-
-            write_text(loop.final_path, json.dumps(metrics))
-        if rank == 0 and loop.history_path:
-            # the per-epoch record survives worker restarts and search restores (Tune rewrites its own logs)
-            from simmim_ray.storage import append_line
-
-            append_line(loop.history_path, json.dumps(
-                {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}))
         metrics["node_ids"] = node_ids
         if tb is not None:
             tb.epoch(run, metrics, final)
@@ -164,12 +181,19 @@ def _node_ids(world: int) -> str:
 
 def _report(run: PretrainRun, metrics: dict, rank: int, every: int, eval_seconds: float = 0.0) -> None:
     """All ranks report; only rank 0 attaches the checkpoint (the state is identical under DDP)."""
-    want = rank == 0 and (run.epoch % every == 0 or metrics["done"])
+    want = rank == 0 and (run.epoch % every == 0 or metrics[DONE])
     if not want:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
         # the resolved config travels with the weights, so any checkpoint can be exported on its own
-        torch.save({**run.state_dict(), "config": run.cfg.to_dict(), "eval_seconds": eval_seconds},
-                   os.path.join(d, CKPT_FILE))
+        # and the epoch's metrics: a finished run started again reports its final ones (train_loop)
+        torch.save({**run.state_dict(), "config": run.cfg.to_dict(), "eval_seconds": eval_seconds,
+                    "metrics": _plain(metrics)}, os.path.join(d, CHECKPOINT_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def _plain(metrics: dict) -> dict:
+    """Python scalars only: a checkpoint loads with weights_only=True, which refuses numpy scalars."""
+    return {k: v if isinstance(v, (bool, str)) else float(v) if isinstance(v, float) else int(v)
+            for k, v in metrics.items() if isinstance(v, (bool, int, float, str))}

@@ -1,0 +1,121 @@
+"""The search driver's Tune callback: the one writer of the ledger's trial events, and the terminal's progress.
+
+Each trial's start (with its config), each result as it arrives and its end (status, final metrics, checkpoint,
+error line) are appended to the experiment's ledger (search/ledger.py) the moment Tune hands them to the driver:
+Tune saves its own state only every few seconds, and a driver killed in between must lose nothing that finished.
+For an object-store experiment whose study lives in the driver's cache, the study is copied into the experiment
+before a trial's end is recorded (Tune tells the searcher before its callbacks), so a trial in the ledger is in
+the study copy too.
+"""
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS, TIME_TOTAL_S
+
+from simmim_ray import storage as sio
+from simmim_ray.metrics import EPOCH
+from simmim_ray.search import ledger as lg
+from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.progress import error_reason, progress_line
+from simmim_ray.search.searcher import is_final
+from simmim_ray.search.study_store import study_in_cache
+
+# Tune's own bookkeeping in every result; the ledger keeps what the trial reported (and its running time)
+TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) - {TIME_TOTAL_S} | {"trial_id", "experiment_tag", "experiment_id"}
+
+
+def reported(result: dict | None) -> dict:
+    return {k: v for k, v in (result or {}).items() if k not in TUNE_KEYS}
+
+
+class Recorder(Callback):
+    def __init__(self, exp_uri: str) -> None:
+        self.uri = exp_uri
+        self._exp: Experiment | None = None  # bound at the first trial event (see _bind)
+        self.settings = None
+        self.started: dict[str, float] = {}
+        self.ended: set[str] | None = None  # trials ended in the ledger, read at the first end
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment (tuner.pkl) and restores them from there: only the
+        # experiment's location travels, everything else is read again from the experiment
+        return {"uri": self.uri}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["uri"])
+
+    def _bind(self, trial) -> Experiment:
+        """The experiment where it is now. A callback restored by Tuner.restore carries the location its search
+        was started in; for a moved or copied experiment, Tune's restored trials know the new one."""
+        if self._exp is None:
+            where = getattr(getattr(trial, "storage", None), "experiment_fs_path", None)
+            if where and where.rstrip("/") != sio.resolve_storage(self.uri)[1].rstrip("/"):
+                self.uri = rebased(self.uri, where)
+            self._exp = Experiment(self.uri)
+            self.settings = self._exp.load_settings()
+        return self._exp
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.started[trial.trial_id] = time.time()
+        self._bind(trial).ledger.append(lg.TRIAL_STARTED, trial_id=str(trial), config=trial.config)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        self._bind(trial).ledger.append(lg.TRIAL_RESULT, trial_id=str(trial), result=reported(result))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, lg.COMPLETE if is_final(trial.last_result) else lg.PRUNED)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._end(trial, lg.ERROR, error_reason(getattr(trial, "error_file", None)))
+
+    def _end(self, trial, status: str, error: str = "") -> None:
+        exp = self._bind(trial)
+        if study_in_cache(self.settings, exp):
+            try:
+                exp.upload_study()
+            except Exception as e:  # noqa: BLE001 - a failed copy must not end the search; the next one retries
+                print(f"simmim-ray: warning: could not copy the study to {exp.uri}/study.db: {e}", flush=True)
+        r = reported(trial.last_result)
+        name = str(trial)
+        wall = time.time() - self.started[trial.trial_id] if trial.trial_id in self.started else 0.0
+        exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=status, metrics=r,
+                          checkpoint_path=r.get("checkpoint_path", ""), error=error, epochs=r.get(EPOCH, 0),
+                          wall_s=wall)
+        if self.ended is None:  # a resumed search counts the trials its earlier drivers ended
+            self.ended = {e["trial_id"] for e in exp.ledger.events(lg.TRIAL_ENDED)}
+        self.ended.add(name)
+        print(progress_line(len(self.ended), self.settings, name, status, dict(trial.config), r, error), flush=True)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        """Ends what earlier drivers started and this search never continued (Tune had not saved them before
+        their driver died): complete when their final result was recorded, else interrupted."""
+        if not trials:  # nothing tells where the experiment is now: write nothing
+            return
+        exp = self._bind(trials[0])
+        events = exp.ledger.events()
+        known = {str(t) for t in trials}
+        ended = {e["trial_id"] for e in events if e["event"] == lg.TRIAL_ENDED}
+        for name in dict.fromkeys(e["trial_id"] for e in events if e["event"] == lg.TRIAL_STARTED):
+            if name in ended or name in known:
+                continue
+            final = exp.ledger.final_result(name)
+            if final is not None:
+                exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=lg.COMPLETE, metrics=final,
+                                  checkpoint_path=final.get("checkpoint_path", ""), error="",
+                                  epochs=final.get(EPOCH, 0), wall_s=0.0)
+            else:
+                exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=lg.INTERRUPTED, metrics={},
+                                  checkpoint_path="", epochs=0, wall_s=0.0,
+                                  error="its driver was killed before it ended; the resumed search did not "
+                                        "continue it")
+
+
+def rebased(uri: str, fs_path: str) -> str:
+    """`uri` moved to `fs_path` (a path in the same filesystem), keeping a URI's scheme and query."""
+    if sio.is_node_local(uri):
+        return fs_path
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{fs_path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")

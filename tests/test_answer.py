@@ -1,0 +1,202 @@
+"""The answer stage on the driver, with its Train jobs replaced by a table of test accuracies (no Ray): which jobs
+run, what the ledger records, who wins, best/, the report's JSON contract, HParams, exit 3, the pixel baseline."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from simmim_ray.config import Config
+from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY, VAL_COUNT
+from simmim_ray.models import build_simmim
+from simmim_ray.search import ledger as lg
+from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.settings import SearchSettings
+
+TINY = {"model": {"img_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2}, "eval": {"labeled_fraction": 0.2}}
+# test accuracy each (trial, job mode) reaches, whatever the seed: the validation winner trial_small fails on test
+TEST_ACC = {("trial_small", "finetune"): 0.70, ("trial_mid", "finetune"): 0.86, ("trial_big", "finetune"): 0.97,
+            ("trial_mid", "scratch"): 0.60, ("trial_small", "scratch"): 0.50}
+
+
+def add_trial(exp: Experiment, name: str, embed: int, val: float | None, params: int, status=lg.COMPLETE):
+    exp.ledger.append(lg.TRIAL_STARTED, trial_id=name, config={"model.embed_dim": embed, "loss.type": "l1"})
+    exp.ledger.append(lg.TRIAL_RESULT, trial_id=name, result={EPOCH: 1, PROXY_KNN: 0.3, PARAMS: params, FLOPS: 1})
+    final = {EPOCH: 2, PROXY_KNN: 0.4, PARAMS: params, FLOPS: 2 * params}
+    if val is not None:
+        final.update({VAL_ACCURACY: val, VAL_COUNT: 300, "done": True})
+    exp.ledger.append(lg.TRIAL_RESULT, trial_id=name, result=final)
+    exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=status, metrics=final, checkpoint_path="", error="",
+                      epochs=2, wall_s=5.0)
+    cfg = Config.from_dict(TINY).with_overrides({"model.embed_dim": embed})
+    ck = os.path.join(exp.train_runs(), name, "checkpoint_2026-01-01_00-00-00.000000")
+    os.makedirs(ck)
+    torch.save({"model": build_simmim(cfg).state_dict(), "config": cfg.to_dict()}, os.path.join(ck, CHECKPOINT_FILE))
+
+
+def make_experiment(root, **settings) -> tuple[Experiment, SearchSettings]:
+    exp = Experiment(str(root / "exp"))
+    s = SearchSettings(space_path="s.yaml", name="exp", root=str(root), target_accuracy=0.8, confirm=3,
+                       confirm_seeds=2, **settings)
+    exp.save_settings(s)
+    add_trial(exp, "trial_small", 16, 0.90, 1_000)  # the validation winner
+    add_trial(exp, "trial_mid", 32, 0.85, 5_000)
+    add_trial(exp, "trial_big", 48, 0.95, 9_000)
+    add_trial(exp, "trial_low", 8, 0.50, 500)  # below target on validation
+    add_trial(exp, "trial_cut", 24, None, 3_000, status=lg.PRUNED)
+    return exp, s
+
+
+@pytest.fixture
+def fake_jobs(monkeypatch):
+    """Replaces the Train jobs: each seed of a job reaches TEST_ACC[(trial, mode)]; records what ran."""
+    ran = []
+
+    def run_jobs(specs, res, storage_path, concurrency, shared, max_failures, on_done):
+        for spec in specs:
+            job = spec.job
+            ran.append((job.kind, job.trial_id, job.mode, job.seeds, bool(spec.init_path)))
+            acc = TEST_ACC[(job.trial_id, job.mode)]
+            runs = [{"seed": x, VAL_ACCURACY: acc, VAL_COUNT: 300, TEST_ACCURACY: acc + 0.001 * (x % 2),
+                     "test_count": 300, "cpu_seconds": 2.0, "pretrain_epochs": 0} for x in job.seeds]
+            if on_done(spec, {"runs": runs, PARAMS: 1, FLOPS: 2}, "", 1.5):
+                break
+
+    monkeypatch.setattr("simmim_ray.search.seed_jobs.run_jobs", run_jobs)
+    monkeypatch.setattr("simmim_ray.search.baselines.pixel_logreg",
+                        lambda cfg, splits=None: {TEST_ACCURACY: 0.75, "test_count": 300, "labeled_images": 60})
+    return ran
+
+
+def runner():
+    from simmim_ray.search.answer import Runner
+    from simmim_ray.train.launch import Resources
+
+    return Runner(base=Config.from_dict(TINY), res=Resources(workers=1), concurrency=1)
+
+
+def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp_path, fake_jobs, capsys):
+    from simmim_ray.cli import main
+    from simmim_ray.search.confirm import confirm_seeds
+    from simmim_ray.search.driver import finish
+
+    exp, s = make_experiment(tmp_path)
+    seeds = confirm_seeds(2, s.seed)
+    assert finish(s, exp, runner()) == 0
+    # the smallest feasible on validation are confirmed from their own checkpoints, smallest first (one job slot);
+    # the validation winner fails on test, trial_mid confirms, so trial_big's job is not needed and never starts;
+    # the scratch baseline trains trial_mid's architecture with the same seeds
+    assert fake_jobs == [("confirm", "trial_small", "finetune", seeds, True),
+                         ("confirm", "trial_mid", "finetune", seeds, True),
+                         ("scratch", "trial_mid", "scratch", seeds, False)]
+    best = json.loads((tmp_path / "exp" / "best" / "metrics.json").read_text())
+    assert best["trial_id"] == "trial_mid" and best["confirmed"] is True
+    assert best["test_accuracy_per_seed"] == [0.86, 0.861] and best["seeds"] == list(seeds)
+    out = capsys.readouterr().out
+    assert "Winner: trial_mid confirmed: test 0.861 ± 0.001" in out and "(per seed 0.860, 0.861)" in out
+    assert "below target" in out and "not needed" in out
+    assert "SimMIM: 0.861 ± 0.001 at 5,000 params; same model from scratch 0.601 ± 0.001; pixel logistic " \
+           "regression 0.750" in out
+    events = exp.ledger.events()
+    assert [e["trial_id"] for e in events if e["event"] == lg.CONFIRMATION] == ["trial_small", "trial_mid"]
+    # a resumed search (the same stage again) finds every seed in the ledger and runs nothing
+    fake_jobs.clear()
+    assert finish(s, exp, runner()) == 0
+    assert fake_jobs == []
+    assert len(exp.ledger.events(lg.BASELINE)) == 2  # pixel_logreg and scratch, each once
+    capsys.readouterr()
+
+    assert main(["report", exp.uri, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["answer"] == "confirmed"
+    w = rep["winner"]
+    typed = {"trial_id": str, "params": int, "flops": int, "confirmed": bool, "test_accuracy_mean": float,
+             "test_accuracy_std": float, "test_accuracy_ci95": list, "test_accuracy_per_seed": list,
+             "val_accuracy": float}
+    assert {k: type(w[k]) for k in typed} == typed
+    assert w["trial_id"] == "trial_mid" and len(w["test_accuracy_ci95"]) == 2
+    assert w["test_accuracy_ci95"][0] < w["test_accuracy_mean"] < w["test_accuracy_ci95"][1]
+    assert rep["labeled_fraction"] == 0.2  # the search's eval.labeled_fraction
+    assert isinstance(rep["baselines"]["pixel_logreg"]["test_accuracy"], float)
+    assert isinstance(rep["baselines"]["scratch"]["test_accuracy_mean"], float)
+    assert rep["baselines"]["scratch"]["trial_id"] == "trial_mid"
+    compute = rep["confirmation"]["compute"]
+    assert (compute["jobs"], compute["fine_tunes"], compute["cpu_seconds"]) == (2, 4, 8.0)
+    assert [c["state"] for c in rep["confirmation"]["candidates"]] == ["below target", "confirmed", "not needed"]
+
+
+def test_hparams_table_has_every_trial_and_only_the_searched_keys(tmp_path, fake_jobs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from simmim_ray.search.driver import finish
+
+    exp, s = make_experiment(tmp_path)
+    finish(s, exp, runner())
+
+    def hparams_data(run: str) -> dict:
+        acc = EventAccumulator(str(tmp_path / "exp" / "tb" / run))
+        acc.Reload()
+        data = {t: plugin_data_pb2.HParamsPluginData.FromString(c)
+                for t, c in acc.PluginTagToContent("hparams").items()}
+        return data, {t: acc.Scalars(t)[-1].value for t in acc.Tags()["scalars"]}
+
+    root, _ = hparams_data("")
+    columns = [h.name for h in root["_hparams_/experiment"].experiment.hparam_infos]
+    assert columns == ["status", "loss.type", "model.embed_dim"]
+    trials = ["trial_small", "trial_mid", "trial_big", "trial_low", "trial_cut"]
+    for t in trials:
+        data, scalars = hparams_data(t)
+        hp = data["_hparams_/session_start_info"].session_start_info.hparams
+        assert set(hp) == set(columns)
+        if t == "trial_cut":  # stopped early: no accuracy, its last proxy
+            assert hp["status"].string_value == "pruned" and scalars["hparam/proxy_knn"] == pytest.approx(0.4)
+            assert "hparam/val_accuracy" not in scalars
+        if t == "trial_mid":  # confirmed on test
+            assert scalars["hparam/test_accuracy"] == pytest.approx(0.8605) and scalars["hparam/feasible"] == 1.0
+
+
+def test_exit_3_names_the_best_confirmed_when_nothing_confirms(tmp_path, fake_jobs, monkeypatch, capsys):
+    """Through the command line: the search (its trials replaced by a hand-made ledger) ends with exit 3."""
+    import simmim_ray.search.driver as driver
+    from simmim_ray.cli import main
+
+    def run_search(s, space, base, exp, resume):
+        made, _ = make_experiment(tmp_path)  # the same experiment directory: <root>/exp
+        assert made.uri == exp.uri
+        return driver.finish(s, exp, runner())
+
+    monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(driver, "run_search", run_search)
+    code = main(["search", "digits_quick", "--storage-path", str(tmp_path), "--name", "exp", "--target-accuracy",
+                 "0.88", "--confirm", "1", "--confirm-seeds", "2"])
+    assert code == 3
+    err = capsys.readouterr().err
+    # trial_small, the only candidate (--confirm 1), reaches 0.70 on test
+    assert "no candidate confirmed accuracy >= 0.88" in err and "best confirmed was trial_small" in err
+    assert not (tmp_path / "exp" / "best").exists()
+
+
+def test_pixel_baseline_fits_the_labelled_split_and_scores_the_test_split(monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+
+    from simmim_ray.data.splits import build_splits
+    from simmim_ray.search.baselines import labels, pixel_logreg
+
+    cfg = Config.from_dict(TINY)
+    splits = build_splits(cfg)
+    seen = {}
+    fit, score = LogisticRegression.fit, LogisticRegression.score
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, x, y: seen.update(fit=(x, y)) or fit(self, x, y))
+    monkeypatch.setattr(LogisticRegression, "score", lambda self, x, y: seen.update(score=(x, y)) or score(self, x, y))
+    out = pixel_logreg(cfg, splits)
+    x, y = seen["fit"]
+    # the same labelled images the fine-tunes use, as their 64 raw pixels (digits are 8x8 grey)
+    assert x.shape == (len(splits.labeled), 64) and (y == labels(splits.labeled)).all()
+    assert (seen["score"][1] == labels(splits.test)).all() and out["test_count"] == len(splits.test)
+    assert out["labeled_images"] == len(splits.labeled) and 0.5 < out[TEST_ACCURACY] <= 1.0
+    parquet = cfg.with_overrides({"data.source": "parquet", "data.path": "/nowhere"})
+    assert pixel_logreg(parquet)["skipped"].startswith("data.source=parquet is streamed")

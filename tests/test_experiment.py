@@ -1,0 +1,168 @@
+"""An experiment directory on the command line: `--resume DIR` works on DIR (a copy, a moved experiment), refuses
+changed settings, inputs or search-defining flags before anything is written, and damaged record files are one
+line naming the file (exit 2). Ray never starts here: the driver is replaced by a recorder of its arguments."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import optuna
+import pytest
+
+from simmim_ray.cli import main
+from simmim_ray.search import ledger as lg
+from simmim_ray.search.experiment import INPUTS, SETTINGS, Experiment
+from simmim_ray.search.settings import SearchSettings
+
+SPACE = "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\nfixed:\n  train.epochs: 2\n"
+
+
+def tree(root) -> dict[str, str]:
+    """Every file under `root` -> sha256 of its bytes: what 'nothing written' compares."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            with open(os.path.join(d, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(d, f), root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def started(tmp_path, monkeypatch):
+    """An experiment as a search leaves it when its driver is killed after starting (settings, inputs, the
+    search's start event, its study); the search driver and Ray replaced by a recorder of their arguments."""
+    (tmp_path / "spaces").mkdir()
+    (tmp_path / "spaces" / "q.yaml").write_text(SPACE)
+    s = SearchSettings(space_path=str(tmp_path / "spaces" / "q.yaml"), name="q", root=str(tmp_path / "exps"),
+                       trials=2, target_accuracy=0.5, overrides=("eval.epochs=1",))
+    exp = Experiment.at(s.root, s.name)
+    exp.snapshot_inputs(s)
+    exp.save_settings(s)
+    exp.record_start(s, resumed=False)
+    exp.ledger.append(lg.TRIAL_STARTED, trial_id="trial_1", config={"mask.ratio": 0.5})
+    optuna.create_study(study_name="q", storage=f"sqlite:///{exp.uri}/study.db", directions=["minimize", "maximize"])
+    calls = []
+    monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)
+    monkeypatch.setattr("simmim_ray.search.driver.run_search",
+                        lambda s, space, base, exp, resume: calls.append((s, space, base, exp, resume)) or 0)
+    monkeypatch.chdir(tmp_path)
+    return exp, calls
+
+
+def run(argv, capsys) -> tuple[int, list[str]]:
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    return rc, [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+
+
+def test_layout_names_and_inputs(started):
+    exp, _ = started
+    assert exp.name == "q" and exp.path("ledger") == os.path.join(exp.uri, "ledger")
+    assert exp.train_runs() == os.path.join(exp.uri, "train_runs") and exp.tb("trial_1").endswith("/tb/trial_1")
+    assert exp.input_file("/gone/elsewhere/q.yaml") == os.path.join(exp.uri, INPUTS, "q.yaml")
+    assert exp.input_file("/gone/no_copy.yaml") == "/gone/no_copy.yaml"  # the loader names the missing file
+    assert exp.load_settings().overrides == ("eval.epochs=1",)
+
+
+def test_resume_continues_the_directory_given_as_it_started(started, capsys):
+    exp, calls = started
+    before = tree(exp.uri)
+    rc, err = run(["search", "--resume", exp.uri, "--trials", "5"], capsys)
+    assert rc == 0 and err == []
+    s, space, base, got, resume = calls[-1]
+    assert (got.uri, resume, s.trials, space.name, base.train.epochs, base.eval.epochs) == (
+        exp.uri, True, 5, "q", 2, 1)
+    assert tree(exp.uri) == before  # the checks wrote nothing (the driver writes the new start event)
+
+
+def test_a_copy_resumes_itself_and_a_moved_experiment_resumes_where_it_is(started, tmp_path, capsys):
+    exp, calls = started
+    copy = tmp_path / "elsewhere" / "copy_of_q"
+    shutil.copytree(exp.uri, copy)
+    os.remove(tmp_path / "spaces" / "q.yaml")  # the space file is gone: the experiment's own copy serves
+    assert run(["search", "--resume", str(copy)], capsys)[0] == 0
+    assert calls[-1][3].uri == str(copy) and calls[-1][0].name == "q"  # the study keeps its name
+    moved = tmp_path / "moved"
+    shutil.move(exp.uri, moved)
+    assert run(["search", "--resume", str(moved)], capsys)[0] == 0
+    assert calls[-1][3].uri == str(moved)
+
+
+@pytest.mark.parametrize("alter, words", [
+    (lambda e: e.save_settings(SearchSettings(**{**e.load_settings().to_dict(), "target_accuracy": 0.9,
+                                                 "overrides": ("eval.epochs=1",)})),
+     "settings.json: `target_accuracy` was 0.5 when the search started, now 0.9"),
+    (lambda e: open(e.path(INPUTS, "q.yaml"), "a").write("  model.depth: {int: [1, 2]}\n"),
+     "inputs/q.yaml: changed since the search started"),
+])
+def test_a_changed_experiment_is_refused_before_anything_is_written(started, capsys, alter, words):
+    exp, calls = started
+    alter(exp)
+    before = tree(exp.uri)
+    rc, err = run(["search", "--resume", exp.uri], capsys)
+    assert rc == 2 and len(err) == 1 and words in err[0] and "start a new search" in err[0], err
+    assert calls == [] and tree(exp.uri) == before
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--set", "train.epochs=3"], "--set"),
+    (["spaces/q.yaml"], "SPACE"),
+    (["--workers-per-trial", "1", "--target-accuracy", "0.5"], "--target-accuracy, --workers-per-trial"),
+])
+def test_flags_that_would_change_a_started_search_are_refused(started, capsys, flags, named):
+    exp, calls = started
+    before = tree(exp.uri)
+    rc, err = run(["search", "--resume", exp.uri, *flags], capsys)
+    assert rc == 2 and len(err) == 1 and f"; {named} would change it" in err[0], err
+    assert calls == [] and tree(exp.uri) == before
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"space_path": "/s/q.yaml", "name": "q", "ro', "settings.json: must be a JSON object of search settings, "
+                                                    "but it is not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    (b"[]", "settings.json: must hold a JSON object of search settings, but got list"),
+    (None, "settings.json: unknown key `colour`"),
+])
+@pytest.mark.parametrize("command", ["resume", "report"])
+def test_damaged_settings_are_one_line_naming_the_file(started, capsys, content, words, command):
+    exp, calls = started
+    path = exp.path(SETTINGS)
+    if content is None:
+        d = json.loads(open(path).read())
+        content = json.dumps({**d, "colour": "red"}).encode()
+    with open(path, "wb") as f:
+        f.write(content)
+    rc, err = run(["search", "--resume", exp.uri] if command == "resume" else ["report", exp.uri], capsys)
+    assert rc == 2 and len(err) == 1 and f"{path}: " in err[0] and words in err[0], err
+    assert calls == []
+
+
+def test_report_names_a_damaged_ledger_and_skips_a_line_cut_by_a_kill(started, capsys):
+    exp, _ = started
+    trial_file = exp.path("ledger", "trial_1.jsonl")
+    with open(trial_file, "a") as f:
+        f.write('{"event": "trial_res')  # cut by a kill
+    rc, _ = run(["report", exp.uri], capsys)
+    assert rc == 0
+    with open(trial_file, "a") as f:
+        f.write("\nnot an event\n")
+    rc, err = run(["report", exp.uri], capsys)
+    assert rc == 2 and len(err) == 1 and f"{trial_file} line 3: every line must be a ledger event" in err[0], err
+
+
+def test_study_db_flag_and_its_deprecated_alias(started, tmp_path, capsys):
+    _, calls = started
+    url = f"sqlite:///{tmp_path}/shared.db"
+    common = ["search", "spaces/q.yaml", "--target-accuracy", "0.5", "--storage-path", "new"]
+    assert run([*common, "--name", "a", "--study-db", url], capsys) == (0, [])
+    assert calls[-1][0].study_db == url and calls[-1][0].root == str(tmp_path / "new")
+    rc, err = run([*common, "--name", "b", "--storage", url], capsys)
+    assert rc == 0 and len(err) == 1 and "--storage is deprecated" in err[0] and "--study-db" in err[0]
+    assert calls[-1][0].study_db == url
+    rc, err = run([*common, "--name", "c", "--storage", url, "--study-db", url + "x"], capsys)
+    assert rc == 2 and "give --study-db only" in err[-1]
