@@ -316,11 +316,11 @@ CASES = [
      "sqlite:///$PWD/exps/nostudy/study.db (a search can only continue with its study)"),
     ("report-not-experiment", "experiment", "`report` of a directory that is no experiment",
      "report imgs", "report",
-     "report: 'imgs' is not an experiment directory (no settings.json)"),
+     "report 'imgs': not an experiment directory (no settings.json)"),
     ("report-truncated-settings", "experiment", "`report` of an experiment whose settings.json is cut short",
      "report exps/truncated", "settings.json",
-     "report: 'exps/truncated' has a settings.json that is not a search's settings (JSONDecodeError: "
-     "Unterminated string starting at: line 1 column 2 (char 1))"),
+     "$PWD/exps/truncated/settings.json: must be a JSON object of search settings, but it is not valid JSON "
+     "(Unterminated string starting at: line 1 column 2 (char 1))"),
     ("train-output-changed", "experiment", "`train` again on a finished `--output` with a changed config",
      "train --output run_done --set train.epochs=5", "--output",
      "--output '$PWD/run_done' holds a run with another config (train.epochs: 30 -> 5); the same config "

@@ -33,7 +33,7 @@ def captured(monkeypatch):
         seen.update(cfg=cfg, storage_path=storage_path, tb_dir=tb_dir)
         raise Stop
 
-    def run_search(s, space, base, resume):
+    def run_search(s, space, base, exp, resume):
         seen.update(cfg=base, settings=s)
         raise Stop
 
@@ -74,13 +74,13 @@ def test_search_sends_absolute_paths(tmp_path, monkeypatch, capsys, captured):
     monkeypatch.chdir(tmp_path)
     rc, err = run_cli(["search", "s.yaml", "--target-accuracy", "0.5", "--storage-path", "exps", "--points",
                        "points.yaml", "--set", "data.source=imagefolder", "--set", "data.path=imgs",
-                       "--storage", "sqlite:///study.db"], capsys)
+                       "--study-db", "sqlite:///study.db"], capsys)
     assert rc == "started", err
     s = captured["settings"]
     assert captured["cfg"].data.path == str(tmp_path / "imgs")
-    assert (s.storage, s.space_path, s.points) == (str(tmp_path / "exps"), str(tmp_path / "s.yaml"),
+    assert (s.root, s.space_path, s.points) == (str(tmp_path / "exps"), str(tmp_path / "s.yaml"),
                                                    str(tmp_path / "points.yaml"))
-    assert s.study_storage == f"sqlite:///{tmp_path / 'study.db'}"  # 4 slashes: absolute
+    assert s.study_db == f"sqlite:///{tmp_path / 'study.db'}"  # 4 slashes: absolute
     # settings.json keeps the absolute path: a --resume from another directory reads the same data
     assert s.overrides[-1] == f"data.path={tmp_path / 'imgs'}"
 

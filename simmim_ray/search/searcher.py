@@ -68,13 +68,13 @@ class ConstrainedOptunaSearch(Searcher):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         study = state.pop("study")
-        state["_study_name"], state["_sampler"] = study.study_name, study.sampler
+        state["optuna_study_name"], state["optuna_sampler"] = study.study_name, study.sampler
         state["running"] = {tid: t.number for tid, t in self.running.items()}
         return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
-        name, sampler = state.pop("_study_name"), state.pop("_sampler")
+        name, sampler = state.pop("optuna_study_name"), state.pop("optuna_sampler")
         if ConstrainedOptunaSearch.restore_storage is None:
             raise RuntimeError("a restored ConstrainedOptunaSearch needs ConstrainedOptunaSearch.restore_storage")
         study = optuna.load_study(study_name=name, storage=ConstrainedOptunaSearch.restore_storage, sampler=sampler)
