@@ -83,3 +83,5 @@ def test_an_older_experiments_trials_jsonl_reads_as_trial_events(tmp_path):
     assert [e["event"] for e in led.events()] == [lg.TRIAL_STARTED, lg.TRIAL_RESULT, lg.TRIAL_ENDED]
     assert led.latest(lg.TRIAL_ENDED)["checkpoint_path"] == "/c"
     assert led.final_result("trial_1")[VAL_ACCURACY] == 0.6  # a resumed old search never retrains it
+    led.append(lg.TRIAL_STARTED, trial_id="trial_3", config={"x": 3})  # the old search resumed by this version
+    assert [e.get("trial_id") for e in led.events(lg.TRIAL_STARTED)] == ["trial_1", "trial_3"]

@@ -43,7 +43,7 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
     # 2 workers split the training set: each rank trains on its half only (full batches)
     from simmim_ray.data import build_splits
 
-    n_train = len(build_splits(cfg).train)
+    n_train = len(build_splits(cfg).pretrain)
     assert m["images"] == (n_train // 2) // 64 * 64
 
     values, tags = scalars(tb)
@@ -57,6 +57,15 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
     ckpts = glob.glob(str(tmp_path / "runs" / "digits2" / "**" / "state.pt"), recursive=True)
     assert len(ckpts) == 2
     assert result.checkpoint is not None
+
+    # the same run started again (a search whose driver died before it recorded this trial's end): Train restores
+    # the last checkpoint, and the run reports its final metrics again instead of nothing, training no epoch
+    from simmim_ray.metrics import REPLAYED, VAL_ACCURACY
+
+    again = make_trainer(cfg, Resources(workers=2, cpus_per_worker=1.0, threads=1),
+                         storage_path=str(tmp_path / "runs"), name="digits2", tb_dir=tb).fit().metrics
+    assert again[REPLAYED] is True and again[VAL_ACCURACY] == m[VAL_ACCURACY] and again["epoch"] == 2
+    assert len(scalars(tb)[0]["loss/loss"]) == 2
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import os
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
-from simmim_ray.metrics import VAL_ACCURACY
+from simmim_ray.metrics import EPOCH, VAL_ACCURACY
 from simmim_ray.search.experiment import TB, TRIAL_PATH, Experiment
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.space import SearchSpace
@@ -178,7 +178,7 @@ def make_scheduler(s: SearchSettings, base: Config, protect: list[dict] | None =
 
     if s.scheduler == "fifo":
         return FIFOScheduler()
-    return ProtectingASHA(protect=protect, time_attr="epoch", metric=s.asha_metric,
+    return ProtectingASHA(protect=protect, time_attr=EPOCH, metric=s.asha_metric,
                           mode="min" if "loss" in s.asha_metric else "max", max_t=base.train.epochs,
                           grace_period=min(s.grace_period, base.train.epochs), reduction_factor=s.reduction_factor)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from simmim_ray import storage as sio
 from simmim_ray.errors import UserError
+from simmim_ray.metrics import DONE
 
 # ---- event types ----------------------------------------------------------------------------------------------
 SEARCH_STARTED = "search_started"  # settings (dict), inputs ({file name: sha256}), resumed (bool)
@@ -40,7 +41,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 class Ledger:
     """`uri`: the ledger directory. `legacy`: trials.jsonl of an experiment written before the ledger existed,
-    read (never written) as trial events when the ledger is empty."""
+    read (never written) as its oldest trial events."""
 
     def __init__(self, uri: str, legacy: str = "") -> None:
         self.uri, self.legacy = uri, legacy
@@ -72,8 +73,8 @@ class Ledger:
         merged = []
         for name in streams:
             merged += [(e.get("time", 0), name, i, e) for i, e in enumerate(read_events(sio.join(self.uri, name)))]
-        if not merged and self.legacy:
-            merged = [(0, "", i, e) for i, e in enumerate(legacy_events(self.legacy))]
+        if self.legacy:  # older than any event here (an old experiment resumed by this version has both)
+            merged += [(0, "", i, e) for i, e in enumerate(legacy_events(self.legacy))]
         merged.sort(key=lambda t: t[:3])
         return [e for *_, e in merged if event_type in (None, e["event"])
                 and all(e.get(k) == v for k, v in match.items())]
@@ -81,18 +82,15 @@ class Ledger:
     def trial_events(self, trial_id: str) -> list[dict]:
         """One trial's events (its stream only: what a trial function can afford to read)."""
         uri = self._stream(TRIAL_STARTED, trial_id)
-        if sio.exists(uri):
-            return read_events(uri)
-        if self.legacy and not sio.listdir(self.uri):
-            return [e for e in legacy_events(self.legacy) if e.get("trial_id") == trial_id]
-        return []
+        old = [e for e in legacy_events(self.legacy) if e.get("trial_id") == trial_id] if self.legacy else []
+        return old + (read_events(uri) if sio.exists(uri) else [])
 
     def final_result(self, trial_id: str) -> dict | None:
         """The trial's final report (it carries `done`), if one was recorded: a trial re-launched after a driver
         kill reports it again instead of training again."""
         final = None
         for e in self.trial_events(trial_id):
-            if e["event"] == TRIAL_RESULT and e.get("result", {}).get("done"):
+            if e["event"] == TRIAL_RESULT and e.get("result", {}).get(DONE):
                 final = e["result"]
         return final
 

@@ -106,15 +106,16 @@ def train_loop(loop: LoopConfig) -> None:
     if ckpt is not None:
         with ckpt.as_directory() as d:
             state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location=device, weights_only=True)
+            if state.get("epoch", 0) >= cfg.train.epochs and state.get("metrics", {}).get(DONE):
+                # a finished run started again (a search whose driver died before it recorded this run's end):
+                # report its final metrics (and checkpoint) again rather than nothing, training nothing
+                again = {**state["metrics"], REPLAYED: True}
+                ray.train.report(again, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
+                return
         run.load_state_dict(state)
         timing["eval_seconds"] = float(state.get("eval_seconds", 0.0))
         if rank == 0:
             print(f"simmim-ray: resumed at epoch {run.epoch} from the latest checkpoint", flush=True)
-        if run.epoch >= cfg.train.epochs and state.get("metrics", {}).get(DONE):
-            # a finished run started again (a search whose driver died before it recorded this run's end):
-            # report its final metrics again rather than nothing, so its trial ends with its result
-            ray.train.report({**state["metrics"], REPLAYED: True})
-            return
     resumed_from_epoch = run.epoch  # 0 on a fresh start; a restarted worker group continues after it
 
     tb = None
