@@ -43,7 +43,7 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
     # 2 workers split the training set: each rank trains on its half only (full batches)
     from simmim_ray.data import build_splits
 
-    n_train = len(build_splits(cfg).train)
+    n_train = len(build_splits(cfg).pretrain)
     assert m["images"] == (n_train // 2) // 64 * 64
 
     values, tags = scalars(tb)

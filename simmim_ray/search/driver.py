@@ -66,8 +66,10 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, resume: bool
     if not resume:
         snapshot_inputs(s, exp)
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
+    # a streamed source's Ray Data reads within each trial's share of a fixed (local) cluster (train/data_cpus.py)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
-                    gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
+                    gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)),
+                    cpu_share=0.0 if s.address else cluster.get("CPU", 0) / concurrency)
     trial_fn = make_trial_fn(base.to_dict(), res, s.storage, s.name, s.max_failures)
     # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.

@@ -1,11 +1,11 @@
 """Ray Train worker: runs `PretrainRun` on each rank, checkpoints every epoch, reports metrics to Ray.
 
-Rank 0 writes TensorBoard (scalars, image grids, HParams) and the checkpoint; all ranks report.
+Rank 0 writes TensorBoard (scalars, image grids, HParams) and the checkpoint; all ranks report. Streamed sources
+(Parquet, image folders) reach `PretrainRun` as loaders over Ray Data (train/streams.py).
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -23,33 +23,6 @@ from simmim_ray.train.loop_config import LoopConfig
 CKPT_FILE = "state.pt"
 
 
-class RayDataPretrainStream:
-    """Iterates this worker's Ray Data shard of a Parquet dataset: bytes -> decode/augment/mask -> batch."""
-
-    def __init__(self, shard, transform, batch_size: int, rows: int, world: int, image_column: str,
-                 mask_column: str) -> None:
-        self.shard, self.transform, self.bs = shard, transform, batch_size
-        self.steps = max(1, math.ceil(rows / world / batch_size))
-        self.image_column, self.mask_column = image_column, mask_column
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        from simmim_ray.data import collate_skip
-        from simmim_ray.data.sources import decode_image, image_bytes
-
-        for batch in self.shard.iter_batches(batch_size=self.bs, batch_format="pyarrow"):
-            imgs = batch.column(self.image_column).to_pylist()
-            masks = batch.column(self.mask_column).to_pylist() if self.mask_column in batch.column_names else None
-            samples = []
-            for i, raw in enumerate(imgs):
-                img = decode_image(image_bytes(raw))
-                fg = decode_image(masks[i]) if masks is not None else None
-                samples.append(None if img is None else self.transform((img, 0, None if fg is None else fg.convert("L"))))
-            yield collate_skip(samples)
-
-
 def train_loop(loop: LoopConfig) -> None:
     entered = time.time()
     # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
@@ -63,21 +36,16 @@ def train_loop(loop: LoopConfig) -> None:
     def wrap(model: torch.nn.Module) -> torch.nn.Module:
         return ray.train.torch.prepare_model(model) if world > 1 else model
 
-    # the search driver loads the data once and shares it through the object store (zero-copy numpy arrays)
     t0 = time.time()
-    splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(cfg)
+    if loop.stream is not None:  # Parquet / image folder: every split streams through Ray Data
+        from simmim_ray.train.streams import worker_splits
+
+        splits = worker_splits(loop.stream, cfg, rank, world, device)
+    else:  # in memory; a search's driver loads it once and shares it through the object store
+        splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(cfg)
     timing = {"eval_seconds": 0.0, "checkpoint_seconds": 0.0, "data_seconds": time.time() - t0,
               "loop_cpu_seconds": 0.0}
-    if cfg.data.source == "parquet" and loop.stream_rows:
-        from simmim_ray.data import PretrainTransform
-
-        stream = RayDataPretrainStream(ray.train.get_dataset_shard("train"),
-                                       PretrainTransform(cfg, splits.mean, splits.std), cfg.train.batch_size,
-                                       loop.stream_rows, world, cfg.data.image_column,
-                                       cfg.data.mask_column)
-        run = PretrainRun(cfg, rank, world, device, wrap, splits=splits, pretrain_loader=stream)
-    else:
-        run = PretrainRun(cfg, rank, world, device, wrap, splits=splits)
+    run = PretrainRun(cfg, rank, world, device, wrap, splits=splits)
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
