@@ -225,3 +225,24 @@ def test_decode_reads_jpeg_png_and_other_formats():
         x = decode_rgb(buf.getvalue())
         assert x.shape == (3, 10, 20) and x.dtype == torch.uint8 and x[0].float().mean() > 150, fmt
     assert decode_rgb(b"garbage" * 10) is None and decode_rgb(None) is None
+
+
+def test_parquet_masks_follow_the_crop_and_train_the_fgbg_head(tmp_path):
+    from simmim_ray.engine.run import PretrainRun
+
+    write_parquet_shards(str(tmp_path / "pq"), n=80, shards=2, with_mask=True)
+    c = cfg(source="parquet", path=str(tmp_path / "pq"),
+            _extra={"loss": {"fgbg_weight": 0.5}, "train": {"batch_size": 8, "epochs": 1}})
+    plan = scan(c)
+    assert plan.has_masks
+    out = next(local_batches(c, plan, "pretrain", "pretrain", 8)())
+    assert out["fg"].shape == (8, 1, 16, 16) and out["has_fg"].all()
+    # the mask was cropped with the image: bright pixels (the class square) are mostly foreground
+    bright = out["img"].max(axis=1) > 200
+    fg = out["fg"][:, 0].astype(bool)
+    assert (bright & fg).sum() >= 0.8 * bright.sum() > 0
+    m = PretrainRun(c).train_epoch()
+    assert "loss_fgbg" in m and m["images"] > 0
+    with pytest.raises(UserError, match="loss.fgbg_weight: must be 0 for Parquet data without a 'nope' column"):
+        check_data(cfg(source="parquet", path=str(tmp_path / "pq"), mask_column="nope",
+                       _extra={"loss": {"fgbg_weight": 0.5}}))

@@ -172,6 +172,14 @@ def stream_setup(cfg: Config, res: Resources, plan=None) -> _Stream:
         if plan.sizes[split] < res.workers:  # a rank with no row would run no step while the others wait
             raise UserError(f"--workers: the {split} split of {cfg.data.path!r} holds {plan.sizes[split]} row(s), "
                             f"fewer than the {res.workers} workers; every worker needs rows of it")
+    label = cfg.data.preprocess_nodes
+    if label:
+        key, _, value = label.partition("=")
+        if not any(n.get("Alive") and n.get("Labels", {}).get(key) == value for n in ray.nodes()):
+            # the read tasks would wait for such a node forever
+            raise UserError(f"data.preprocess_nodes: no node of the Ray cluster has the label {label} (start one "
+                            f"with `ray start --labels {label}`, keep min_workers >= 1 for an autoscaled type, "
+                            f"or leave the key empty)")
     cpus = res.cpu_share or float(ray.cluster_resources().get("CPU", 0))
     c = plan_data_cpus(cpus, res.workers, res.cpus_per_worker)
     if c.lowered:
