@@ -18,6 +18,8 @@ from simmim_ray.config import Config
 from simmim_ray.data.check import check_data
 from simmim_ray.errors import UserError
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torchvision.io.image")  # see decode.py
+
 SMALL = {"model": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2},
          "mask": {"patch_size": 8, "ratio": 0.5}}
 

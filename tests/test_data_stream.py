@@ -19,6 +19,9 @@ from simmim_ray.data.stream_batches import local_batches, local_splits, train_st
 from simmim_ray.data.stream_read import Selection, read_unit
 from simmim_ray.errors import UserError
 
+# torchvision 0.29 deprecates its decoders for TorchCodec (decode.py falls back to PIL once they are gone)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torchvision.io.image")
+
 SMALL = {"model": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2},
          "mask": {"patch_size": 8, "ratio": 0.5}, "train": {"batch_size": 4}, "eval": {"batch_size": 4}}
 
@@ -246,3 +249,37 @@ def test_parquet_masks_follow_the_crop_and_train_the_fgbg_head(tmp_path):
     with pytest.raises(UserError, match="loss.fgbg_weight: must be 0 for Parquet data without a 'nope' column"):
         check_data(cfg(source="parquet", path=str(tmp_path / "pq"), mask_column="nope",
                        _extra={"loss": {"fgbg_weight": 0.5}}))
+
+
+@pytest.mark.parametrize("size,mask_patch,model_patch,ratio", [(192, 32, 16, 0.6), (16, 8, 4, 0.5), (32, 8, 2, 0.3)])
+def test_batch_masks_match_the_mask_generator(size, mask_patch, model_patch, ratio):
+    from simmim_ray.data.decode import batch_masks
+    from simmim_ray.masking import MaskGenerator
+
+    mg = MaskGenerator(size, mask_patch, model_patch, ratio)
+    ref = mg()
+    m = batch_masks(mg, np.random.default_rng(0), 500)
+    assert m.shape == (500, *ref.shape)
+    assert set(m.reshape(500, -1).sum(1).tolist()) == {int(ref.sum())}
+    # constant within each mask unit, and every unit masked about `ratio` of the time
+    s = mg.scale
+    assert (m == m[:, ::s, ::s].repeat(s, 1).repeat(s, 2)).all()
+    freq = m[:, ::s, ::s].reshape(500, -1).mean(0)
+    assert abs(freq.mean() - mg.mask_count / mg.token_count) < 1e-9 and freq.min() > 0
+
+
+def test_pil_fallback_decodes_like_torchvision(monkeypatch):
+    """When torchvision's decoders are gone (deprecated for TorchCodec), PIL decodes: same shape, near pixels."""
+    import io
+
+    from PIL import Image
+
+    from simmim_ray.data import decode
+    from data_factory import pattern
+
+    buf = io.BytesIO()
+    Image.fromarray(pattern(2, 40, np.random.default_rng(0))).save(buf, format="JPEG", quality=90)
+    a = decode.decode_rgb(buf.getvalue())
+    monkeypatch.setattr(decode, "decode_image", None)
+    b = decode.decode_rgb(buf.getvalue())
+    assert a.shape == b.shape == (3, 40, 40) and (a.int() - b.int()).abs().float().mean() < 2

@@ -9,16 +9,19 @@ in the batch as `valid = False` (zeros), so row counts, and so every rank's step
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from simmim_ray.config import Config
 from simmim_ray.masking import MaskGenerator
+
+try:  # deprecated since torchvision 0.29 in favour of TorchCodec: when it is gone, PIL decodes (slower; pixels within a few levels)
+    from torchvision.io import ImageReadMode, decode_image
+except ImportError:  # pragma: no cover - depends on the torchvision version
+    decode_image = None
 
 PRETRAIN_SCALE, RATIO = (0.67, 1.0), (3 / 4, 4 / 3)  # as transforms.py (SimMIM's crop)
 
@@ -27,11 +30,12 @@ def decode_rgb(data: bytes | None, gray: bool = False) -> torch.Tensor | None:
     """Encoded bytes -> [3, H, W] (or [1, H, W] with `gray`) uint8, or None when they do not decode."""
     if not data:
         return None
+    if decode_image is None:
+        return _decode_pil(data, gray)
     mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "buffer is not writable": decoding only reads it
-            return decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=mode)
+        # a writable copy (torch warns on read-only buffers); a few microseconds against a millisecond of decode
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
     except Exception:  # noqa: BLE001 - formats torchvision lacks (BMP, TIFF) go through PIL; garbage fails there too
         return _decode_pil(data, gray)
 
@@ -69,6 +73,17 @@ def crop_box(rng: np.random.Generator, h: int, w: int, scale, ratio) -> tuple[in
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
+def batch_masks(mg: MaskGenerator, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` masks of MaskGenerator's kind at once (uint8 [n, S/p, S/p]): exactly `mg.mask_count` of the mask units
+    of each, uniformly at random, on the model-patch grid."""
+    units = np.zeros((n, mg.token_count), dtype=np.uint8)
+    if n:
+        chosen = np.argpartition(rng.random((n, mg.token_count)), mg.mask_count - 1, axis=1)[:, :mg.mask_count]
+        np.put_along_axis(units, chosen, 1, axis=1)
+    grid = units.reshape(n, mg.rand_size, mg.rand_size)
+    return grid.repeat(mg.scale, axis=1).repeat(mg.scale, axis=2)
+
+
 class StreamTransform:
     """pyarrow Table (image[, label][, mask]) -> dict of numpy arrays, one row per input row:
     `pretrain`: img uint8 [B,3,S,S], mask uint8 [B,S/p,S/p], valid bool [B] (+ fg uint8 [B,1,S,S] with masks);
@@ -83,9 +98,8 @@ class StreamTransform:
 
     def __call__(self, table) -> dict[str, np.ndarray]:
         rng = np.random.default_rng()  # fresh entropy per batch: a Ray worker process starts every RNG alike
-        gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
         s, n = self.size, table.num_rows
-        img = np.zeros((n, 3, s, s), dtype=np.uint8)
+        img = np.empty((n, 3, s, s), dtype=np.uint8)
         valid = np.zeros(n, dtype=bool)
         images = table.column("image").to_pylist()
         masks = table.column("mask").to_pylist() if self.with_masks and "mask" in table.column_names else None
@@ -94,6 +108,7 @@ class StreamTransform:
         for k, data in enumerate(images):
             x = decode_rgb(data)
             if x is None:
+                img[k] = 0
                 continue
             valid[k] = True
             m = decode_rgb(masks[k], gray=True) if masks is not None else None
@@ -103,9 +118,7 @@ class StreamTransform:
                 fg[k], has_fg[k] = m.numpy(), True
         out = {"img": img, "valid": valid}
         if self.kind == "pretrain":
-            mg = MaskGenerator(*self.mask_args)
-            out["mask"] = np.stack([mg(gen).numpy().astype(np.uint8) for _ in range(n)]) if n else \
-                np.zeros((0, s // self.mask_args[2], s // self.mask_args[2]), dtype=np.uint8)
+            out["mask"] = batch_masks(MaskGenerator(*self.mask_args), rng, n)
             if fg is not None:
                 out["fg"], out["has_fg"] = fg, has_fg
         else:

@@ -69,7 +69,8 @@ def open_parquet(fs, base: str, rel: str, d) -> ParquetFile:
         raise UserError(f"data.path: {name} is not a readable Parquet file: {str(e).splitlines()[0]}") from None
     for col, key in ((d.image_column, "data.image_column"), (d.label_column, "data.label_column")):
         if col not in schema.names:
-            raise UserError(f"{key}: Parquet file {name} has no column {col!r} (columns: {', '.join(schema.names)})")
+            raise UserError(f"{key}: Parquet file {name} of {d.path!r} has no column {col!r} "
+                            f"(columns: {', '.join(schema.names)})")
     img = schema.field(d.image_column).type
     if not (_is_bytes(img) or (pa.types.is_struct(img) and img.get_field_index("bytes") >= 0
                                and _is_bytes(img.field("bytes").type))):
