@@ -61,6 +61,9 @@ class DataConfig:
     label_column: str = "label"
     mask_column: str = "mask"
     loader_workers: int = 0
+    # Parquet / image folders: Ray node label KEY=VALUE; reading and decoding run only on nodes carrying it (CPU-only
+    # preprocessing nodes, e.g. cluster.yaml's cpu.data type). Empty: on any node with a free CPU.
+    preprocess_nodes: str = ""
 
 
 @dataclass
@@ -130,6 +133,10 @@ class Config:
         _rule(da.test_fraction + da.val_fraction < 1,
               f"`data.test_fraction + data.val_fraction < 1` must hold, but got {da.test_fraction} + "
               f"{da.val_fraction}")
+        _rule(not da.preprocess_nodes or (da.preprocess_nodes.count("=") == 1
+                                          and all(da.preprocess_nodes.split("="))),
+              f"`data.preprocess_nodes` must be empty or KEY=VALUE (a Ray node label), but got "
+              f"{da.preprocess_nodes!r}")
         _rule(k.patch_size % m.patch_size == 0,
               f"`mask.patch_size % model.patch_size == 0` must hold, but got {k.patch_size} % {m.patch_size}")
         _rule(m.img_size % k.patch_size == 0,

@@ -132,6 +132,7 @@ FIELD_RULES: dict[str, Any] = {
     "data.label_column": Text(nonempty=True, max_len=256),
     "data.mask_column": Text(nonempty=True, max_len=256),
     "data.loader_workers": Range(0, 256),
+    "data.preprocess_nodes": Text(max_len=256),
     "train.epochs": Range(1, MAX_EPOCHS),
     "train.batch_size": Range(1, MAX_BATCH),
     "train.base_lr": POSITIVE,

@@ -158,10 +158,14 @@ class LocalCluster:
         return self._start("head", args, num_cpus, memory, object_store_memory, resources, env, timeout_s)
 
     def add_node(self, name: str, num_cpus: float = 1, memory: int = 2 * GiB, object_store_memory: int = 200 * MiB,
-                 resources: dict | None = None, env: dict | None = None, timeout_s: float = 120) -> RayNode:
+                 resources: dict | None = None, env: dict | None = None, timeout_s: float = 120,
+                 labels: dict | None = None) -> RayNode:
+        """`labels`: Ray node labels (`ray start --labels`), e.g. {"simmim-role": "preprocess"}."""
         assert self.gcs_port, "start_head() first"
         (agent,) = free_ports(1)
         args = [f"--address={self.address}", "--node-ip-address=127.0.0.1", f"--dashboard-agent-listen-port={agent}"]
+        if labels:
+            args.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
         return self._start(name, args, num_cpus, memory, object_store_memory, resources, env, timeout_s)
 
     def _start(self, name, args, num_cpus, memory, object_store_memory, resources, env, timeout_s) -> RayNode:

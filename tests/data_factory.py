@@ -126,3 +126,21 @@ def write_parquet_shards(out_dir: str, n: int = 40, shards: int = 2, size: int =
         pq.write_table(table, os.path.join(out_dir, f"part-{k:03d}.parquet"))
     n_test = sum(1 for i in range(n) if i % 4 == 3) if split else None
     return {"rows": n, "corrupt": corrupt_rows, "test": n_test, "classes": classes}
+
+
+# ---- ImageNet-shaped folders -------------------------------------------------------------------------------
+def make_jpeg_folder(root: str, classes: int = 5, per_class: int = 40, min_side: int = 40, max_side: int = 160,
+                     seed: int = 0) -> dict:
+    """root/n<8 digits>/<synset>_<i>.JPEG: JPEGs of varied sizes and aspect ratios, named as ImageNet's train
+    folder is. Returns {"images": n, "classes": classes}."""
+    rng = np.random.default_rng(seed)
+    for k in range(classes):
+        synset = f"n{1440764 + 1000 * k:08d}"
+        d = os.path.join(root, synset)
+        os.makedirs(d, exist_ok=True)
+        for i in range(per_class):
+            w, h = (int(x) for x in rng.integers(min_side, max_side + 1, 2))
+            side = max(w, h)
+            img = Image.fromarray(pattern(k, side, rng)).resize((w, h))
+            img.save(os.path.join(d, f"{synset}_{i}.JPEG"), format="JPEG", quality=85)
+    return {"images": classes * per_class, "classes": classes}

@@ -335,8 +335,8 @@ CASES = [
      "data.path: image folder '$PWD/no_such_dir' does not exist"),
     ("imagefolder-empty", "data", "image folder without class folders",
      "train --set data.source=imagefolder --set data.path=empty_dir", "data.path",
-     "data.path: '$PWD/empty_dir' is not an image folder of <class>/<image> files "
-     "(Couldn't find any class folder in $PWD/empty_dir.)"),
+     "data.path: image folder '$PWD/empty_dir' has 0 class folder(s) (none); `classes >= 2` must hold to "
+     "classify anything"),
     ("cifar10-missing", "data", "CIFAR-10 root without its batches",
      "train --set data.source=cifar10 --set data.path=imgs", "data.path",
      "data.path: no CIFAR-10 batches under '$PWD/imgs' (expected cifar-10-batches-py/; "
@@ -346,7 +346,7 @@ CASES = [
      "data.path: Parquet path '$PWD/no_such.parquet' does not exist"),
     ("parquet-no-image", "data", "Parquet without an image column",
      "train --set data.source=parquet --set data.path=pq_img", "data.image_column",
-     "data.image_column: Parquet at '$PWD/pq_img' has no column 'image' (columns: img, label)"),
+     "data.image_column: Parquet file part-000.parquet of '$PWD/pq_img' has no column 'image' (columns: img, label)"),
     ("fgbg-imagefolder", "data", "`loss.fgbg_weight > 0` on an image folder",
      "train --set data.source=imagefolder --set data.path=imgs --set loss.fgbg_weight=0.5", "loss.fgbg_weight",
      "loss.fgbg_weight: must be 0 for data.source='imagefolder', which has no foreground masks, but got 0.5"),

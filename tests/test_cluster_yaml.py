@@ -54,12 +54,22 @@ def test_cpu_head_and_autoscaling_gpu_workers(raw):
     head = types[raw["head_node_type"]]
     assert head["node_config"]["InstanceType"] not in GPUS and head.get("resources", {}).get("GPU", 0) == 0
     workers = {k: v for k, v in types.items() if k != raw["head_node_type"]}
+    every = workers
+    # CPU-only preprocessing nodes (docs/data.md) are the one worker type without GPUs
+    workers = {k: v for k, v in workers.items() if v.get("labels", {}).get("simmim-role") != "preprocess"}
     gpus = {k: GPUS.get(v["node_config"]["InstanceType"], 0) for k, v in workers.items()}
     assert all(n >= 1 for n in gpus.values()), f"every worker type must have GPUs: {gpus}"
     assert 1 in gpus.values() and any(n > 1 for n in gpus.values()), f"need a 1-GPU and a multi-GPU type: {gpus}"
     # min 0: no GPU node runs (or bills) until trials ask for one
     assert all(v.get("min_workers", 0) == 0 for v in workers.values())
-    assert all(v.get("max_workers", 0) >= 1 for v in workers.values())
+    assert all(v.get("max_workers", 0) >= 1 for v in every.values())
+
+
+def test_a_cpu_only_type_carries_the_preprocessing_label(raw):
+    """data.preprocess_nodes=simmim-role=preprocess sends reading and decoding to nodes of this type."""
+    prep = [v for v in raw["available_node_types"].values()
+            if v.get("labels", {}).get("simmim-role") == "preprocess"]
+    assert len(prep) == 1 and prep[0]["node_config"]["InstanceType"] not in GPUS
 
 
 def declared_ray_range():

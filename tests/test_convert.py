@@ -10,7 +10,7 @@ from data_factory import make_image_folder
 from simmim_ray.cli import main
 from simmim_ray.config import Config
 from simmim_ray.data.convert import convert
-from simmim_ray.data import build_splits
+from simmim_ray.data.scan import scan
 from simmim_ray.data.check import check_data
 from simmim_ray.errors import UserError
 
@@ -47,12 +47,11 @@ def test_imagefolder_to_parquet_and_back(tmp_path, capsys):
 
     # it loads back through data.source=parquet
     cfg = parquet_cfg(out)
-    check_data(cfg)
-    s = build_splits(cfg)
-    assert sum(s.sizes().values()) == info["good"]
-    assert s.num_classes == 3
-    img, label, fg = s.pretrain[0]
-    assert img.size == (16, 16) and img.mode == "RGB" and fg is None
+    summary = check_data(cfg)
+    assert summary["classes"] == 3
+    s = scan(cfg)
+    assert sum(s.sizes.values()) == info["good"]
+    assert s.num_classes == 3 and s.classes == ["class_0", "class_1", "class_2"]
 
 
 def test_cifar10_to_parquet_keeps_its_split(tmp_path, fake_cifar10):
@@ -68,16 +67,16 @@ def test_cifar10_to_parquet_keeps_its_split(tmp_path, fake_cifar10):
     # pixels survive the PNG round trip exactly
     from torchvision.datasets import CIFAR10
 
-    from simmim_ray.data.sources import decode_image
+    from simmim_ray.data.decode import decode_rgb
 
     ref = CIFAR10(root, train=True)
-    first = decode_image(table.column("image")[0].as_py())
-    assert np.array_equal(np.asarray(first), ref.data[0])
+    first = decode_rgb(table.column("image")[0].as_py())
+    assert np.array_equal(first.permute(1, 2, 0).numpy(), ref.data[0])
     assert table.column("label")[0].as_py() == ref.targets[0]
 
-    s = build_splits(Config.from_dict({"data": {"source": "parquet", "path": out}}))
+    s = scan(Config.from_dict({"data": {"source": "parquet", "path": out}}))
     # the split column, not the hash, decides the test split; validation comes from the "train" rows
-    assert (len(s.pretrain) + len(s.labeled) + len(s.val), len(s.test)) == (n_train, n_test)
+    assert (s.sizes["pretrain"] + s.sizes["labeled"] + s.sizes["val"], s.sizes["test"]) == (n_train, n_test)
     assert s.num_classes == 10
 
 

@@ -5,10 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from data_factory import make_image_folder, write_parquet_shards
 from simmim_ray.config import Config
 from simmim_ray.data import EvalTransform, PretrainTransform, build_splits, collate_skip
-from simmim_ray.data.check import check_data
 from simmim_ray.data.transforms import Transformed
 from simmim_ray.errors import UserError
 
@@ -121,90 +119,7 @@ def test_cifar10_missing_root_is_user_error(tmp_path):
         build_splits(cfg(source="cifar10", path=str(tmp_path / "nope")))
 
 
-# ---- image folders -----------------------------------------------------------------------------------------
-def test_imagefolder_skips_and_counts_corrupt(tmp_path):
-    info = make_image_folder(str(tmp_path / "imgs"), classes=3, per_class=8, corrupt=1, truncated=1)
-    c = cfg(source="imagefolder", path=str(tmp_path / "imgs"))
-    s = build_splits(c)
-    assert sum(s.sizes().values()) == info["good"] + info["bad"]
-    assert s.num_classes == 3 and not s.has_masks
-    counts = [count_skipped(getattr(s, name), c, s.mean, s.std) for name in s.sizes()]
-    assert sum(g for g, _ in counts) == info["good"]
-    assert sum(k for _, k in counts) == info["bad"]  # the garbage file and the truncated PNG
-
-
-def test_imagefolder_errors(tmp_path):
-    with pytest.raises(UserError, match="data.path: image folder .* does not exist"):
-        build_splits(cfg(source="imagefolder", path=str(tmp_path / "missing")))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="data.path"):
-        build_splits(cfg(source="imagefolder", path=str(tmp_path / "empty")))
-    make_image_folder(str(tmp_path / "imgs"))
-    with pytest.raises(UserError, match="loss.fgbg_weight: must be 0"):
-        build_splits(cfg(source="imagefolder", path=str(tmp_path / "imgs"), _extra={"loss": {"fgbg_weight": 0.5}}))
-
-
-# ---- Parquet -----------------------------------------------------------------------------------------------
-def test_parquet_without_mask_column(tmp_path):
-    info = write_parquet_shards(str(tmp_path / "pq"), n=40, shards=3, corrupt_rows=2)
-    c = cfg(source="parquet", path=str(tmp_path / "pq"))
-    s = build_splits(c)
-    assert sum(s.sizes().values()) == info["rows"]
-    assert len(s.test) > 0 and len(s.val) > 0 and train_len(s) > len(s.test)
-    assert not s.has_masks and s.num_classes == info["classes"]
-    counts = [count_skipped(getattr(s, name), c, s.mean, s.std) for name in s.sizes()]
-    assert sum(k for _, k in counts) == info["corrupt"]
-    assert sum(g for g, _ in counts) == info["rows"] - info["corrupt"]
-    with pytest.raises(UserError, match="loss.fgbg_weight"):
-        build_splits(cfg(source="parquet", path=str(tmp_path / "pq"), _extra={"loss": {"fgbg_weight": 0.5}}))
-    with pytest.raises(UserError, match="loss.fgbg_weight"):
-        check_data(cfg(source="parquet", path=str(tmp_path / "pq"), _extra={"loss": {"fgbg_weight": 0.5}}))
-
-
-def test_parquet_holdout_is_row_local_and_stable(tmp_path):
-    """Validation and test rows are chosen by a hash of the image bytes, so sharding does not move them."""
-    write_parquet_shards(str(tmp_path / "a"), n=40, shards=1)
-    write_parquet_shards(str(tmp_path / "b"), n=40, shards=4)
-    sa = build_splits(cfg(source="parquet", path=str(tmp_path / "a")))
-    sb = build_splits(cfg(source="parquet", path=str(tmp_path / "b")))
-    assert split_rows(sa) == split_rows(sb)
-
-
-def test_parquet_with_mask_and_split_columns(tmp_path):
-    info = write_parquet_shards(str(tmp_path / "pq"), n=32, shards=2, with_mask=True, split=True)
-    c = cfg(source="parquet", path=str(tmp_path / "pq"), _extra={"loss": {"fgbg_weight": 0.5}})
-    s = build_splits(c)
-    assert s.has_masks
-    assert len(s.test) == info["test"]  # the split column decides, not the hash
-    assert all(i % 4 == 3 for i in base_indices(s.test))
-    img, label, fg = s.pretrain[0]
-    assert fg is not None and fg.mode == "L" and fg.size == img.size
-    # a random crop may hold only foreground or only background: look at several draws
-    torch.manual_seed(0)
-    tf = PretrainTransform(c, s.mean, s.std)
-    samples = [tf(s.pretrain[i % len(s.pretrain)]) for i in range(16)]
-    assert all(set(x["fg"].unique().tolist()) <= {0.0, 1.0} for x in samples)
-    assert any(0 < x["fg"].sum() < x["fg"].numel() for x in samples)
-    assert check_data(c)["source"] == "parquet"
-
-
-def test_parquet_through_file_uri(tmp_path):
-    write_parquet_shards(str(tmp_path / "pq"), n=20, shards=2)
-    s = build_splits(cfg(source="parquet", path=f"file://{tmp_path / 'pq'}"))
-    assert sum(s.sizes().values()) == 20
-
-
-def test_parquet_errors(tmp_path):
-    with pytest.raises(UserError, match="data.path: Parquet path .* does not exist"):
-        check_data(cfg(source="parquet", path=str(tmp_path / "missing")))
-    with pytest.raises(UserError, match="does not exist"):
-        build_splits(cfg(source="parquet", path=str(tmp_path / "missing")))
-    write_parquet_shards(str(tmp_path / "pq"), n=30, shards=1, image_column="picture")
-    for fn in (check_data, build_splits):
-        with pytest.raises(UserError, match="data.image_column: Parquet at .* has no column 'image'"):
-            fn(cfg(source="parquet", path=str(tmp_path / "pq")))
-    ok = build_splits(cfg(source="parquet", path=str(tmp_path / "pq"), image_column="picture"))
-    assert sum(ok.sizes().values()) == 30
+# Parquet and image folders stream: tests/test_data_stream.py, tests/test_data_check.py
 
 
 # ---- transforms --------------------------------------------------------------------------------------------

@@ -179,12 +179,18 @@ def test_corrupt_images_are_counted_in_training(tmp_path):
         "mask": {"patch_size": 8}, "data": {"source": "imagefolder", "path": str(tmp_path / "imgs")},
         # one batch larger than the training split, so no image is dropped by drop_last
         "train": {"epochs": 1, "batch_size": 32}, "eval": {"epochs": 1, "proxy": "none"}})
-    run = PretrainRun(cfg)
-    in_train = sum(run.pretrain_ds[i] is None for i in range(len(run.pretrain_ds)))
-    assert in_train >= 1  # the class-0 folder keeps most of its bad files in the training split
+    run = PretrainRun(cfg)  # an image folder streams: this process reads it unit by unit
+    assert run.streamed
+    from simmim_ray.data.scan import scan
+    from simmim_ray.data.stream_batches import local_batches
+
+    plan = scan(cfg)
+    in_train = sum(int((~b["valid"]).sum()) for b in local_batches(cfg, plan, "pretrain", "eval", 64)())
+    assert in_train >= 1  # the class-0 folder keeps some of its bad files in the pre-training pool
     m = run.train_epoch()
     assert m["skipped_images"] == in_train
-    assert m["images"] + m["skipped_images"] == len(run.pretrain_ds)
+    assert m["images"] + m["skipped_images"] == plan.sizes["pretrain"]
+    assert run.image_grid(n=4).shape == (3, 3 * 16, 4 * 16)  # from the first streamed batch
 
 
 def test_fgbg_head_trains_on_digits(tiny_cfg, digits_splits):

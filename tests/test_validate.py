@@ -56,7 +56,7 @@ def run_cli(argv, capsys):
 
 
 def test_train_sends_absolute_paths(tmp_path, monkeypatch, capsys, captured):
-    make_image_folder(str(tmp_path / "data" / "imgs"), classes=2, per_class=6, corrupt=0, truncated=0)
+    make_image_folder(str(tmp_path / "data" / "imgs"), classes=2, per_class=20, corrupt=0, truncated=0)
     (tmp_path / "c.yaml").write_text("train: {epochs: 1}\n")
     monkeypatch.chdir(tmp_path / "data")
     rc, err = run_cli(["train", "--config", "../c.yaml", "--set", "data.source=imagefolder",
@@ -68,7 +68,7 @@ def test_train_sends_absolute_paths(tmp_path, monkeypatch, capsys, captured):
 
 
 def test_search_sends_absolute_paths(tmp_path, monkeypatch, capsys, captured):
-    make_image_folder(str(tmp_path / "imgs"), classes=2, per_class=6, corrupt=0, truncated=0)
+    make_image_folder(str(tmp_path / "imgs"), classes=2, per_class=20, corrupt=0, truncated=0)
     (tmp_path / "s.yaml").write_text("params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n")
     (tmp_path / "points.yaml").write_text("- {mask.ratio: 0.5}\n")
     monkeypatch.chdir(tmp_path)
@@ -144,5 +144,5 @@ def test_train_from_another_directory_with_a_relative_data_path(tmp_path):
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, log[-3000:]
-    assert "final: accuracy=" in log
+    assert "final: val_accuracy=" in log
     assert f"path: {tmp_path / 'imgs'}" in (tmp_path / "out" / "config.yaml").read_text()

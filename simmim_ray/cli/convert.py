@@ -19,6 +19,7 @@ def run(args) -> int:
     from simmim_ray.data.convert import convert
 
     counts = convert(args.src, args.out, args.src_format, args.rows_per_shard)
-    print(f"simmim-ray convert: {counts['rows']} images in {counts['shards']} shard(s) -> {os.path.abspath(args.out)}"
+    where = args.out if "://" in args.out else os.path.abspath(args.out)  # an object-store URI stays as given
+    print(f"simmim-ray convert: {counts['rows']} images in {counts['shards']} shard(s) -> {where}"
           f" ({counts['skipped']} unreadable skipped)")
     return 0

@@ -5,10 +5,9 @@
 - `val`: the per-epoch proxy, the search's objective and its feasibility test;
 - `test`: touched only by confirmation runs and the final report, so no search decision ever sees it.
 
-In-memory sources are split stratified by class with fixed generators: the splits never move with `seed`, so every
-trial and every seed of a confirmation sees the same images. Parquet rows are assigned row-locally (a `split`
-column when present, else a hash of the image bytes), so a streaming reader that sees one shard decides exactly
-as a reader of the whole table.
+In-memory sources (digits, CIFAR-10) are split here, stratified by class with fixed generators: the splits never
+move with `seed`, so every trial and every seed of a confirmation sees the same images. Parquet and image folders
+are never loaded whole: they stream, each row's split decided row-locally from its key (rowkeys.py, scan.py).
 """
 from __future__ import annotations
 
@@ -55,16 +54,9 @@ def build_splits(cfg: Config) -> Splits:
         _, val_idx, train_idx = stratified_partition(train.labels, 0.0, min(frac, 0.5))
         recs, test_set, test_idx = train, test, None
         has_masks, stats = False, sources.STATS["cifar10"]
-    elif d.source == "imagefolder":
-        recs = sources.FolderRecords(d.path)
-        test_idx, val_idx, train_idx = stratified_partition(recs.labels, d.test_fraction, d.val_fraction)
-        has_masks, stats = False, sources.STATS["default"]
     else:
-        table = sources.read_parquet_table(d.path, (d.image_column, d.label_column, d.mask_column))
-        recs = sources.ParquetRecords(table, d.image_column, d.label_column, d.mask_column)
-        which = recs.assign(d.test_fraction, d.val_fraction)
-        test_idx, val_idx, train_idx = (np.flatnonzero(which == s) for s in ("test", "val", "train"))
-        has_masks, stats = recs.has_masks, sources.STATS["default"]
+        raise ValueError(f"data.source={d.source!r} streams (simmim_ray.data.scan, stream_batches); "
+                         f"build_splits loads in-memory sources only")
     if cfg.loss.fgbg_weight > 0 and not has_masks:
         raise UserError(f"loss.fgbg_weight: must be 0 for data.source={d.source!r}, which has no foreground "
                         f"masks, but got {cfg.loss.fgbg_weight}")

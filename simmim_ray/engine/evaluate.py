@@ -19,6 +19,27 @@ from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, wa
 from simmim_ray.engine.pretrain import NonFiniteLoss, autocast
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_rows(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Every rank's rows of `x` (its first dimension may differ between ranks), concatenated in rank order, on
+    the CPU. A collective: every rank calls it once."""
+    if not _distributed():
+        return x
+    world = dist.get_world_size()
+    n = torch.tensor([x.shape[0]], device=device)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    longest = int(max(int(s) for s in sizes))
+    padded = torch.zeros((longest, *x.shape[1:]), dtype=x.dtype, device=device)
+    padded[:x.shape[0]] = x.to(device)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:int(s)] for p, s in zip(parts, sizes)]).cpu()
+
+
 def all_sum(values: list[float], device: torch.device) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=device)
     if dist.is_available() and dist.is_initialized():
@@ -101,7 +122,7 @@ def train_classifier(encoder: nn.Module, train_loader, eval_loaders: dict, num_c
     smoothing = 0.0 if linear else cfg.label_smoothing
     last = 0.0
     for epoch in range(epochs):
-        if hasattr(train_loader.sampler, "set_epoch"):
+        if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
             train_loader.sampler.set_epoch(epoch)
         model.train()
         for batch in train_loader:
@@ -118,7 +139,12 @@ def train_classifier(encoder: nn.Module, train_loader, eval_loaders: dict, num_c
             last = loss.detach()
     if epochs and not math.isfinite(float(last)):
         raise NonFiniteLoss(f"non-finite loss in {'linear probe' if linear else 'fine-tuning'}: {float(last)}")
-    return accuracies(model, eval_loaders, device, amp)
+    # evaluate the bare classifier: a DDP forward may broadcast buffers (BatchNorm, Swin's position index), a
+    # collective that would hang when ranks hold different numbers of evaluation batches; sync them once instead
+    if _distributed():
+        for b in clf.buffers():
+            dist.broadcast(b, 0)
+    return accuracies(clf, eval_loaders, device, amp)
 
 
 @torch.no_grad()
@@ -137,11 +163,14 @@ def features(encoder: nn.Module, loader, device: torch.device) -> tuple[torch.Te
 
 
 def knn_accuracy(encoder: nn.Module, bank_loader, query_loaders: dict, num_classes: int, k: int,
-                 device: torch.device, temperature: float = 0.07) -> dict[str, float]:
+                 device: torch.device, temperature: float = 0.07, gather_bank: bool = False) -> dict[str, float]:
     """Weighted k-NN (cosine, exp(sim/T) votes) with the labelled set as bank and each of `query_loaders`
-    ({split name: this rank's shard}) as queries -> {"<name>_accuracy", "<name>_count"}."""
+    ({split name: this rank's shard}) as queries -> {"<name>_accuracy", "<name>_count"}. `gather_bank`: each
+    rank's `bank_loader` holds its share of the labelled set; the bank is their union."""
     was_training = encoder.training
     bank, bank_y = features(encoder, bank_loader, device)
+    if gather_bank:
+        bank, bank_y = gather_rows(bank, device), gather_rows(bank_y, device)
     out = {}
     for name, loader in query_loaders.items():
         query, query_y = features(encoder, loader, device)

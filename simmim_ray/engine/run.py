@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from simmim_ray.config import Config
 from simmim_ray.data import EvalTransform, PretrainTransform, build_splits, collate_skip
+from simmim_ray.data.stream_batches import StreamedSplits
 from simmim_ray.data.transforms import Transformed
 from simmim_ray.engine import evaluate
 from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
@@ -33,21 +34,29 @@ def shard(ds, rank: int, world: int):
 class PretrainRun:
     def __init__(self, cfg: Config, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
                  wrap: Callable[[nn.Module], nn.Module] = _identity, splits=None, pretrain_loader=None) -> None:
-        """`pretrain_loader`: an iterable of `collate_skip` batches that replaces the built-in loader (the Ray
-        Data stream of a Parquet shard); it must have `__len__` (steps per epoch, for the lr schedule)."""
+        """`splits`: in-memory `Splits`, or `StreamedSplits` (loaders of collated batches for every split, e.g. Ray
+        Data streams given by the train layer); default: this process loads `cfg`'s data itself.
+        `pretrain_loader`: an iterable of `collate_skip` batches that replaces the pre-training loader; it must have
+        `__len__` (steps per epoch, for the lr schedule)."""
         self.cfg, self.rank, self.world = cfg, rank, world_size
         self.device = device or torch.device("cpu")
         self.wrap = wrap
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.splits = splits if splits is not None else build_splits(cfg)
-        s = self.splits
+        if splits is None:
+            splits = _load_splits(cfg, rank, world_size, self.device)
+        self.splits = s = splits
+        self.streamed = isinstance(s, StreamedSplits)
         bs = cfg.train.batch_size
-        self.pretrain_ds = Transformed(s.pretrain, PretrainTransform(cfg, s.mean, s.std))
-        self.sampler = DistributedSampler(self.pretrain_ds, world_size, rank, shuffle=True, seed=cfg.seed,
-                                          drop_last=True) if world_size > 1 else None
-        self.loader = DataLoader(self.pretrain_ds, batch_size=bs, shuffle=self.sampler is None,
-                                 sampler=self.sampler, drop_last=len(self.pretrain_ds) >= bs * world_size,
-                                 collate_fn=collate_skip, num_workers=cfg.data.loader_workers)
+        self._grid: dict | None = None  # streamed: the first pre-training batch, shown by image_grid
+        if self.streamed:
+            self.pretrain_ds, self.sampler, self.loader = None, None, s.pretrain
+        else:
+            self.pretrain_ds = Transformed(s.pretrain, PretrainTransform(cfg, s.mean, s.std))
+            self.sampler = DistributedSampler(self.pretrain_ds, world_size, rank, shuffle=True, seed=cfg.seed,
+                                              drop_last=True) if world_size > 1 else None
+            self.loader = DataLoader(self.pretrain_ds, batch_size=bs, shuffle=self.sampler is None,
+                                     sampler=self.sampler, drop_last=len(self.pretrain_ds) >= bs * world_size,
+                                     collate_fn=collate_skip, num_workers=cfg.data.loader_workers)
         if pretrain_loader is not None:
             self.loader, self.sampler = pretrain_loader, None
         self.model = build_simmim(cfg).to(self.device)
@@ -83,20 +92,36 @@ class PretrainRun:
             self.sampler.set_epoch(self.epoch)
         t = self.cfg.train
         start = time.perf_counter()
-        m = train_one_epoch(self.ddp_model, self.loader, self.optimizer, self.scheduler, self.cfg.loss,
+        loader = self._keep_first(self.loader) if self.streamed and self._grid is None else self.loader
+        m = train_one_epoch(self.ddp_model, loader, self.optimizer, self.scheduler, self.cfg.loss,
                             self.cfg.model.patch_size, self.device, t.clip_grad, t.amp)
         self.train_seconds += time.perf_counter() - start
         self.epoch += 1
         m["epoch"] = self.epoch
         return m
 
+    def _keep_first(self, loader):
+        for batch in loader:
+            if self._grid is None and "img" in batch:
+                self._grid = {k: batch[k][:8] for k in ("img", "mask")}
+            yield batch
+
     def _labeled(self, train_aug: bool):
         s = self.splits
         return Transformed(s.labeled, EvalTransform(self.cfg, s.mean, s.std, train=train_aug))
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _bank(self):
+        """The k-NN bank: every labelled image (in memory), or this rank's share of them (streamed; gathered)."""
+        if self.streamed:
+            return self.splits.bank
+        return DataLoader(self._labeled(train_aug=False), batch_size=self.cfg.eval.batch_size,
+                          collate_fn=collate_skip)
+
+    def _eval_loader(self, split: str):
         """This rank's disjoint shard of `split` ("val" or "test"), un-augmented."""
         s = self.splits
+        if self.streamed:
+            return getattr(s, split)
         ds = Transformed(shard(getattr(s, split), self.rank, self.world), EvalTransform(self.cfg, s.mean, s.std,
                                                                                         train=False))
         return DataLoader(ds, batch_size=self.cfg.eval.batch_size, collate_fn=collate_skip)
@@ -105,10 +130,9 @@ class PretrainRun:
         """Cheap per-epoch metric for early stopping (k-NN: labelled bank, validation queries), or nothing."""
         if self.cfg.eval.proxy == "none":
             return {}
-        bank = DataLoader(self._labeled(train_aug=False), batch_size=self.cfg.eval.batch_size,
-                          collate_fn=collate_skip)
-        r = evaluate.knn_accuracy(self.model.encoder, bank, {"val": self._eval_loader("val")},
-                                  self.splits.num_classes, self.cfg.eval.knn_k, self.device)
+        r = evaluate.knn_accuracy(self.model.encoder, self._bank(), {"val": self._eval_loader("val")},
+                                  self.splits.num_classes, self.cfg.eval.knn_k, self.device,
+                                  gather_bank=self.streamed)
         return {PROXY_KNN: r["val_accuracy"]}
 
     def final_eval(self, protocol: str | None = None, epochs: int | None = None,
@@ -125,10 +149,12 @@ class PretrainRun:
         encoder = self.model.encoder if encoder is None else encoder
         loaders = {name: self._eval_loader(name) for name in splits}
         if protocol == "knn":
-            bank = DataLoader(self._labeled(train_aug=False), batch_size=cfg.eval.batch_size,
-                              collate_fn=collate_skip)
-            out = evaluate.knn_accuracy(encoder, bank, loaders, self.splits.num_classes, cfg.eval.knn_k,
-                                        self.device)
+            out = evaluate.knn_accuracy(encoder, self._bank(), loaders, self.splits.num_classes, cfg.eval.knn_k,
+                                        self.device, gather_bank=self.streamed)
+        elif self.streamed:
+            out = evaluate.train_classifier(encoder, self.splits.labeled(protocol == "finetune"), loaders,
+                                            self.splits.num_classes, cfg.eval, self.device, self.world, self.wrap,
+                                            linear=protocol == "linear", amp=cfg.train.amp, epochs=epochs)
         else:
             lab = self._labeled(train_aug=protocol == "finetune")
             sampler = DistributedSampler(lab, self.world, self.rank, seed=seed) if self.world > 1 else None
@@ -148,7 +174,12 @@ class PretrainRun:
         """[3, 3*H, n*W] in [0, 1]: rows are original | masked input | reconstruction (visible pixels pasted)."""
         from simmim_ray.masking import upsample_mask
 
-        batch = collate_skip([self.pretrain_ds[i] for i in range(min(n, len(self.pretrain_ds)))])
+        if self.streamed:
+            if self._grid is None:
+                return torch.zeros(3, 3 * self.cfg.model.img_size, self.cfg.model.img_size)
+            batch = {k: v[:n] for k, v in self._grid.items()}
+        else:
+            batch = collate_skip([self.pretrain_ds[i] for i in range(min(n, len(self.pretrain_ds)))])
         imgs, mask = batch["img"].to(self.device), batch["mask"].to(self.device)
         self.model.eval()
         rec = self.model(imgs, mask)["rec"].float()
@@ -161,3 +192,16 @@ class PretrainRun:
 
         rows = [show(imgs), show(imgs) * (1 - m), show(imgs * (1 - m) + rec * m)]  # masked pixels black
         return torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).cpu()
+
+
+def _load_splits(cfg: Config, rank: int, world: int, device: torch.device):
+    """In-memory sources load whole; Parquet and image folders stream from this process (no Ray)."""
+    if cfg.data.source in ("parquet", "imagefolder"):
+        from simmim_ray.data.check import fgbg_rule
+        from simmim_ray.data.scan import scan
+        from simmim_ray.data.stream_batches import local_splits
+
+        plan = scan(cfg)
+        fgbg_rule(cfg, plan.has_masks)
+        return local_splits(cfg, plan, rank, world, device)
+    return build_splits(cfg)

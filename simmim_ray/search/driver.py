@@ -63,8 +63,10 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     exp.save_settings(s)
     exp.record_start(s, resumed=resume)
     concurrency = s.max_concurrent or default_concurrency(s, cluster)
+    # a streamed source's Ray Data reads within each trial's share of a fixed (local) cluster (train/data_cpus.py)
     res = Resources(workers=s.workers_per_trial, gpu=s.gpu, cpus_per_worker=s.cpus_per_worker,
-                    gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)))
+                    gpus_per_worker=s.gpus_per_worker, threads=max(1, int(s.cpus_per_worker)),
+                    cpu_share=0.0 if s.address else cluster.get("CPU", 0) / concurrency)
     lean = trial_path() == "lean"
     check_trial_path(exp, lean, resume)
     from simmim_ray.train.launch import share_splits

@@ -68,13 +68,14 @@ class Resources:
     gpus_per_worker: float = 1.0
     threads: int = 1  # torch intra-op threads per worker
     placement_strategy: str = "PACK"  # Ray placement group strategy; SPREAD/STRICT_SPREAD put workers on many nodes
+    cpu_share: float = 0.0  # CPUs this job may use (a search trial's share of the cluster); 0: the whole cluster
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
                  max_failures: int = 1, callbacks: list | None = None, shared: "SharedSplits | None" = None,
                  eval_splits: tuple[str, ...] = ("val",), seed_runs: SeedRuns | None = None,
                  lean: bool | None = None) -> TorchTrainer:
-    """`shared`: splits already in the object store (`share_splits`); used when they match `cfg`'s data.
+    """`shared`: the data already loaded by the caller (`share_splits`); used when it matches `cfg`'s data.
     `eval_splits`: what the final evaluation measures. `seed_runs`: a confirmation or baseline job
     (train/seed_runs.py) instead of a trial. `lean`: the trial path (None: this Ray's,
     simmim_ray._compat.trial_path)."""
@@ -83,15 +84,21 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
 
         lean = trial_path() == "lean"
     trainer_cls, torch_config = trainer_parts(lean)
-    datasets, rows = {}, 0
-    ref = None
-    if shared is not None and shared.key == data_key(cfg) and (shared.has_masks or cfg.loss.fgbg_weight == 0):
+    ref, stream, datasets, dataset_config = None, None, None, None
+    match = shared is not None and shared.key == data_key(cfg)
+    worker_cpus = res.cpus_per_worker
+    if is_streamed(cfg):
+        from simmim_ray.train.datasets import data_config, train_datasets
+
+        stream = stream_setup(cfg, res, shared.plan if match and shared.plan is not None else None)
+        worker_cpus = stream.worker_cpus
+        stream = stream.setup
+        datasets, dataset_config = train_datasets(stream, cfg), data_config(stream)
+    elif match and (shared.has_masks or cfg.loss.fgbg_weight == 0):
         ref = shared.ref
-    if cfg.data.source == "parquet" and (seed_runs is None or seed_runs.mode == "pretrain"):
-        datasets, rows = parquet_datasets(cfg)  # only pre-training streams
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream_rows=rows, seed_runs=seed_runs)
-    worker_res = {"CPU": res.cpus_per_worker}
+                      splits_ref=ref, stream=stream, seed_runs=seed_runs)
+    worker_res = {"CPU": worker_cpus}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker
     return trainer_cls(
@@ -105,7 +112,8 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
             failure_config=ray.train.FailureConfig(max_failures=max_failures, controller_failure_limit=1),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
-        datasets=datasets or None,
+        datasets=datasets,
+        dataset_config=dataset_config,
         torch_config=torch_config,
     )
 
@@ -113,39 +121,72 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
 @dataclass(frozen=True)
 class SharedSplits:
     key: str
-    ref: "ray.ObjectRef"
+    ref: "ray.ObjectRef | None"  # in-memory splits in the object store
     has_masks: bool  # else a trial with a fg/bg loss builds its own splits, which reports the error
+    plan: object = None  # a streamed source's scan (data.scan.StreamPlan): small, travels by value
 
 
 def data_key(cfg: Config) -> str:
-    """Everything `build_splits` reads: two configs with the same key get identical splits."""
+    """Everything `build_splits` (or the scan) reads: two configs with the same key get identical splits."""
     return json.dumps([cfg.data.__dict__, cfg.eval.labeled_fraction, cfg.seed], sort_keys=True)
 
 
+def is_streamed(cfg: Config) -> bool:
+    return cfg.data.source in ("parquet", "imagefolder")
+
+
 def share_splits(cfg: Config) -> SharedSplits | None:
-    """Loads `cfg`'s data once and puts it in the object store, so a search's workers skip reading and decoding
-    it (and importing scikit-learn for digits) in every trial; None when this process cannot load it."""
-    from simmim_ray.data.splits import build_splits
+    """Loads `cfg`'s data once for every trial of a search: in-memory splits go into the object store (the
+    workers skip reading and decoding them, and importing scikit-learn for digits); a streamed source is scanned
+    once (its label column), and each trial streams its own rows. None when this process cannot load it."""
     from simmim_ray.errors import UserError
 
     try:
+        if is_streamed(cfg):
+            from simmim_ray.data.scan import scan_cached
+
+            plan = scan_cached(cfg)
+            return SharedSplits(data_key(cfg), None, plan.has_masks, plan)
+        from simmim_ray.data.splits import build_splits
+
         splits = build_splits(cfg.with_overrides({"loss.fgbg_weight": 0.0}))
-    except (UserError, OSError):  # the workers raise it again, with the trial's own config
+    except (UserError, OSError):  # the trials raise it again, with their own config
         return None
     return SharedSplits(data_key(cfg), ray.put(splits), bool(splits.has_masks))
 
 
-def parquet_datasets(cfg: Config):
-    """Ray Data stream of the training rows (validation and test rows filtered out row-locally)."""
-    import ray.data
+@dataclass(frozen=True)
+class _Stream:
+    setup: object  # datasets.StreamSetup
+    worker_cpus: float
 
-    from simmim_ray.data.sources import image_bytes, split_of
 
-    d = cfg.data
-    ds = ray.data.read_parquet(d.path)
-    tf, vf, col = d.test_fraction, d.val_fraction, d.image_column
-    has_split = "split" in ds.schema().names
-    ds = ds.filter(lambda row: split_of(image_bytes(row[col]), row["split"] if has_split else None, tf, vf)
-                   == "train")
-    rows = ds.count()
-    return {"train": ds}, rows
+def stream_setup(cfg: Config, res: Resources, plan=None) -> _Stream:
+    """Scans a streamed source (unless `plan` is given), checks it fits the workers, and leaves Ray Data CPUs
+    (data_cpus.py); UserError, before any worker starts, when it cannot."""
+    from simmim_ray.data.check import fgbg_rule
+    from simmim_ray.data.scan import scan_cached
+    from simmim_ray.errors import UserError
+    from simmim_ray.train.data_cpus import plan_data_cpus
+    from simmim_ray.train.datasets import StreamSetup
+
+    plan = plan if plan is not None else scan_cached(cfg)
+    fgbg_rule(cfg, plan.has_masks)
+    needed = ("pretrain",) if cfg.eval.protocol == "knn" else ("pretrain", "labeled")
+    for split in needed:
+        if plan.sizes[split] < res.workers:  # a rank with no row would run no step while the others wait
+            raise UserError(f"--workers: the {split} split of {cfg.data.path!r} holds {plan.sizes[split]} row(s), "
+                            f"fewer than the {res.workers} workers; every worker needs rows of it")
+    label = cfg.data.preprocess_nodes
+    if label:
+        key, _, value = label.partition("=")
+        if not any(n.get("Alive") and n.get("Labels", {}).get(key) == value for n in ray.nodes()):
+            # the read tasks would wait for such a node forever
+            raise UserError(f"data.preprocess_nodes: no node of the Ray cluster has the label {label} (start one "
+                            f"with `ray start --labels {label}`, keep min_workers >= 1 for an autoscaled type, "
+                            f"or leave the key empty)")
+    cpus = res.cpu_share or float(ray.cluster_resources().get("CPU", 0))
+    c = plan_data_cpus(cpus, res.workers, res.cpus_per_worker)
+    if c.lowered:
+        print(c.note(res.workers, res.cpus_per_worker), flush=True)
+    return _Stream(StreamSetup(plan, c.data, c.task, cfg.data.preprocess_nodes), c.worker)

@@ -29,7 +29,7 @@ class LoopConfig:
     threads: int = 1  # torch intra-op threads per worker
     eval_splits: tuple[str, ...] = ("val",)  # splits the final evaluation measures ("test" only outside a search)
     splits_ref: Any = None  # the driver's splits in the object store (ObjectRef), or None: each worker loads them
-    stream_rows: int = 0  # > 0: the pre-training rows stream from the Ray Dataset "train" (this many rows)
+    stream: Any = None  # a streamed source's train.datasets.StreamSetup (scan, Ray Data's CPUs); None: in memory
     seed_runs: SeedRuns | None = None  # set: the workers run these seeds (train/seed_runs.py), not a trial
 
     def cfg(self) -> Config:

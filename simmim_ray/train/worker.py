@@ -1,10 +1,10 @@
 """Ray Train worker: runs `PretrainRun` on each rank, checkpoints every epoch, reports metrics to Ray.
 
-Rank 0 writes TensorBoard (scalars, image grids) and the checkpoint; all ranks report.
+Rank 0 writes TensorBoard (scalars, image grids) and the checkpoint; all ranks report. Streamed sources
+(Parquet, image folders) reach `PretrainRun` as loaders over Ray Data (train/streams.py).
 """
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -23,39 +23,12 @@ from simmim_ray.metrics import DONE, REPLAYED
 from simmim_ray.train.loop_config import LoopConfig
 
 
-class RayDataPretrainStream:
-    """Iterates this worker's Ray Data shard of a Parquet dataset: bytes -> decode/augment/mask -> batch."""
-
-    def __init__(self, shard, transform, batch_size: int, rows: int, world: int, image_column: str,
-                 mask_column: str) -> None:
-        self.shard, self.transform, self.bs = shard, transform, batch_size
-        self.steps = max(1, math.ceil(rows / world / batch_size))
-        self.image_column, self.mask_column = image_column, mask_column
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        from simmim_ray.data import collate_skip
-        from simmim_ray.data.sources import decode_image, image_bytes
-
-        for batch in self.shard.iter_batches(batch_size=self.bs, batch_format="pyarrow"):
-            imgs = batch.column(self.image_column).to_pylist()
-            masks = batch.column(self.mask_column).to_pylist() if self.mask_column in batch.column_names else None
-            samples = []
-            for i, raw in enumerate(imgs):
-                img = decode_image(image_bytes(raw))
-                fg = decode_image(masks[i]) if masks is not None else None
-                samples.append(None if img is None else self.transform((img, 0, None if fg is None else fg.convert("L"))))
-            yield collate_skip(samples)
-
-
 @dataclass
 class WorkerContext:
     rank: int
     world: int
     device: torch.device
-    splits: object  # data.splits.Splits
+    splits: object  # data.splits.Splits, or a streamed source's loaders (train/streams.py)
     data_seconds: float
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -63,28 +36,25 @@ class WorkerContext:
 
 
 def worker_context(loop: LoopConfig) -> WorkerContext:
-    """This rank's place in the job, its device and the data (the search driver loads the data once and shares it
-    through the object store, as zero-copy numpy arrays)."""
+    """This rank's place in the job, its device and the data: a streamed source's splits through Ray Data, or the
+    in-memory splits (a search's driver loads them once and shares them through the object store)."""
     # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ctx = ray.train.get_context()
     torch.set_num_threads(max(1, loop.threads))
     t0 = time.time()
-    splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(loop.cfg())
-    return WorkerContext(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device(), splits,
-                         time.time() - t0)
+    rank, world, device = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
+    if loop.stream is not None:  # Parquet / image folder: every split streams through Ray Data
+        from simmim_ray.train.streams import worker_splits
+
+        splits = worker_splits(loop.stream, loop.cfg(), rank, world, device)
+    else:
+        splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(loop.cfg())
+    return WorkerContext(rank, world, device, splits, time.time() - t0)
 
 
 def make_run(cfg, loop: LoopConfig, w: WorkerContext) -> PretrainRun:
-    """A `PretrainRun` of `cfg` on this rank; Parquet pre-training rows stream from this worker's Ray Data shard."""
-    if cfg.data.source == "parquet" and loop.stream_rows:
-        from simmim_ray.data import PretrainTransform
-
-        stream = RayDataPretrainStream(ray.train.get_dataset_shard("train"),
-                                       PretrainTransform(cfg, w.splits.mean, w.splits.std), cfg.train.batch_size,
-                                       loop.stream_rows, w.world, cfg.data.image_column,
-                                       cfg.data.mask_column)
-        return PretrainRun(cfg, w.rank, w.world, w.device, w.wrap, splits=w.splits, pretrain_loader=stream)
+    """A `PretrainRun` of `cfg` on this rank, on the worker's data."""
     return PretrainRun(cfg, w.rank, w.world, w.device, w.wrap, splits=w.splits)
 
 

@@ -1,0 +1,95 @@
+"""Ray Data pipelines of a streamed source (Parquet, image folder), one per split, built from the driver's scan.
+
+Each pipeline is: the split's units (scan.Unit: a row group, or a chunk of a class folder) as a tiny dataset, one
+block per unit -> one task per unit that reads the unit's rows of the split (stream_read.read_unit) and decodes
+and augments them a chunk at a time (decode.StreamTransform), yielding uint8 batches. No process holds more than
+a unit. The tasks run wherever Ray places them, or only on nodes with the label `data.preprocess_nodes` (CPU-only
+preprocessing nodes), within the CPUs `data_cpus.plan_data_cpus` left to Ray Data.
+
+The training splits (pre-training pool, labelled) go to Train, which splits each into equal shares per worker
+(`StreamDataConfig`): every rank runs the same number of steps. The evaluation splits are read by each worker
+itself, over a disjoint share of the units (streams.py): every row once, exact counts.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from simmim_ray.config import Config
+from simmim_ray.data.scan import StreamPlan, Unit
+
+DECODE_ROWS = 64  # rows decoded per output batch of a read task: bounds a task's decoded memory
+
+
+@dataclass(frozen=True)
+class StreamSetup:
+    """What a Train worker needs to build its streams: the scan and where Ray Data may run."""
+    plan: StreamPlan
+    data_cpus: float  # Ray Data's CPU limit per pipeline (0: no limit)
+    task_cpus: float  # CPUs per read/decode task
+    node_label: str  # "KEY=VALUE": run the pipelines on nodes with this label only ("": anywhere)
+
+    def execution_options(self):
+        from ray.data import ExecutionOptions, ExecutionResources
+
+        opts = ExecutionOptions()
+        if self.data_cpus > 0:
+            opts.resource_limits = ExecutionResources(cpu=self.data_cpus)
+        if self.node_label:
+            key, _, value = self.node_label.partition("=")
+            opts.label_selector = {key: value}
+        return opts
+
+
+def _read_decode(batch, sel, split: str, transform):
+    from simmim_ray.data.stream_read import read_unit
+
+    cols = {k: batch.column(k).to_pylist() for k in batch.column_names}
+    for i in range(batch.num_rows):
+        table = read_unit(sel, Unit(**{k: v[i] for k, v in cols.items()}), split)
+        for a in range(0, table.num_rows, DECODE_ROWS):
+            yield transform(table.slice(a, DECODE_ROWS))
+
+
+def split_dataset(setup: StreamSetup, cfg: Config, split: str, kind: str, units: list[Unit] | None = None):
+    """The Ray Dataset of `split`'s rows (of `units`, default all the split's units), decoded as `kind`
+    (pretrain | eval | eval_train)."""
+    import ray.data
+
+    from simmim_ray.data.decode import StreamTransform
+    from simmim_ray.data.stream_read import Selection
+
+    plan = setup.plan
+    units = plan.units_for(split) if units is None else units
+    order = np.random.default_rng(cfg.seed).permutation(len(units))  # no one class's rows all at once
+    items = [asdict(units[i]) for i in order]
+    fn = functools.partial(_read_decode, sel=Selection.of(plan), split=split,
+                           transform=StreamTransform(cfg, kind, with_masks=plan.has_masks))
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    ds = ds.map_batches(fn, batch_size=1, batch_format="pyarrow", num_cpus=setup.task_cpus)
+    ds.context.execution_options = setup.execution_options()
+    # one run executes these pipelines every epoch: progress bars and banners would flood the workers' logs
+    ds.context.enable_progress_bars = False
+    ds.context.print_on_execution_start = False
+    return ds
+
+
+def train_datasets(setup: StreamSetup, cfg: Config) -> dict:
+    """The datasets Train shards equally over its workers: the pre-training pool, and the labelled split as the
+    final evaluation trains on it (augmented for the fine-tune, plain for the linear probe; none for k-NN)."""
+    out = {"pretrain": split_dataset(setup, cfg, "pretrain", "pretrain")}
+    if cfg.eval.protocol != "knn":
+        out["labeled"] = split_dataset(setup, cfg, "labeled",
+                                       "eval_train" if cfg.eval.protocol == "finetune" else "eval")
+    return out
+
+
+def data_config(setup: StreamSetup):
+    """Equal shares per worker, with the pipelines' resource limit and node label (Train applies its own
+    execution options to the datasets it is given, replacing theirs)."""
+    from ray.train import DataConfig
+
+    opts = setup.execution_options()
+    return DataConfig(datasets_to_split="all", execution_options={"pretrain": opts, "labeled": opts})
