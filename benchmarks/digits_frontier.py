@@ -54,16 +54,24 @@ GRIDS = {"t64": {}, "t16": {"model.img_size": 16, "model.patch_size": 4, "mask.p
 ARCHS = {"w16d1": arch(16, 1, 1, 1.0), "w16d3": arch(16, 3, 1, 2.0), "w32d2h1": arch(32, 2, 1, 1.0),
          "w32d2": arch(32, 2, 4, 2.0), "w48d1": arch(48, 1, 1, 1.0), "w64d1": arch(64, 1, 1, 2.0),
          "w64d2": arch(64, 2, 4, 2.0), "w64d4": arch(64, 4, 4, 2.0), "w96d4": arch(96, 4, 4, 2.0)}
-RUNS = [("t64", a, 60, 100) for a in ("w16d1", "w16d3", "w32d2h1", "w32d2", "w48d1", "w64d1", "w64d4")]
-RUNS += [("t16", a, 60, 100) for a in ("w64d2", "w64d4", "w96d4")] + [("t16", "w64d4", 90, 100)]
-RECIPES: dict[str, dict] = {f"{g}-{a}-e{e}f{f}": {**GRIDS[g], **ARCHS[a], **schedule(e, f)} for g, a, e, f in RUNS}
+ARCHS.update({"w32d2m1h2": arch(32, 2, 2, 1.0), "w48d2m1h2": arch(48, 2, 2, 1.0), "w64d2h2": arch(64, 2, 2, 2.0),
+              "w32d2m1": arch(32, 2, 4, 1.0), "w48d2": arch(48, 2, 4, 2.0), "w48d3": arch(48, 3, 4, 2.0),
+              "w64d3": arch(64, 3, 4, 2.0)})
+# One-key changes of a recipe, named by a suffix.
+VARIANTS = {"": {}, "-m0.4": {"mask.ratio": 0.4}, "-m0.8": {"mask.ratio": 0.8}, "-mp8": {"mask.patch_size": 8}}
+RUNS = [("t64", a, 60, 100, "") for a in ("w16d1", "w16d3", "w32d2h1", "w32d2", "w48d1", "w64d1", "w64d4")]
+RUNS += [("t16", a, 60, 100, "") for a in ("w32d2m1h2", "w48d2m1h2", "w64d2h2", "w32d2", "w32d2m1", "w48d2", "w48d3", "w64d2", "w64d3", "w64d4", "w96d4")]
+RUNS += [("t16", "w64d4", 90, 100, ""), ("t16", "w64d2", 60, 100, "-m0.4"), ("t16", "w64d2", 60, 100, "-m0.8"),
+         ("t16", "w64d2", 60, 100, "-mp8")]
+RECIPES: dict[str, dict] = {f"{g}-{a}-e{e}f{f}{v}": {**GRIDS[g], **ARCHS[a], **schedule(e, f), **VARIANTS[v]}
+                            for g, a, e, f, v in RUNS}
 QUICK = {"quick": {"model.img_size": 16, "model.patch_size": 4, "mask.patch_size": 8, "model.embed_dim": 16,
                    "model.depth": 1, "model.num_heads": 2, "train.epochs": 2, "train.warmup_epochs": 1,
                    "eval.epochs": 2}}
 
 
 def run_recipe(name: str, overrides: dict, seeds: list[int], fractions: dict, workers: int, scratch: bool,
-               grid: tuple[int, int] | None, log) -> list[dict]:
+               grid: tuple[int, int] | None, log, simmim: bool = True) -> list[dict]:
     """-> records: the logistic regression once, then per pre-training seed p and fine-tune seed f one SimMIM record
     (f == p as a search trial runs it, or every cell of the P x F `grid`) and, with `scratch`, one from scratch
     per seed."""
@@ -76,7 +84,7 @@ def run_recipe(name: str, overrides: dict, seeds: list[int], fractions: dict, wo
     logreg = dr.pixel_logreg(splits)
     out = [{**common, "kind": "logreg", "n_val": sizes["val"], "n_test": sizes["test"], **logreg}]
     log(f"{name}: logistic regression val {logreg['val']:.3f} test {logreg['test']:.3f} ({sizes})")
-    for p in (range(grid[0]) if grid else seeds):
+    for p in (range(grid[0]) if grid else seeds) if simmim else []:
         cfg = dr.run_config(fixed, p, workers)
         run, pre = dr.pretrain(cfg, splits)
         for f in (range(grid[1]) if grid else [p]):
@@ -148,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", action="append", default=[], choices=sorted(RECIPES), help="recipe(s) to run")
     p.add_argument("--seeds", default="0,1,2", help="seeds (pre-training seed = fine-tune seed, as in a trial)")
     p.add_argument("--scratch", action="store_true", help="also fine-tune the recipe's architecture from scratch")
+    p.add_argument("--scratch-only", action="store_true", help="only the from-scratch arm (and the regression)")
     p.add_argument("--grid", default=None, metavar="P,F", help="pre-training seeds x fine-tune seeds")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--val-fraction", type=float, default=0.2)
@@ -184,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in names if not a.table else []:
         seeds = [0] if a.quick else [int(s) for s in a.seeds.split(",")]
         grid = (2, 2) if a.quick else (tuple(int(x) for x in a.grid.split(",")) if a.grid else None)
-        new = run_recipe(name, recipes[name], seeds, fractions, a.workers, a.scratch or a.quick, grid, log)
+        new = run_recipe(name, recipes[name], seeds, fractions, a.workers, a.scratch or a.scratch_only or a.quick, grid,
+                         log, simmim=not a.scratch_only)
         store(path, new)
     records = current(json.load(open(path)) if os.path.exists(path) else [], recipes)
     text = render_all(records, recipes, out)
