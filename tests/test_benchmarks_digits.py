@@ -1,0 +1,92 @@
+"""benchmarks/digits_frontier.py: the quick run end to end (as a subprocess, as CI runs it), and the arithmetic its
+tables rest on (Wilson interval, seed-variance components, search-minute estimate, the record store)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bench_utils import ROOT
+
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import digits_frontier, digits_tables  # noqa: E402
+from benchmarks.digits_runs import seed_components, wilson  # noqa: E402
+
+
+def test_quick_run_writes_frontier_and_seed_tables(tmp_path):
+    store, doc = tmp_path / "store.json", tmp_path / "numbers.md"
+    doc.write_text("# Digits numbers\n\nanalysis kept\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits_frontier.py"), "--quick",
+                           "--json", str(store), "--out", str(doc)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = doc.read_text()
+    assert "analysis kept" in text  # only the marked sections are replaced
+    records = json.loads(store.read_text())
+    kinds = {r["kind"] for r in records}
+    assert kinds == {"logreg", "simmim", "scratch", "timing"}
+    timing = next(r for r in records if r["kind"] == "timing")
+    assert all(timing[k] > 0 for k in ("epoch_s", "proxy_s", "eval_s", "finetune_epoch_s"))
+    records = [r for r in records if r["kind"] != "timing"]
+    # every arm is measured on the same labelled images and the same validation / test splits
+    assert len({(r["n_labeled"], r["n_pool"], r["n_val"], r["n_test"]) for r in records}) == 1
+    cells = {(r["pretrain_seed"], r["finetune_seed"]) for r in records if r["kind"] == "simmim"}
+    assert cells == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for r in records:
+        assert 0 <= r["val"] <= 1 and 0 <= r["test"] <= 1
+    frontier = re.search(r"<!-- digits_frontier:frontier -->(.*)<!-- /digits_frontier:frontier -->", text, re.S)
+    assert frontier, text
+    body = frontier.group(1)
+    assert re.search(r"^\| pixel logistic regression .*\| [\d.]+ \| [\d.]+ \| [\d.]+-[\d.]+ \|", body, re.M)
+    sim = re.search(r"^\| `quick` SimMIM \| ([\d,]+) \| 2 / 2 \| [\d.]+ ± [\d.]+ \| [\d.]+ ± [\d.]+ \| "
+                    r"[\d.]+-[\d.]+ \| 2 \| \d+ \| [\d.]+ \| \d+ \| ([\d.]+) \|", body, re.M)
+    assert sim and float(sim.group(2)) > 0, body
+    assert re.search(r"^\| `quick` from scratch \| ", body, re.M)
+    seeds = re.search(r"<!-- digits_frontier:seeds -->(.*)<!-- /digits_frontier:seeds -->", text, re.S).group(1)
+    assert re.search(r"^\| `quick` \| 10% \| 2 x 2 \| test \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", seeds, re.M), seeds
+
+
+def test_wilson_matches_the_textbook_interval():
+    lo, hi = wilson(0.5, 100)
+    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
+    lo, hi = wilson(1.0, 50)  # stays inside [0, 1] and is not degenerate at the edge
+    assert hi == 1.0 and 0.92 < lo < 0.93
+    assert wilson(0.9, 359)[1] - wilson(0.9, 359)[0] == pytest.approx(0.062, abs=0.002)
+
+
+def test_seed_components_separate_pretraining_from_finetuning():
+    # rows: pre-training seeds, columns: fine-tune seeds; only the checkpoint matters here
+    only_pretrain = [[0.80, 0.80, 0.80], [0.90, 0.90, 0.90]]
+    c = seed_components(only_pretrain)
+    assert c["across_finetune"] == 0.0
+    assert c["across_pretrain"] == pytest.approx(math.sqrt(0.005))
+    only_finetune = [[0.80, 0.90], [0.80, 0.90], [0.80, 0.90]]
+    c = seed_components(only_finetune)
+    assert c["across_pretrain"] == 0.0 and c["across_finetune"] == pytest.approx(math.sqrt(0.005))
+
+
+def test_search_minutes_counts_trials_and_confirmation():
+    s = {"trials": 2, "confirm": 3, "confirm_seeds": 3}
+    fixed, speed = digits_tables.TRIAL_FIXED_S, digits_tables.DDP_SPEEDUP
+    got = digits_tables.search_minutes(60.0, 10.0, s)
+    # 2 trials of pre-training + fine-tune, then one job per candidate (3) and one from scratch, each looping
+    # over 3 fine-tune seeds: 4 fixed costs, 12 fine-tunes
+    want = (2 * (fixed + 70.0 / speed) + 4 * fixed + 12 * 10.0 / speed) / 60
+    assert got == pytest.approx(want)
+
+
+def test_store_replaces_same_run_and_hides_changed_recipes(tmp_path):
+    path = str(tmp_path / "s.json")
+    rec = {"recipe": "a", "overrides": {"train.epochs": 5}, "fractions": {"labeled": 0.1}, "workers": 2,
+           "kind": "simmim", "pretrain_seed": 0, "finetune_seed": 0, "test": 0.5}
+    digits_frontier.store(path, [rec, {**rec, "finetune_seed": 1}])
+    records = digits_frontier.store(path, [{**rec, "test": 0.7}])
+    assert sorted(r["test"] for r in records) == [0.5, 0.7]  # seed 0 replaced, seed 1 kept
+    assert len(digits_frontier.current(records, {"a": {"train.epochs": 5}})) == 2
+    assert digits_frontier.current(records, {"a": {"train.epochs": 6}}) == []
