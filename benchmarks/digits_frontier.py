@@ -60,7 +60,8 @@ ARCHS.update({"w32d2m1h2": arch(32, 2, 2, 1.0), "w48d2m1h2": arch(48, 2, 2, 1.0)
 # One-key changes of a recipe, named by a suffix.
 VARIANTS = {"": {}, "-m0.4": {"mask.ratio": 0.4}, "-m0.8": {"mask.ratio": 0.8}, "-mp8": {"mask.patch_size": 8}}
 RUNS = [("t64", a, 60, 100, "") for a in ("w16d1", "w16d3", "w32d2h1", "w32d2", "w48d1", "w64d1", "w64d4")]
-RUNS += [("t16", a, 60, 100, "") for a in ("w32d2m1h2", "w48d2m1h2", "w64d2h2", "w32d2", "w32d2m1", "w48d2", "w48d3", "w64d2", "w64d3", "w64d4", "w96d4")]
+RUNS += [("t16", a, 60, 100, "") for a in ("w32d2m1h2", "w48d2m1h2", "w64d2h2", "w32d2", "w32d2m1", "w48d2", "w48d3",
+                                          "w64d2", "w64d3", "w64d4", "w96d4")]
 RUNS += [("t16", "w64d4", 90, 100, ""), ("t16", "w64d2", 60, 100, "-m0.4"), ("t16", "w64d2", 60, 100, "-m0.8"),
          ("t16", "w64d2", 60, 100, "-mp8")]
 RECIPES: dict[str, dict] = {f"{g}-{a}-e{e}f{f}{v}": {**GRIDS[g], **ARCHS[a], **schedule(e, f), **VARIANTS[v]}
