@@ -69,8 +69,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 30
-    # Small batches: on digits SimMIM is limited by optimiser steps, not images seen (a CPU epoch costs about the
-    # same at batch 8 or 64), so 2 workers x 8 at lr 1.25e-3 beat 64 per worker (docs/digits_numbers.md).
+    # Small batches: on a dataset as small as digits SimMIM is limited by optimiser steps, not images seen, and a
+    # CPU epoch costs about the same at batch 8 or 64.
     batch_size: int = 8  # per worker
     base_lr: float = 4e-2  # scaled by global batch / 512: 1.25e-3 at the default 2 workers x 8
     min_lr: float = 1e-5

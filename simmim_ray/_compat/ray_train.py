@@ -1,11 +1,11 @@
 """Ray Train's private pieces used by the lean trial path.
 
-- `LazyTorchConfig`: Ray's `TorchConfig` with a backend that never imports torch in the Train controller. With
-  Ray's own config the controller imports torch (through `ray.train.torch.config`) only to send Ray's
-  process-group functions to the workers: about 1.5 CPU-seconds per trial, which on a small machine come out of
-  the workers' own start. Here the workers get a small function of this module that calls Ray's worker-side
-  function (`_setup_torch_process_group`, `_set_torch_distributed_env_vars`, `_shutdown_torch`) by name, so torch
-  is imported only where it runs. The steps follow Ray's `_TorchBackend.on_start` for CPU and GPU workers.
+- `LazyTorchConfig`: Ray's `TorchConfig` with a backend that never imports torch in the Train controller. With Ray's
+  own config the controller imports torch (through `ray.train.torch.config`) only to send Ray's process-group
+  functions to the workers: CPU-seconds per trial that on a small machine come out of the workers' own start
+  (benchmarks/trial_overhead.py). Here the workers get a small function of this module that calls Ray's worker-side
+  function (`_setup_torch_process_group`, `_set_torch_distributed_env_vars`, `_shutdown_torch`) by name, so torch is
+  imported only where it runs. The steps follow Ray's `_TorchBackend.on_start` for CPU and GPU workers.
 - `LeanTorchTrainer` (ray_trainer.py, apart: this module is loaded in the Train controller, which must not import
   `ray.train.torch`, whose package imports torch): no dataset manager actor for a run without Ray Datasets.
 - `PublishController` / `abort_controller`: the Train controller's handle, so a stopped trial can abort its run.

@@ -7,7 +7,7 @@ from ray.train.torch import TorchTrainer
 
 class LeanTorchTrainer(TorchTrainer):
     """`TorchTrainer` that starts no dataset manager actor for a run without Ray Datasets: one process fewer per
-    trial (about 1 CPU-second of start-up, taken from the workers' start on a small machine)."""
+    trial, whose start-up a small machine takes from the workers' start (benchmarks/trial_overhead.py)."""
 
     def _create_default_callbacks(self):
         from ray.train.v2._internal.callbacks.datasets import DatasetsCallback

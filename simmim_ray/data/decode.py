@@ -18,7 +18,9 @@ from torchvision.transforms.v2 import functional as F
 from simmim_ray.config import Config
 from simmim_ray.masking import MaskGenerator
 
-try:  # deprecated since torchvision 0.29 in favour of TorchCodec: when it is gone, PIL decodes (slower; pixels within a few levels)
+# torchvision's decoders are deprecated since 0.29 in favour of TorchCodec: when they are gone, PIL decodes (slower;
+# pixels within a few levels)
+try:
     from torchvision.io import ImageReadMode, decode_image
 except ImportError:  # pragma: no cover - depends on the torchvision version
     decode_image = None

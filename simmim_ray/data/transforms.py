@@ -10,8 +10,8 @@ from simmim_ray.masking import MaskGenerator
 
 
 def flips(cfg: Config) -> list:
-    """Horizontal flip, except on digits: a mirrored 2, 3, 4, 7 or 9 is not a digit, and flipping the digits
-    cost 13-25 points of fine-tune accuracy at 10% labels (docs/digits_numbers.md)."""
+    """Horizontal flip, except on digits: a mirrored 2, 3, 4, 7 or 9 is not a digit (it would teach the model
+    images of no class)."""
     return [] if cfg.data.source == "digits" else [v2.RandomHorizontalFlip()]
 
 

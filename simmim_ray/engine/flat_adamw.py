@@ -1,10 +1,11 @@
 """`FlatAdamW`: torch's AdamW over one contiguous buffer per parameter group, with the grads in one buffer too.
 
 Why: a small model's step pays per tensor, not per element. The digits default has 57 parameter tensors; zeroing,
-clipping (a norm per tensor, then a multiply per tensor) and the optimiser's per-tensor bookkeeping cost ~1.2 ms of
-a ~9 ms CPU step. Here each group's parameters are views into one flat tensor and their `.grad`s views into
-another, so zeroing, the gradient norm, clipping and the fused AdamW update are one or two ops per group. The
-module keeps its own Parameters (names, shapes, state dict unchanged); only their storage moves.
+clipping (a norm per tensor, then a multiply per tensor) and the optimiser's per-tensor bookkeeping are a sizeable
+share of a CPU step (benchmarks/step_throughput.py --ablate). Here each group's parameters are views into one flat
+tensor and their `.grad`s views into another, so zeroing, the gradient norm, clipping and the fused AdamW update are
+one or two ops per group. The module keeps its own Parameters (names, shapes, state dict unchanged); only their
+storage moves.
 
 Rules this relies on, both checked every step (and repaired, at the cost of a copy, when broken):
 - grads are never set to None: autograd then accumulates into the existing views in place, and DDP copies its

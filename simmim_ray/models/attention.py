@@ -2,8 +2,8 @@
 
 Why: on CPU, `F.scaled_dot_product_attention` runs a flash kernel built for long sequences. For the token counts of
 small images (65 tokens for the digits default, 145 for ViT-B/16 at 192 px) two batched matmuls and a softmax are
-faster, forward + backward (2 threads, AMD EPYC: 2.0x at 65 tokens x head dim 16, 1.3x at 145 x 64, 0.66x at
-325 x 64; benchmarks/RESULTS.md). The price is the [B, heads, N, N] probabilities kept for the backward, which is
+faster, forward + backward, up to a few hundred tokens (measured: benchmarks/RESULTS.md, step_throughput
+ablation). The price is the [B, heads, N, N] probabilities kept for the backward, which is
 small below the threshold. GPUs and long sequences keep SDPA's kernels.
 """
 from __future__ import annotations

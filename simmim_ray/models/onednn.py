@@ -1,9 +1,9 @@
 """`linear`: F.linear whose fp32 CPU matmuls (forward and backward) run on oneDNN instead of the BLAS.
 
 Why: PyTorch's CPU matmul calls MKL, and MKL runs its AVX2 code on AMD CPUs even when they have AVX-512; oneDNN
-(shipped inside PyTorch) does not look at the vendor. On the 2-core AMD EPYC this project is developed on, an
-fp32 GEMM runs at ~100 GFLOP/s per core through MKL and ~230 through oneDNN. Same fp32 arithmetic (oneDNN's
-default strict fp32 mode; PyTorch's `float32_matmul_precision` still applies), results equal to float rounding.
+(shipped inside PyTorch) does not look at the vendor. On AMD CPUs with AVX-512 an fp32 GEMM thus runs about twice as
+fast through oneDNN (benchmarks/step_throughput.py --ablate). Same fp32 arithmetic (oneDNN's default strict fp32
+mode; PyTorch's `float32_matmul_precision` still applies), results equal to float rounding.
 Everything else (GPU, other dtypes, autocast, no oneDNN in this build) goes to `F.linear`.
 """
 from __future__ import annotations

@@ -29,8 +29,8 @@ def pixel_head(head: nn.Sequential, z: torch.Tensor) -> torch.Tensor:
     """`head(z)` for a (1x1 conv, PixelShuffle(s)) head as one matmul over channels-last features and one permute.
 
     z: [B, C, h, w] -> [B, k, h*s, w*s]. Same weights and result; the ViT's feature map is a channels-last view of
-    its tokens, so the matmul reads it in place. On CPU the 1x1 convolution's backward cost ~0.2 ms per call on the
-    digits model, several times the matmul's.
+    its tokens, so the matmul reads it in place. On CPU the 1x1 convolution's backward costs several times the
+    matmul's on small models.
     """
     conv, s = head[0], head[1].upscale_factor
     y = linear(z.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias)  # [B, h, w, k*s*s], PixelShuffle's order

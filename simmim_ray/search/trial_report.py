@@ -1,11 +1,11 @@
 """Train -> Tune results on the lean trial path, without a queue actor per trial.
 
 Ray's `TuneReportCallback` (the public path) hands each Train report to the Tune trial through a
-`ray.util.queue.Queue`: an actor Ray starts for every trial (one more process, about 1 CPU-second of start-up on a
-small machine, taken from the workers' own start). Here the Train controller writes each report to Ray's KV store
-under a key only this trial knows, numbered in order, and the Tune session reads them from there exactly as it
-reads Ray's queue (`get(block, timeout)`, `Empty` when there is nothing yet). A report sent by a trial's controller
-after the trial ended lands under that trial's key, which no later trial reads.
+`ray.util.queue.Queue`: an actor Ray starts for every trial (one more process, whose start-up on a small machine is
+taken from the workers' own start; benchmarks/trial_overhead.py). Here the Train controller writes each report to
+Ray's KV store under a key only this trial knows, numbered in order, and the Tune session reads them from there
+exactly as it reads Ray's queue (`get(block, timeout)`, `Empty` when there is nothing yet). A report sent by a
+trial's controller after the trial ended lands under that trial's key, which no later trial reads.
 """
 from __future__ import annotations
 
