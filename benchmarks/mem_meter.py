@@ -32,7 +32,7 @@ def _title(pid: int) -> str:
         return ""
 
 
-def _children() -> dict[int, list[int]]:
+def process_children() -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for p in os.listdir("/proc"):
         if p.isdigit():
@@ -62,7 +62,7 @@ class RssMeter:
             self._stop.wait(self.period)
 
     def sample(self) -> None:
-        kids = _children()
+        kids = process_children()
         todo, seen = [self.root], set()
         while todo:
             pid = todo.pop()

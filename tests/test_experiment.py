@@ -3,13 +3,13 @@ changed settings, inputs or search-defining flags before anything is written, an
 line naming the file (exit 2). Ray never starts here: the driver is replaced by a recorder of its arguments."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 
 import optuna
 import pytest
+from proc_utils import tree
 
 from simmim_ray.cli import main
 from simmim_ray.search import ledger as lg
@@ -19,14 +19,6 @@ from simmim_ray.search.settings import SearchSettings
 SPACE = "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\nfixed:\n  train.epochs: 2\n"
 
 
-def tree(root) -> dict[str, str]:
-    """Every file under `root` -> sha256 of its bytes: what 'nothing written' compares."""
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            with open(os.path.join(d, f), "rb") as fh:
-                out[os.path.relpath(os.path.join(d, f), root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import time
 
 import pytest
 
+from benchmarks.mem_meter import process_children
 from data_factory import make_image_folder, truncated_png, write_parquet_shards
 
 TINY = {
@@ -32,21 +33,10 @@ TINY = {
 
 
 # ---- processes of one run --------------------------------------------------------------------------------------
-def _children() -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            out.setdefault(ppid, []).append(int(p))
-    return out
 
 
 def descendants(root: int) -> list[int]:
-    children, out, todo = _children(), [], [root]
+    children, out, todo = process_children(), [], [root]
     while todo:
         for c in children.get(todo.pop(), []):
             out.append(c)

@@ -2,13 +2,9 @@
 import glob
 import json
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 
 import pytest
+from proc_utils import run_simmim, set_args
 
 TINY = {
     "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 32, "model.depth": 2, "model.num_heads": 2,
@@ -72,24 +68,9 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
 @pytest.mark.floor_smoke
 def test_train_cli_end_to_end(tmp_path):
     out = tmp_path / "out"
-    sets = [f"{k}={v}" for k, v in {**TINY, "train.log_images": False}.items()]
-    argv = [sys.executable, "-m", "simmim_ray", "train", "--workers", "2", "--output", str(out)]
-    for s in sets:
-        argv += ["--set", s]
-    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    # a fresh local Ray in its own temp dir, never someone else's cluster
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=tmp_path, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started, Ray processes included
-        log, _ = proc.communicate()
-        pytest.fail(f"simmim-ray train timed out:\n{log[-3000:]}")
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert proc.returncode == 0, log[-3000:]
+    rc, log = run_simmim(["train", "--workers", "2", "--output", str(out),
+                          *set_args({**TINY, "train.log_images": False})], tmp_path, timeout=240)
+    assert rc == 0, log[-3000:]
     assert "final: val_accuracy=" in log
     assert " trial path (" in log  # one line says which trial path (simmim_ray/_compat) runs
 

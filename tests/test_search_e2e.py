@@ -1,7 +1,6 @@
 """End-to-end searches through the real CLI: Ray Tune + Optuna + Train (2 workers per trial) on digits."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ import time
 import optuna
 import pyarrow.parquet as pq
 import pytest
+from proc_utils import tree
 
 from simmim_ray._compat import ENV_VAR, trial_path
 from simmim_ray.metrics import REPLAYED
@@ -207,10 +207,3 @@ def done_rows(exp) -> list[dict]:
     return [row for row in rows if row["status"] != INTERRUPTED]
 
 
-def tree(root) -> dict[str, str]:
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            with open(os.path.join(d, f), "rb") as fh:
-                out[os.path.relpath(os.path.join(d, f), root)] = hashlib.sha256(fh.read()).hexdigest()
-    return out

@@ -2,16 +2,11 @@
 paths, and `train` on an existing --output resumes only the same config."""
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 
 import pytest
 
 from data_factory import make_image_folder
+from proc_utils import run_simmim, set_args
 from simmim_ray.cli import main
 
 
@@ -128,21 +123,7 @@ def test_train_from_another_directory_with_a_relative_data_path(tmp_path):
     sets = {"data.source": "imagefolder", "data.path": "imgs", "model.img_size": 16, "model.embed_dim": 16,
             "model.depth": 1, "model.num_heads": 2, "mask.patch_size": 8, "train.epochs": 1,
             "train.batch_size": 4, "train.log_images": False, "eval.epochs": 1, "eval.batch_size": 4}
-    argv = [sys.executable, "-m", "simmim_ray", "train", "--workers", "1", "--output", "out"]
-    for k, v in sets.items():
-        argv += ["--set", f"{k}={v}"]
-    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=tmp_path, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started, Ray processes included
-        log, _ = proc.communicate()
-        pytest.fail(f"simmim-ray train timed out:\n{log[-3000:]}")
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    assert proc.returncode == 0, log[-3000:]
+    rc, log = run_simmim(["train", "--workers", "1", "--output", "out", *set_args(sets)], tmp_path, timeout=300)
+    assert rc == 0, log[-3000:]
     assert "final: val_accuracy=" in log
     assert f"path: {tmp_path / 'imgs'}" in (tmp_path / "out" / "config.yaml").read_text()

@@ -1,0 +1,46 @@
+"""Helpers for tests that run the command line in a process of its own, or compare directory trees."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+
+def run_simmim(args: list[str], cwd, timeout: float) -> tuple[int, str]:
+    """`python -m simmim_ray ARGS` in `cwd` with a fresh local Ray in its own short temp dir (never someone else's
+    cluster); on timeout the process group it started, Ray included, is killed and the test fails with the log's
+    tail. -> (exit code, stdout + stderr)."""
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp}
+    proc = subprocess.Popen([sys.executable, "-m", "simmim_ray", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        log, _ = proc.communicate()
+        pytest.fail(f"simmim-ray {args[0]} timed out:\n{log[-3000:]}")
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    return proc.returncode, log
+
+
+def set_args(sets: dict) -> list[str]:
+    """{"a.b": 1} -> ["--set", "a.b=1"]"""
+    return [x for k, v in sets.items() for x in ("--set", f"{k}={v}")]
+
+
+def tree(root) -> dict[str, str]:
+    """Every file under `root` -> sha256 of its bytes: what 'nothing written' compares."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            with open(os.path.join(d, f), "rb") as fh:
+                out[os.path.relpath(os.path.join(d, f), root)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
