@@ -200,3 +200,20 @@ def test_pixel_baseline_fits_the_labelled_split_and_scores_the_test_split(monkey
     assert out["labeled_images"] == len(splits.labeled) and 0.5 < out[TEST_ACCURACY] <= 1.0
     parquet = cfg.with_overrides({"data.source": "parquet", "data.path": "/nowhere"})
     assert pixel_logreg(parquet)["skipped"].startswith("data.source=parquet is streamed")
+    folder = cfg.with_overrides({"data.source": "imagefolder", "data.path": "/nowhere"})
+    assert pixel_logreg(folder)["skipped"].startswith("data.source=imagefolder is streamed")
+
+
+def test_pixel_logreg_stage_on_a_streamed_search_skips_in_one_line(tmp_path):
+    """A streamed source's shared data holds no in-memory splits (ref None): the stage records the skip."""
+    from types import SimpleNamespace
+
+    from simmim_ray.search import answer
+    from simmim_ray.search.experiment import Experiment
+
+    exp = Experiment(str(tmp_path / "exp"))
+    base = Config().with_overrides({"data.source": "parquet", "data.path": str(tmp_path)})
+    runner = SimpleNamespace(base=base, shared=SimpleNamespace(ref=None))
+    answer._pixel_logreg(exp, runner, 0.1)
+    (e,) = exp.ledger.events(lg.BASELINE)
+    assert e["test_accuracy"] is None and "streamed" in e["skipped"]

@@ -92,7 +92,7 @@ def _pixel_logreg(exp: Experiment, runner: Runner, lf: float) -> None:
     from simmim_ray.search.baselines import pixel_logreg
 
     splits = None
-    if runner.shared is not None:
+    if runner.shared is not None and runner.shared.ref is not None:  # in memory (a streamed source has no ref)
         import ray
 
         splits = ray.get(runner.shared.ref)  # the search's own splits: the same labelled and test images

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 PIXEL_LOGREG, SCRATCH = "pixel_logreg", "scratch"
-IN_MEMORY_SOURCES = ("digits", "cifar10", "imagefolder")
+IN_MEMORY_SOURCES = ("digits", "cifar10")  # Parquet and image folders stream (data/scan.py)
 MAX_PIXEL_VALUES = 200_000_000  # labelled images x pixels held at once (1.6 GB as float64)
 
 
