@@ -127,3 +127,19 @@ def test_train_from_another_directory_with_a_relative_data_path(tmp_path):
     assert rc == 0, log[-3000:]
     assert "final: val_accuracy=" in log
     assert f"path: {tmp_path / 'imgs'}" in (tmp_path / "out" / "config.yaml").read_text()
+
+
+def test_space_grace_period_is_the_default_and_the_flag_wins(tmp_path, monkeypatch, capsys, captured):
+    """ASHA's first rung belongs with the space's recipe (a 60-epoch recipe pruned at epoch 2 stops deep models on
+    noise), so the space may set it; --grace-period still overrides."""
+    (tmp_path / "s.yaml").write_text("grace_period: 20\nfixed:\n  train.epochs: 60\n"
+                                     "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n")
+    (tmp_path / "bad.yaml").write_text("grace_period: 0\nparams:\n  mask.ratio: {uniform: [0.4, 0.8]}\n")
+    monkeypatch.chdir(tmp_path)
+    common = ["--target-accuracy", "0.5", "--storage-path", "exps"]
+    assert run_cli(["search", "s.yaml", *common], capsys)[0] == "started"
+    assert captured["settings"].grace_period == 20
+    assert run_cli(["search", "s.yaml", *common, "--name", "other", "--grace-period", "3"], capsys)[0] == "started"
+    assert captured["settings"].grace_period == 3
+    rc, err = run_cli(["search", "bad.yaml", *common], capsys)
+    assert rc == 2 and "`grace_period >= 1` must hold, but got 0" in err

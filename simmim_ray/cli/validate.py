@@ -213,6 +213,8 @@ def new_settings(args, space, space_path: str):
         raise UserError(f"`trials <= {MAX_TRIALS:,}` (--trials, or `trials:` in the space) must hold, but got "
                         f"{excerpt(trials)}")
     given = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
+    if "grace_period" not in given and space.grace_period is not None:
+        given["grace_period"] = space.grace_period
     if given.get("study_db"):
         given["study_db"] = _absolute_sqlite(given["study_db"])
     s = st.SearchSettings(**{

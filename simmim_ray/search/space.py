@@ -3,6 +3,7 @@
     target_accuracy: 0.85          # optional; --target-accuracy wins
     size_metric: params            # params | flops
     trials: 12                     # optional default for --trials
+    grace_period: 6                # optional default for --grace-period (ASHA's first rung, in epochs)
     fixed:  {train.epochs: 8}      # plain values applied to every trial
     params:                        # one distribution per key
       model.embed_dim: {int: [32, 96], step: 32}
@@ -31,7 +32,7 @@ MAX_CHOICES = 1000
 # what selects the data: one dataset per search, checked (and its path made absolute) on the driver
 DATA_KEYS = ("data.source", "data.path", "data.download", "data.image_column", "data.label_column",
              "data.mask_column")
-TOP_KEYS = ("target_accuracy", "size_metric", "trials", "fixed", "params")
+TOP_KEYS = ("target_accuracy", "size_metric", "trials", "grace_period", "fixed", "params")
 
 
 @dataclass
@@ -81,6 +82,7 @@ class SearchSpace:
     target_accuracy: float | None = None
     size_metric: str = "params"
     trials: int | None = None
+    grace_period: int | None = None  # ASHA's first rung fits the recipe's length: it belongs with `fixed:`
 
     def keys(self) -> list[str]:
         return [p.key for p in self.params]
@@ -122,7 +124,10 @@ def parse_space(d: Any, name: str, base: Config | None = None) -> SearchSpace:
     trials = d.get("trials")
     if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
         raise UserError(f"{where}: `trials >= 1` must hold, but got {excerpt(trials)}")
-    space = SearchSpace(name, params, fixed, None if target is None else float(target), size_metric, trials)
+    grace = d.get("grace_period")
+    if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool) or grace < 1):
+        raise UserError(f"{where}: `grace_period >= 1` must hold, but got {excerpt(grace)}")
+    space = SearchSpace(name, params, fixed, None if target is None else float(target), size_metric, trials, grace)
     try:
         base_cfg = space.base_config(base)
     except UserError as e:
