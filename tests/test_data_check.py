@@ -49,6 +49,10 @@ def _negative(p):
     parquet(p, pa.array([(i % 3) - (i == 17) * 5 for i in range(60)], pa.int64()))
 
 
+def _huge_label(p):  # a hash or a wrong column: per-class arrays of 10**12 entries would exhaust memory
+    parquet(p, pa.array([(i % 3) + (i == 5) * 10**12 for i in range(60)], pa.int64()))
+
+
 def _nulls(p):
     parquet(p, pa.array([None if i == 4 else i % 3 for i in range(60)], pa.int64()))
 
@@ -121,6 +125,8 @@ CASES = [
     ("float labels are refused, not truncated", _floats, "parquet", ["data.label_column", "double", "integer"]),
     ("negative label", _negative, "parquet", ["data.label_column", "label -3", "row 17", "part-000.parquet",
                                               "`label >= 0`"]),
+    ("label far above any class count", _huge_label, "parquet", ["data.label_column", "row 5", "too large",
+                                                                 "`label <= 1,000,000`"]),
     ("null label", _nulls, "parquet", ["data.label_column", "null", "part-000.parquet"]),
     ("one class", _one_class, "parquet", ["data.label_column", "1 class", "`classes >= 2`"]),
     ("one-class image folder", _one_class_folder, "imagefolder", ["data.path", "1 class folder", "`classes >= 2`"]),

@@ -8,6 +8,10 @@ import numpy as np
 
 from simmim_ray.errors import UserError
 
+# labels are class indices, and the scan and the classifier size per-class arrays by the largest one: ImageNet-21k
+# has 21,841 classes, so a label far above this is a wrong column or a hash, not a class
+MAX_LABEL = 1_000_000
+
 _FS_CACHE: dict[str, tuple] = {}
 
 
@@ -106,6 +110,10 @@ def label_array(col, name: str, start: int, column: str) -> np.ndarray:
         i = int(np.argmin(y))
         raise UserError(f"data.label_column: label {int(y[i])} in row {start + i} of {name} is "
                         f"negative; `label >= 0` must hold (labels are class indices)")
+    if len(y) and y.max() > MAX_LABEL:
+        i = int(np.argmax(y))
+        raise UserError(f"data.label_column: label {int(y[i])} in row {start + i} of {name} is too large; "
+                        f"`label <= {MAX_LABEL:,}` must hold (labels are class indices 0..classes-1)")
     return y
 
 
