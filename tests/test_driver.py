@@ -6,6 +6,7 @@ import os
 import pytest
 import yaml
 
+from simmim_ray.config import Config
 from simmim_ray.errors import UserError
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.driver import check_fits, default_concurrency, load_points
@@ -56,7 +57,10 @@ def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
     from simmim_ray.cli import main
 
     assert main(["search", "digits_quick", "--storage-path", str(tmp_path), "--target-accuracy", "0.5"]) == 0
-    assert seen["base"].train.epochs == 6 and seen["base"].eval.epochs == 15
+    fixed = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "search_spaces",
+                                             "digits_quick.yaml")))["fixed"]
+    assert fixed["train.epochs"] != Config().train.epochs  # else this would not tell fixed values from defaults
+    assert seen["base"].train.epochs == fixed["train.epochs"] and seen["base"].eval.epochs == fixed["eval.epochs"]
 
 
 def test_tune_saves_its_state_every_2_s_on_file_systems_only(monkeypatch):
