@@ -44,3 +44,24 @@ def tree(root) -> dict[str, str]:
             with open(os.path.join(d, f), "rb") as fh:
                 out[os.path.relpath(os.path.join(d, f), root)] = hashlib.sha256(fh.read()).hexdigest()
     return out
+
+
+# The space the end-to-end search tests run: the digits data of the default space, with continuous keys beside the
+# widths (so every trial is a distinct point) and named digits_quick like the default; its own file, so the default
+# recipe can change without changing what these tests check.
+E2E_SPACE = """params:
+  model.embed_dim: {int: [16, 64], step: 16}
+  model.depth: {int: [1, 2]}
+  model.num_heads: {choice: [1, 2]}
+  mask.ratio: {uniform: [0.4, 0.8]}
+  loss.visible_weight: {uniform: [0.0, 0.3]}
+"""
+
+
+def e2e_space(root) -> str:
+    """Writes E2E_SPACE as ROOT/spaces/digits_quick.yaml (the experiment takes the file's name); -> its path."""
+    path = os.path.join(str(root), "spaces", "digits_quick.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(E2E_SPACE)
+    return path

@@ -18,10 +18,26 @@ from simmim_ray.models.factory import build_encoder, count_params, encoder_flops
 SPACES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces")
 
 
+# A digits space that searches the recipe keys too (masking, loss), which the ladder must hold at the recipe's values
+LADDER_SPACE = {"fixed": {"train.epochs": 6},
+                "params": {"model.embed_dim": {"int": [16, 96], "step": 16}, "model.depth": {"int": [1, 4]},
+                           "model.num_heads": {"choice": [1, 2, 4]}, "model.mlp_ratio": {"choice": [1.0, 2.0]},
+                           "mask.ratio": {"uniform": [0.4, 0.8]}, "mask.patch_size": {"choice": [4, 8]},
+                           "loss.visible_weight": {"uniform": [0.0, 0.3]}, "loss.fgbg_weight": {"uniform": [0.0, 0.5]},
+                           "loss.type": {"choice": ["l1", "smooth_l1"]}}}
+
+
 @pytest.fixture(scope="module")
 def digits_quick():
-    space = load_space(os.path.join(SPACES, "digits_quick.yaml"))
+    space = parse_space(LADDER_SPACE, "digits_quick")
     return space, space.base_config()
+
+
+def test_the_bundled_default_space_has_a_ladder():
+    space = load_space(os.path.join(SPACES, "digits_quick.yaml"))
+    points = size_ladder(space, space.base_config(), 3, "params")
+    sizes = [encoder_size(space.base_config().with_overrides(decode(p)), "params") for p in points]
+    assert len(points) == 3 and all(b >= 2 * a for a, b in zip(sizes, sizes[1:])), sizes
 
 
 def brute_force_smallest(space, base, metric: str) -> int:
