@@ -202,3 +202,18 @@ def replace_section(text: str, section: str, block: str) -> str:
     if pattern.search(text):
         return pattern.sub(lambda _: block, text, count=1).rstrip("\n") + "\n"
     return text.rstrip("\n") + "\n\n" + block.rstrip("\n") + "\n"
+
+
+def write_marked_block(path: str, tag: str, name: str, body: str) -> None:
+    """Replace the text between `<!-- TAG:NAME -->` and `<!-- /TAG:NAME -->` in the markdown file `path` (appending
+    the block if absent, creating the file if needed); written atomically, so a reader never sees half a file."""
+    begin, end = f"<!-- {tag}:{name} -->", f"<!-- /{tag}:{name} -->"
+    block = f"{begin}\n{body.strip()}\n{end}"
+    text = open(path).read() if os.path.exists(path) else "# Digits numbers\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text.rstrip("\n") + "\n")
+    os.replace(tmp, path)

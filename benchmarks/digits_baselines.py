@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -26,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.common import command_line, describe, machine_info  # noqa: E402
+from benchmarks.common import command_line, describe, machine_info, write_marked_block  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
 QUICK = {"train.epochs": 2, "eval.epochs": 3, "train.warmup_epochs": 1}
@@ -153,16 +152,7 @@ def table(results: list[dict], fractions: list[float], cfg, workers: int, overri
 
 
 def write_section(path: str, name: str, body: str) -> None:
-    begin, end = f"<!-- digits_baselines:{name} -->", f"<!-- /digits_baselines:{name} -->"
-    block = f"{begin}\n{body.strip()}\n{end}"
-    text = open(path).read() if os.path.exists(path) else "# Digits numbers\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text.rstrip("\n") + "\n")
-    os.replace(tmp, path)
+    write_marked_block(path, "digits_baselines", name, body)
 
 
 def main(argv: list[str] | None = None) -> int:

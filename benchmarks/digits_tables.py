@@ -2,11 +2,10 @@
 search's wall minutes from in-process seconds."""
 from __future__ import annotations
 
-import os
-import re
 import statistics
 from collections import defaultdict
 
+from benchmarks import common
 from benchmarks.digits_runs import mean_sd, seed_components, wilson
 
 # A Ray Tune + Train trial's fixed cost beyond its training loop on an idle 2-core machine
@@ -142,16 +141,7 @@ def seeds_table(records: list[dict]) -> str:
 
 
 def write_section(path: str, name: str, body: str) -> None:
-    """Replace the text between `<!-- digits_frontier:NAME -->` markers in `path` (appending it if absent)."""
-    begin, end = f"<!-- digits_frontier:{name} -->", f"<!-- /digits_frontier:{name} -->"
-    block = f"{begin}\n{body.strip()}\n{end}"
-    text = open(path).read() if os.path.exists(path) else "# Digits numbers\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text.rstrip("\n") + "\n")
-    os.replace(tmp, path)
+    common.write_marked_block(path, "digits_frontier", name, body)
 
 
 def render_all(records: list[dict], recipes: dict, path: str) -> str:
