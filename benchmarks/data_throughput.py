@@ -8,6 +8,8 @@ sensitive to other load than wall time). Rounds alternate the order (ABBA); medi
 - PIL box resize, uint8: PIL decode, the crop and resize as one `resize(box=...)`, no float conversion;
 - PIL draft (DCT-scaled decode): JPEG decoded at 1/2, 1/4 or 1/8 scale when the crop still has >= 192/1.25 px;
 - torchvision.io.decode_jpeg, uint8: libjpeg-turbo straight to a uint8 tensor, crop + antialiased resize on uint8;
+- simplejpeg, exact IDCT: libjpeg-turbo through simplejpeg to [H, W, 3] uint8, resized channels-last (same pixels as
+  decode_jpeg);
 - ours: the product's streamed transform (simmim_ray/data/decode.py) on pyarrow batches, uint8 out: the
   normalisation runs on the Train worker's device, so it costs no preprocessing core.
 
@@ -116,6 +118,17 @@ def pipelines(cfg):
                 x = x.flip(-1)
             mg()
 
+    def simplejpeg_exact(jpegs):
+        import simplejpeg
+
+        for b in jpegs:
+            x = torch.from_numpy(simplejpeg.decode_jpeg(b, colorspace="RGB")).permute(2, 0, 1)
+            top, left, h, w = crop_box(rng, x.shape[1], x.shape[2], SCALE, RATIO)
+            x = F.resized_crop(x, top, left, h, w, [SIZE, SIZE], antialias=True)
+            if rng.random() < 0.5:
+                x = x.flip(-1)
+            mg()
+
     ours_t = StreamTransform(cfg, "pretrain")
 
     def ours(jpegs):
@@ -126,6 +139,7 @@ def pipelines(cfg):
 
     return {"torchvision (PIL), the peer": torchvision_pil, "PIL box resize, uint8": pil_box,
             "PIL draft (DCT-scaled decode)": pil_draft, "torchvision.io.decode_jpeg, uint8": tv_decode,
+            "simplejpeg, exact IDCT, uint8": simplejpeg_exact,
             "ours (data/decode.py)": ours}
 
 
