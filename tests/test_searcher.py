@@ -162,3 +162,41 @@ def test_a_restored_searcher_continues_the_study_where_the_experiment_is_now(tmp
     states = [t.state for t in optuna.load_study(study_name="q", storage=copy).trials]
     assert states == [TrialState.COMPLETE, TrialState.COMPLETE]
     assert restored.started() == {"t0", "t1"}
+
+
+SMALL = {"model.depth": optuna.distributions.IntDistribution(1, 3),
+         "model.num_heads": optuna.distributions.CategoricalDistribution([2, 4])}
+
+
+def test_no_configuration_runs_twice_while_unseen_ones_remain():
+    """6 configurations, 6 suggestions, some pruned and some completed: 6 different configurations run (TPE alone
+    repeats here); each repeat it sampled is answered from its twin in the study without running."""
+    s = ConstrainedOptunaSearch(SMALL, "params", 0.9, seed=0)
+    ran = []
+    for i in range(6):
+        p = s.suggest(f"t{i}")
+        ran.append(tuple(sorted(p.items())))
+        if i % 2:
+            s.on_trial_complete(f"t{i}", {"params": 10 * p["model.depth"], "proxy_knn": 0.3, "done": False})
+        else:
+            s.on_trial_complete(f"t{i}", {"params": 10 * p["model.depth"], "val_accuracy": 0.5 + 0.1 * i,
+                                          "done": True})
+    assert len(set(ran)) == 6
+    by_number = {t.number: t for t in s.study.trials}
+    repeats = [t for t in s.study.trials if "repeat_of" in t.user_attrs]
+    assert repeats, "TPE sampled no repeat in 6 asks over 6 configurations: the test no longer tests the rule"
+    for t in repeats:
+        twin = by_number[t.user_attrs["repeat_of"]]
+        assert t.params == twin.params and t.state == twin.state and "tune_trial_id" not in t.user_attrs
+        if t.state == TrialState.COMPLETE:
+            assert t.values == twin.values and constraint_values(t) == constraint_values(twin)
+
+
+def test_a_pruned_trial_is_infeasible_to_the_sampler():
+    """Without a constraint, Optuna 5's TPE counts a pruned trial as feasible, and ranks it among its good trials
+    while few completed trials are feasible (the sample lands next to a pruned configuration again)."""
+    s = ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0)
+    s.suggest("a")
+    s.on_trial_complete("a", {"params": 100, "proxy_knn": 0.2, "epoch": 1, "done": False})
+    (t,) = s.study.trials
+    assert t.state == TrialState.PRUNED and constraint_values(t) == [math.inf]

@@ -2,8 +2,11 @@
 
 Ray's `OptunaSearch` tells Optuna only objective values, and tells a trial that ASHA stopped as COMPLETE with its
 truncated metrics. This searcher (a) sets `target - accuracy` as an Optuna constraint before `tell`, which
-TPE / NSGA-II read (feasible when <= 0), and (b) tells early-stopped trials as PRUNED so their truncated accuracy
-never reaches the sampler or the Pareto front. Objectives: size (minimise), accuracy (maximise).
+TPE / NSGA-II read (feasible when <= 0), (b) tells early-stopped trials as PRUNED, and infeasible, so their
+truncated accuracy never reaches the sampler or the Pareto front and TPE never counts them among its good trials,
+and (c) never runs a configuration twice: a sample that repeats an earlier trial is answered from that trial without
+running (Optuna's recipe for repeated samples) and the sampler asked again. Objectives: size (minimise), accuracy
+(maximise).
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 TUNE_ID_ATTR = "tune_trial_id"
 SEARCH_ATTR = "search_id"
 ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
+REPEAT_ATTR = "repeat_of"  # a sample that repeated this earlier study trial's params, answered without running
+# asks per suggestion before a repeat runs anyway: only a nearly exhausted space gets there
+MAX_ASKS = 32
 FINAL_KEY = VAL_ACCURACY  # present only in a trial's final report (after the fine-tune / probe)
 
 
@@ -97,12 +103,43 @@ class ConstrainedOptunaSearch(Searcher):
         if trial_id not in self.running:
             if self.budget and len(self.started()) >= self.budget:
                 return Searcher.FINISHED
-            trial = self.study.ask(fixed_distributions=self.space)
+            trial = self._ask_unseen()
             # recorded in the database at once, unlike the searcher's pickled state, which Tune saves now and then
             trial.set_user_attr(TUNE_ID_ATTR, trial_id)
             trial.set_user_attr(SEARCH_ATTR, self.search_id)
             self.running[trial_id] = trial
         return dict(self.running[trial_id].params)
+
+    def _ask_unseen(self) -> optuna.trial.Trial:
+        """A study trial whose params no earlier trial has. Multivariate TPE on a few discrete keys re-proposes
+        configurations (each rerun costs a full trial and, with the config's fixed seed, teaches nothing), so a
+        repeat is answered from its twin and the sampler asked again; after MAX_ASKS repeats the repeat runs."""
+        for attempt in range(MAX_ASKS):
+            trial = self.study.ask(fixed_distributions=self.space)
+            twin = self._twin(trial)
+            if twin is None or attempt == MAX_ASKS - 1:
+                return trial
+            self._answer_repeat(trial, twin)
+        raise AssertionError("unreachable")
+
+    def _twin(self, trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial | None:
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        return next((t for t in self.study.get_trials(deepcopy=False, states=states)
+                     if t.number != trial.number and t.params == trial.params), None)
+
+    def _answer_repeat(self, trial: optuna.trial.Trial, twin: optuna.trial.FrozenTrial) -> None:
+        """The twin's answer, so the sampler learns as if the repeat had run: its values and constraint when it
+        completed, pruned and infeasible when it was pruned; FAIL (which samplers ignore) while it is running."""
+        trial.set_user_attr(REPEAT_ATTR, twin.number)
+        if twin.state == TrialState.COMPLETE:
+            for v in ot_compat.constraint_values(twin)[:1]:
+                ot_compat.set_constraint(trial, FINAL_KEY, v)
+            self.study.tell(trial, twin.values)
+        elif twin.state == TrialState.PRUNED:
+            ot_compat.set_constraint(trial, FINAL_KEY, math.inf)
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
 
     def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
         """The study's record of a Tune trial: the one this searcher asked, else (a Tune trial it never asked) the
@@ -130,6 +167,11 @@ class ConstrainedOptunaSearch(Searcher):
         if error or not is_final(result):
             # errored, or stopped early (ASHA): never tell the truncated metrics as a finished result
             state, values = (TrialState.FAIL if error else TrialState.PRUNED), None
+            if not error:
+                # infeasible, as Optuna 4's constraints_func already says: without a constraint Optuna 5's TPE takes
+                # a pruned trial for a feasible one, and while few trials are feasible it ranks pruned ones among
+                # its good trials and samples near them again
+                ot_compat.set_constraint(trial, FINAL_KEY, math.inf)
         else:
             accuracy = float(result[FINAL_KEY])
             if math.isfinite(accuracy):

@@ -48,7 +48,10 @@ class SearchSettings:
     seed: int = 0
     study_db: str = ""  # Optuna storage URL; "": <experiment>/study.db (SQLite)
     points: str = ""
-    warm_start: int = 3  # size-ladder points tried first (capped at half the trials); 0: off
+    # size-ladder points tried first (capped at half the trials); 0: off. Off by default: on the default digits
+    # search its rungs cost 3 of 8 trials and left 3 of 5 seeds with no confirmed answer
+    # (benchmarks/search_efficiency.py)
+    warm_start: int = 0
     config_path: str = ""
     overrides: tuple = ()
     address: str = ""
