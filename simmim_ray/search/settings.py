@@ -49,7 +49,7 @@ class SearchSettings:
     study_db: str = ""  # Optuna storage URL; "": <experiment>/study.db (SQLite)
     points: str = ""
     # size-ladder points tried first (capped at half the trials); 0: off. Off by default: on the default digits
-    # search its rungs cost 3 of 8 trials and left 3 of 5 seeds with no confirmed answer
+    # search its rungs cost 3 of 8 trials, and 1 of 5 seeds ended with no confirmed answer
     # (benchmarks/search_efficiency.py)
     warm_start: int = 0
     config_path: str = ""
