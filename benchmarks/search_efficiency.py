@@ -200,7 +200,8 @@ def report(runs: dict, seeds: list[int], space, base, k: int, n_seeds: int, info
     lines += ["", f"Compute to a confirmed answer as small as random + FIFO's, TPE + ASHA over random + FIFO, per seed "
               f"where random confirmed one ({len(ratios)} of {len(seeds)}): "
               + (", ".join("never" if r is None else f"{r:.2f}x" for r in ratios) or "none")
-              + f"; median {'never' if med == float('inf') else fmt(med, '.2f') + 'x'} (goal <= 0.5x: {verdict})."]
+              + f"; median {'-' if med is None else 'never' if med == float('inf') else f'{med:.2f}x'} "
+              f"(goal <= 0.5x: {verdict})."]
     smaller = sum(1 for seed in seeds
                   if (runs[(seed, "tpe+asha")]["answer"]["size"] or float("inf"))
                   < (runs[(seed, "random+fifo")]["answer"]["size"] or float("inf")))

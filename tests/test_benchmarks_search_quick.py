@@ -64,4 +64,4 @@ def test_search_efficiency_quick(tmp_path):
     # every search stopped at its budget of trial-epochs
     spent = [(int(a), int(b)) for a, b in re.findall(r"(\d+) of (\d+) trial-epochs", out)]
     assert len(spent) == 2 and all(a == b == budget for a, b in spent), out
-    assert re.search(r"median ([\d.]+|-)x \(goal <= 0.5x: (met|NOT met|n/a)\)", body), body
+    assert re.search(r"median ([\d.]+x|never|-) \(goal <= 0.5x: (met|NOT met|n/a)\)", body), body

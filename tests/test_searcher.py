@@ -200,3 +200,21 @@ def test_a_pruned_trial_is_infeasible_to_the_sampler():
     s.on_trial_complete("a", {"params": 100, "proxy_knn": 0.2, "epoch": 1, "done": False})
     (t,) = s.study.trials
     assert t.state == TrialState.PRUNED and constraint_values(t) == [math.inf]
+
+
+def test_an_orphans_params_run_again_after_a_restart():
+    """A trial asked just before a driver kill stays RUNNING in the study and never ran; the restarted search's
+    sampler proposes the same params: they run (not answered as a repeat of a trial nobody runs)."""
+    storage = optuna.storages.InMemoryStorage()
+    s1 = ConstrainedOptunaSearch(SMALL, "params", 0.9, seed=0, storage=storage, study_name="r")
+    orphan = s1.suggest("killed")
+    s2 = ConstrainedOptunaSearch(SMALL, "params", 0.9, seed=0, storage=storage, study_name="r")
+    s2.study.enqueue_trial(orphan)
+    assert s2.suggest("again") == orphan
+    assert not [t for t in s2.study.trials if "repeat_of" in t.user_attrs]
+    # while a trial this searcher runs is still running, its params are not started twice
+    s2.study.enqueue_trial(orphan)
+    assert s2.suggest("third") != orphan
+    running = s2.running["again"].number
+    reps = [t for t in s2.study.trials if t.user_attrs.get("repeat_of") == running]
+    assert reps and all(t.state == TrialState.FAIL for t in reps)  # FAIL: the sampler learns nothing from it

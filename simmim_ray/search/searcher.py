@@ -123,9 +123,13 @@ class ConstrainedOptunaSearch(Searcher):
         raise AssertionError("unreachable")
 
     def _twin(self, trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial | None:
+        # a RUNNING study trial this searcher does not run was asked before a driver kill and never ran (an
+        # orphan): a resumed sampler proposes its params again, and they must run
+        mine = {t.number for tid, t in self.running.items() if tid not in self.completed}
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         return next((t for t in self.study.get_trials(deepcopy=False, states=states)
-                     if t.number != trial.number and t.params == trial.params), None)
+                     if t.number != trial.number and t.params == trial.params
+                     and (t.state != TrialState.RUNNING or t.number in mine)), None)
 
     def _answer_repeat(self, trial: optuna.trial.Trial, twin: optuna.trial.FrozenTrial) -> None:
         """The twin's answer, so the sampler learns as if the repeat had run: its values and constraint when it
