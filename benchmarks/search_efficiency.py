@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -239,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     variant = dict(parse_variant(v) for v in args.variant)
     tasks = [(seed, m, args.quick, traces, args.confirm, n_seeds, variant) for seed in seeds for m in METHODS]
     runs = {}
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for r in pool.map(run_one, tasks):
-            runs[(r["seed"], r["method"])] = r
-            a = r["answer"]
-            print(f"seed {r['seed']} {r['method']}: {len(r['trials'])} trials, answer {space.size_metric} "
-                  f"{fmt(a['size'])}, search {r['search_cpu_s']:.0f} CPU s, {r['spent_epochs']} of {r['budget']} "
-                  f"trial-epochs", flush=True)
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for r in pool.map(run_one, tasks):
+                runs[(r["seed"], r["method"])] = r
+                a = r["answer"]
+                print(f"seed {r['seed']} {r['method']}: {len(r['trials'])} trials, answer {space.size_metric} "
+                      f"{fmt(a['size'])}, search {r['search_cpu_s']:.0f} CPU s, {r['spent_epochs']} of "
+                      f"{r['budget']} trial-epochs", flush=True)
+    finally:
+        if traces != (args.traces or TRACES):  # a fresh directory of this run (--quick)
+            shutil.rmtree(traces, ignore_errors=True)
     if args.raw:
         with open(args.raw, "w") as f:
             json.dump({f"{s}/{m}": r for (s, m), r in runs.items()}, f, indent=1)
