@@ -65,3 +65,9 @@ def e2e_space(root) -> str:
     with open(path, "w") as f:
         f.write(E2E_SPACE)
     return path
+
+
+def ran(study) -> list:
+    """The study trials Tune ran: not a repeat the searcher answered from its twin (`repeat_of`), not an orphan of a
+    killed driver (`orphaned`)."""
+    return [t for t in study.trials if "repeat_of" not in t.user_attrs and "orphaned" not in t.user_attrs]
