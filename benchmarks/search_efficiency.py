@@ -69,7 +69,7 @@ def run_one(task: tuple) -> dict:
     from simmim_ray.search.confirm import confirm_seeds
     from simmim_ray.search.driver import initial_points, make_scheduler
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
-    from simmim_ray.search.space import to_optuna
+    from simmim_ray.search.space import decode, to_optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed, method, quick, traces, k, n_seeds, variant = task
@@ -89,7 +89,6 @@ def run_one(task: tuple) -> dict:
     sim = simulate(searcher, make_scheduler(s, base, points), lambda p: store.trial(base.with_overrides(p)),
                    base.train.epochs, budget, SLOTS)
     seeds = confirm_seeds(n_seeds, seed)
-    from simmim_ray.search.space import decode
 
     def confirm(t) -> dict:
         runs = [store.confirmation(base.with_overrides(decode(t.config)), sd) for sd in seeds]
@@ -188,15 +187,8 @@ def report(runs: dict, seeds: list[int], space, base, k: int, n_seeds: int, info
         if target_size is not None:
             tpe = cost(reach(runs[(seed, "tpe+asha")], target_size))
             ratios.append(None if tpe is None else tpe / cost(reach(rnd, target_size)))
-    finite = sorted(r for r in ratios if r is not None)
-    never = sum(r is None for r in ratios)
-    med = None
-    if ratios:
-        ordered = finite + [float("inf")] * never  # "never" ranks above any ratio
-        med = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else None
-        if med is None:
-            lo, hi = ordered[len(ordered) // 2 - 1], ordered[len(ordered) // 2]
-            med = (lo + hi) / 2
+    # "never" ranks above any ratio
+    med = common.median([float("inf") if r is None else r for r in ratios]) if ratios else None
     verdict = "n/a" if med is None else ("met" if med <= 0.5 else "NOT met")
     lines += ["", f"Compute to a confirmed answer as small as random + FIFO's, TPE + ASHA over random + FIFO, per seed "
               f"where random confirmed one ({len(ratios)} of {len(seeds)}): "
