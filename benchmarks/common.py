@@ -217,3 +217,29 @@ def write_marked_block(path: str, tag: str, name: str, body: str) -> None:
     with open(tmp, "w") as fh:
         fh.write(text.rstrip("\n") + "\n")
     os.replace(tmp, path)
+
+
+# ---- files shared by processes -------------------------------------------------------------------
+@contextlib.contextmanager
+def locked(path: str):
+    """An exclusive lock on `path + ".lock"` (blocking), for the read-modify-write of a shared result file."""
+    with open(path + ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes `path` through a temporary file and a rename: a reader never sees half a file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str, data) -> None:
+    import json
+
+    atomic_write_text(path, json.dumps(data, indent=None, separators=(",", ":")) + "\n")
