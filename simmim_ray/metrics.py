@@ -6,6 +6,9 @@ from __future__ import annotations
 # feasibility during the search is decided on. Present only in a run's final report.
 VAL_ACCURACY = "val_accuracy"
 VAL_COUNT = "val_count"  # images behind VAL_ACCURACY (for its interval)
+# a borderline final accuracy measured again (train/loop_config.Remeasure): every fine-tune seed's value, whose
+# mean is VAL_ACCURACY
+VAL_ACCURACY_SEEDS = "val_accuracy_seeds"
 # Accuracy on the test split: only confirmation runs and `simmim-ray train` measure it, never a search trial.
 TEST_ACCURACY = "test_accuracy"
 TEST_COUNT = "test_count"

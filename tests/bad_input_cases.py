@@ -121,7 +121,7 @@ CASES = [
      "params.model.foo: unknown config key `model.foo`"),
     ("space-unknown-top", "space", "unknown top-level key (`paramz:`)",
      "check spaces/unknown_top.yaml", "paramz",
-     "space 'unknown_top': unknown key `paramz` (allowed: target_accuracy, size_metric, trials, grace_period, fixed, params)"),
+     "space 'unknown_top': unknown key `paramz` (allowed: target_accuracy, size_metric, trials, budget, grace_period, fixed, params)"),
     ("space-empty-choice", "space", "empty range (`choice: []`)",
      "check spaces/empty_choice.yaml", "mask.ratio",
      "params.mask.ratio: `choice` must be a non-empty list, but got []"),

@@ -53,12 +53,15 @@ def feasible(t: optuna.trial.FrozenTrial) -> bool:
     return bool(vals) and all(v <= 0 for v in vals)
 
 
-def test_constraint_recorded_and_feasibility_follows_target():
+def test_one_objective_the_size_and_the_accuracy_a_constraint():
     best, study = run("tpe", 0, 10)
+    assert study.directions == [optuna.study.StudyDirection.MINIMIZE]
+    assert study.metric_names == ["params"] and study.user_attrs["target_accuracy"] == 0.9
     for t in study.trials:
-        acc = t.values[1]
-        assert constraint_values(t) == [pytest.approx(0.9 - acc)]
-        assert feasible(t) == (acc >= 0.9)
+        got = synthetic(t.params)
+        assert t.values == [got["params"]]
+        assert constraint_values(t) == [pytest.approx(0.9 - got["val_accuracy"])]
+        assert feasible(t) == (got["val_accuracy"] >= 0.9)
 
 
 def test_constrained_tpe_finds_the_smallest_feasible_point_and_beats_random():
@@ -82,7 +85,8 @@ def test_early_stopped_trial_is_pruned_not_complete():
     s.on_trial_complete("b", None, error=True)
     states = [t.state for t in s.study.trials]
     assert states == [TrialState.PRUNED, TrialState.FAIL]
-    assert s.study.best_trials == []  # nothing truncated reaches the Pareto front
+    assert s.study.trials[0].values is None  # nothing truncated is told as a measurement
+    assert s.study.trials[0].user_attrs["stopped"] == "stopped early at epoch 1"
 
 
 def test_restored_searcher_finds_its_trial_by_tune_id():
@@ -192,14 +196,79 @@ def test_no_configuration_runs_twice_while_unseen_ones_remain():
             assert t.values == twin.values and constraint_values(t) == constraint_values(twin)
 
 
-def test_a_pruned_trial_is_infeasible_to_the_sampler():
-    """Without a constraint, Optuna 5's TPE counts a pruned trial as feasible, and ranks it among its good trials
-    while few completed trials are feasible (the sample lands next to a pruned configuration again)."""
+def test_a_stopped_trial_is_pruned_with_no_measured_constraint():
+    """A trial stopped early was never measured: PRUNED with the reason, and no constraint value, on Optuna 4 (whose
+    constraints_func stores what we return) as on 5; TPE ranks such trials below feasible and above infeasible
+    ones. A measured trial without a finite accuracy stays infeasible."""
+    from simmim_ray._compat.optuna import constraints_func
+
     s = ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0)
     s.suggest("a")
-    s.on_trial_complete("a", {"params": 100, "proxy_knn": 0.2, "epoch": 1, "done": False})
+    s.on_trial_complete("a", {"params": 100, "proxy_knn": 0.2, "epoch": 20, "done": False})
     (t,) = s.study.trials
-    assert t.state == TrialState.PRUNED and constraint_values(t) == [math.inf]
+    assert t.state == TrialState.PRUNED and constraint_values(t) == [] and "epoch 20" in t.user_attrs["stopped"]
+    assert constraints_func(t) == []
+    measured = optuna.trial.create_trial(params={}, distributions={}, values=[1.0])
+    assert constraints_func(measured) == [math.inf]
+
+
+def sized(p: dict) -> float:
+    return p["model.embed_dim"] ** 2 * p["model.depth"]
+
+
+def test_a_configuration_that_cannot_beat_the_incumbent_is_never_trained():
+    """Once a trial is feasible, every suggestion is strictly smaller than the smallest feasible size; samples that
+    are not are recorded as PRUNED ("skipped", with their size) and never handed to Tune."""
+    s = ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0, size_of=sized)
+    incumbent, handed = None, []
+    for i in range(40):
+        p = s.suggest(f"t{i}")
+        if p == "FINISHED":
+            break
+        handed.append(p)
+        if incumbent is not None:
+            assert sized(p) < incumbent, (sized(p), incumbent)
+        r = synthetic(p)
+        s.on_trial_complete(f"t{i}", r)
+        if r["val_accuracy"] >= 0.9:
+            incumbent = min(incumbent or math.inf, r["params"])
+    assert incumbent is not None and s.incumbent() == incumbent
+    skipped = [t for t in s.study.trials if "skipped" in t.user_attrs]
+    assert skipped, "no sample was skipped: the test no longer tests the rule"
+    for t in skipped:
+        assert t.state == TrialState.PRUNED and "tune_trial_id" not in t.user_attrs
+        assert t.user_attrs["size"] >= min(u.values[0] for u in s.study.trials
+                                           if u.state == TrialState.COMPLETE and u.number < t.number and feasible(u))
+    assert len(handed) == len({tuple(sorted(p.items())) for p in handed})
+
+
+TINY = {"model.embed_dim": optuna.distributions.IntDistribution(8, 32, step=8),
+        "model.depth": optuna.distributions.IntDistribution(1, 2)}
+
+
+def test_the_search_finishes_when_no_smaller_configuration_is_left():
+    """8 configurations; the smallest is feasible: once it has run, nothing can beat it and the search says so
+    (FINISHED, with the reason on the study), well before its trial budget."""
+    s = ConstrainedOptunaSearch(TINY, "params", 0.0, seed=0, size_of=sized, budget=50)
+    n = 0
+    while (p := s.suggest(f"t{n}")) != "FINISHED":
+        s.on_trial_complete(f"t{n}", {"params": sized(p), "val_accuracy": 1.0, "done": True})
+        n += 1
+        assert n <= 8
+    assert s.incumbent() == 8 * 8 * 1
+    assert "no untried configuration is smaller" in s.study.user_attrs["search_finished"]
+
+
+def test_a_compute_budget_stops_starting_trials_once_spent():
+    s = ConstrainedOptunaSearch(SPACE, "params", 0.9, seed=0, budget_epochs=25)
+    for i, epochs in enumerate((10, 10, 10)):
+        p = s.suggest(f"t{i}")
+        assert p != "FINISHED", i
+        for e in range(1, epochs + 1):
+            s.on_trial_result(f"t{i}", {"epoch": e, "time_total_s": e})
+        s.on_trial_complete(f"t{i}", {"params": 1, "proxy_knn": 0.1, "epoch": epochs, "done": False})
+    assert s.spent_epochs() == 30 and s.suggest("t3") == "FINISHED"
+    assert "25 trial-epochs" in s.study.user_attrs["search_finished"]
 
 
 def test_an_orphans_params_run_again_after_a_restart():

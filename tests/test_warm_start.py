@@ -12,7 +12,8 @@ from simmim_ray.errors import UserError
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.driver import initial_points
 from simmim_ray.search.space import decode, load_space, parse_space
-from simmim_ray.search.warm_start import encoder_size, size_ladder
+from simmim_ray.search.size import encoder_size
+from simmim_ray.search.warm_start import size_ladder
 from simmim_ray.models.factory import build_encoder, count_params, encoder_flops
 
 SPACES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces")

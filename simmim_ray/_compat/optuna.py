@@ -15,6 +15,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 HAS_SET_CONSTRAINT = hasattr(Trial, "set_constraint")
 CONSTRAINT_ATTR = "constraint:"  # Optuna 4: user attr prefix our constraints_func reads
+# user attrs of a PRUNED trial that was never measured: skipped before training, or stopped before its end. Such a
+# trial has no constraint value: it is neither feasible nor infeasible, and both Optunas must see it so
+SKIPPED_ATTR, STOPPED_ATTR = "skipped", "stopped"
 
 
 def set_constraint(trial: Trial, name: str, value: float) -> None:
@@ -26,10 +29,24 @@ def set_constraint(trial: Trial, name: str, value: float) -> None:
 
 
 def constraints_func(trial: FrozenTrial) -> list[float]:
-    """Optuna 4: the constraint values stored by `set_constraint`; infeasible (inf) when there are none (a pruned
-    trial, or a non-finite accuracy)."""
+    """Optuna 4: the constraint values stored by `set_constraint`; none for a trial that was never measured (as
+    Optuna 5 stores none), infeasible (inf) for a measured one without a value (a non-finite accuracy)."""
     vals = [float(v) for k, v in sorted(trial.user_attrs.items()) if k.startswith(CONSTRAINT_ATTR)]
-    return vals or [math.inf]
+    if vals or SKIPPED_ATTR in trial.user_attrs or STOPPED_ATTR in trial.user_attrs:
+        return vals
+    return [math.inf]
+
+
+def describe_study(study: optuna.Study, metric_names: list[str], attrs: dict) -> None:
+    """Names the objectives and stores the search's target and size metric on the study, where dashboards read
+    them (set_metric_names exists from Optuna 3.2)."""
+    if getattr(study, "metric_names", None) != metric_names:
+        with warnings.catch_warnings():  # experimental in name only since 3.2; dashboards read it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names)
+    for k, v in attrs.items():
+        if study.user_attrs.get(k) != v:
+            study.set_user_attr(k, v)
 
 
 def tpe_sampler(**kwargs) -> optuna.samplers.TPESampler:

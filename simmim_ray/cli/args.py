@@ -60,3 +60,25 @@ def resource_amount(flag: str):
     """CPUs or GPUs per worker: Ray counts resources in steps of 0.0001 and refuses a smaller fraction, after it
     started."""
     return positive_float(flag, 0.0001, " (Ray counts resources in steps of 0.0001)")
+
+
+def budget_flag(v: str) -> tuple[str, float]:
+    """--budget: compute as trial-epochs (`480`, `480epochs`) or trial wall time (`900s`, `15m`, `2h`) ->
+    ("budget_epochs", n) or ("budget_seconds", seconds)."""
+    text = v.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    for suffix, field in (("epochs", "budget_epochs"), ("epoch", "budget_epochs"), ("", "budget_epochs")):
+        if suffix and not text.endswith(suffix):
+            continue
+        num = text[:len(text) - len(suffix)] if suffix else text
+        if num.isdigit() and int(num) >= 1:
+            return field, int(num)
+    if text[-1:] in units:
+        try:
+            x = float(text[:-1]) * units[text[-1]]
+        except ValueError:
+            x = math.nan
+        if math.isfinite(x) and x > 0:
+            return "budget_seconds", x
+    raise argparse.ArgumentTypeError(f"--budget must be trial-epochs (e.g. 480) or a time (e.g. 900s, 15m, 2h) > 0, "
+                                     f"but got {excerpt(v)}")

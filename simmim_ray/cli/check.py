@@ -14,7 +14,8 @@ def run(args) -> int:
 
     _, space = validate_check(args)
     print(f"space {space.name}: {len(space.params)} searched keys, target_accuracy={space.target_accuracy}, "
-          f"size_metric={space.size_metric}, trials={space.trials}")
+          f"size_metric={space.size_metric}, trials={space.trials}"
+          + (f", budget={space.budget} trial-epochs" if space.budget else ""))
     for k, v in space.fixed.items():
         print(f"  fixed  {k} = {v}")
     for p in space.params:

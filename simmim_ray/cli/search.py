@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from simmim_ray.cli.args import int_at_least, positive_int, resource_amount
+from simmim_ray.cli.args import budget_flag, int_at_least, int_in, positive_int, resource_amount
 from simmim_ray.cli.validate import ASHA_METRICS, seed_flag, space_file, validate_search
 from simmim_ray.metrics import SIZE_METRICS
 from simmim_ray.search import settings as st
@@ -22,9 +22,18 @@ def add_parser(sub) -> None:
                    help=f"search space YAML (a path, or the name of one in search_spaces/; default {st.DEFAULT_SPACE})")
     s.add_argument("--trials", type=positive_int("--trials"),
                    help=f"trials in all (default: the space's `trials:`, else {d('trials')})")
+    s.add_argument("--budget", type=budget_flag, metavar="N|TIME",
+                   help="compute after which no trial starts: trial-epochs (480) or trial wall time (900s, 15m), "
+                        "summed over trials; what early stopping saves buys more configurations (default: the "
+                        "space's `budget:`, else none: --trials alone)")
     s.add_argument("--target-accuracy", type=float, help="(default: the space's `target_accuracy:`)")
     s.add_argument("--size-metric", choices=SIZE_METRICS, help="(default: the space's `size_metric:`)")
-    s.add_argument("--scheduler", choices=st.SCHEDULERS, help=f"(default {d('scheduler')})")
+    s.add_argument("--scheduler", choices=st.SCHEDULERS,
+                   help=f"constraint: stop a trial once it cannot beat the smallest feasible size or its proxy says "
+                        f"it will miss the target; asha; fifo (default {d('scheduler')})")
+    s.add_argument("--remeasure-seeds", type=int_in("--remeasure-seeds", 0, 16), metavar="N",
+                   help=f"a final validation accuracy within 2 standard errors of the target is measured again "
+                        f"with N more fine-tune seeds before it counts (0: never; default {d('remeasure_seeds')})")
     s.add_argument("--sampler", choices=st.SAMPLERS, help=f"(default {d('sampler')})")
     s.add_argument("--asha-metric", choices=ASHA_METRICS,
                    help=f"per-epoch metric ASHA ranks trials on (default {d('asha_metric')})")
@@ -59,8 +68,8 @@ def add_parser(sub) -> None:
                         "--address and the --confirm* / --feasibility flags only)")
     s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")
     s.add_argument("--confirm", type=int_at_least("--confirm", 0), metavar="K",
-                   help=f"after the search, measure the K smallest trials feasible on validation on the test split "
-                        f"with several seeds; the answer is the smallest that still meets the target (0: off, the "
+                   help=f"after the search, measure the K smallest trials feasible on validation again with fresh "
+                        f"seeds; the answer is the smallest that still meets the target (0: off, the "
                         f"validation winner is the answer, unconfirmed; default {d('confirm')})")
     s.add_argument("--confirm-seeds", type=positive_int("--confirm-seeds"), metavar="S",
                    help=f"seeds per confirmed candidate (default {d('confirm_seeds')})")

@@ -99,7 +99,8 @@ def validate_check(args):
 # leave ASHA without its metric, which it does not report: it would silently stop nothing
 ASHA_METRICS = (PROXY_KNN, LOSS, LOSS_MASKED, LOSS_VISIBLE)
 # flag dest -> SearchSettings field, for the flags that map one to one
-FIELDS = ("trials", "target_accuracy", "size_metric", "scheduler", "sampler", "asha_metric", "grace_period",
+FIELDS = ("trials", "budget_epochs", "budget_seconds", "target_accuracy", "size_metric", "scheduler", "sampler",
+          "asha_metric", "grace_period", "remeasure_seeds",
           "max_concurrent", "workers_per_trial", "cpus_per_worker", "gpus_per_worker", "gpu", "max_failures",
           "study_db", "warm_start", "seed", "address", "confirm", "confirm_seeds", "confirm_reseed", "feasibility")
 # flags that define a search (settings.json and inputs/ hold them for --resume); FIELDS not in RESUMABLE too
@@ -115,6 +116,14 @@ class SearchPlan:
     resume: bool
 
 
+def split_budget(args) -> None:
+    """--budget parsed to (field, value): one of the two budget fields is set, the other left unset."""
+    budget = getattr(args, "budget", None)
+    args.budget_epochs = args.budget_seconds = None
+    if budget is not None:
+        setattr(args, budget[0], budget[1])
+
+
 def validate_search(args) -> SearchPlan:
     from simmim_ray.configio import load_config, parse_set
     from simmim_ray.search import settings as st
@@ -122,6 +131,7 @@ def validate_search(args) -> SearchPlan:
     from simmim_ray.search.space import load_space
     from simmim_ray.search.study_store import check_study, optuna_storage
 
+    split_budget(args)
     if args.storage_alias is not None:
         print("simmim-ray: warning: --storage is deprecated (it names the Optuna database): use --study-db",
               file=sys.stderr)
@@ -146,7 +156,7 @@ def validate_search(args) -> SearchPlan:
         exp, s = new_settings(args, space, space_path)
         if base.data.path != given.data.path:  # --resume from another directory must read the same data
             s.overrides += (f"data.path={base.data.path}",)
-    if s.scheduler == "asha" and s.asha_metric == PROXY_KNN and base.eval.proxy == "none":
+    if s.scheduler in ("asha", "constraint") and s.asha_metric == PROXY_KNN and base.eval.proxy == "none":
         raise UserError(f"--asha-metric {PROXY_KNN}: needs `eval.proxy: knn` (with eval.proxy=none no trial reports "
                         f"it); use --scheduler fifo or another --asha-metric")
     if starts_locally(s.address):
@@ -215,6 +225,8 @@ def new_settings(args, space, space_path: str):
     given = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
     if "grace_period" not in given and space.grace_period is not None:
         given["grace_period"] = space.grace_period
+    if "budget_epochs" not in given and "budget_seconds" not in given and space.budget is not None:
+        given["budget_epochs"] = space.budget
     if given.get("study_db"):
         given["study_db"] = _absolute_sqlite(given["study_db"])
     s = st.SearchSettings(**{
@@ -239,6 +251,10 @@ def _absolute_sqlite(url: str) -> str:
     return prefix + paths.absolute(url[len(prefix):], "--study-db")
 
 
+def _flag(field: str) -> str:
+    return "--budget" if field.startswith("budget_") else "--" + field.replace("_", "-")
+
+
 def resumed_settings(args):
     """The experiment in --resume DIR (where it is now) and its settings; refuses flags that would change the
     search, and settings or inputs changed since it started, before anything is written."""
@@ -251,7 +267,7 @@ def resumed_settings(args):
     if changing:
         raise UserError(f"--resume {excerpt(d, PATH_CHARS)} continues the search as it was started; "
                         f"{', '.join(changing)} would change it (with --resume give only "
-                        f"{', '.join('--' + k.replace('_', '-') for k in st.RESUMABLE)}), or start a new search")
+                        f"{', '.join(dict.fromkeys(_flag(k) for k in st.RESUMABLE))}), or start a new search")
     s = exp.load_settings()
     for k in st.RESUMABLE:
         if getattr(args, k) is not None:

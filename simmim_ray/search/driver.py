@@ -48,7 +48,6 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     from simmim_ray.search.recorder import Recorder
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.study_store import close_study, optuna_storage, upload_study
-    from simmim_ray.search.space import to_optuna
     from simmim_ray.search.trial import make_trial_fn, trial_name
     from simmim_ray import storage as sio
     from simmim_ray._compat import trial_path
@@ -72,7 +71,11 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     from simmim_ray.train.launch import share_splits
 
     shared = share_splits(base)  # the data, loaded once: every trial, confirmation and baseline uses these splits
-    trial_fn = make_trial_fn(base.to_dict(), res, exp.uri, s.max_failures, shared=shared, lean=lean)
+    from simmim_ray.train.loop_config import Remeasure
+
+    remeasure = Remeasure(s.target_accuracy, s.remeasure_seeds) if s.remeasure_seeds else None
+    trial_fn = make_trial_fn(base.to_dict(), res, exp.uri, s.max_failures, shared=shared, lean=lean,
+                             remeasure=remeasure)
     # The trial function only waits on its Train controller. Its request must be non-zero, and a CPU fraction
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
@@ -87,9 +90,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
                                    restart_errored=False)
     else:
         points = initial_points(s, space, base)
-        searcher = ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
-                                           study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
-                                           sampler=s.sampler, budget=s.trials)
+        searcher = make_searcher(s, space, base, points, storage)
         upload_study(s, exp)  # the new study is in an object-store experiment before any trial ends
         tuner = tune.Tuner(
             trainable,
@@ -112,6 +113,9 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
     tuner.fit()
     close_study(s, exp)
+    why = finished_reason(storage, s.name)
+    if why:
+        print(f"simmim-ray search: no more trials: {why}", flush=True)
     from simmim_ray.search.answer import Runner
 
     return finish(s, exp, Runner(base, res, concurrency, shared, s.max_failures))
@@ -172,14 +176,49 @@ def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep
             f"{top['trial_id']} ({s.size_metric}={top[s.size_metric]:.4g}); report written to {exp.uri}")
 
 
+def make_searcher(s: SearchSettings, space: SearchSpace, base: Config, points: list[dict], storage=None):
+    """The search's one objective (size) under the accuracy constraint, sizes computed before training, within
+    the trial and compute budgets (search/searcher.py)."""
+    from simmim_ray.search.searcher import ConstrainedOptunaSearch
+    from simmim_ray.search.size import SizeOf
+    from simmim_ray.search.space import to_optuna
+
+    return ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
+                                   study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
+                                   sampler=s.sampler, budget=s.trials, size_of=SizeOf(base.to_dict(), s.size_metric),
+                                   budget_epochs=s.budget_epochs, budget_seconds=s.budget_seconds)
+
+
+def finished_reason(storage, study_name: str) -> str:
+    """Why the searcher stopped proposing trials before Tune's trial count ran out ("" if it did not)."""
+    import optuna
+
+    from simmim_ray.search.searcher import FINISHED_ATTR
+
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage).user_attrs.get(FINISHED_ATTR, "")
+    except Exception:  # noqa: BLE001 - a message only: the study's trials are what counts
+        return ""
+
+
+def rungs(s: SearchSettings, base: Config) -> list[int]:
+    """The constraint stopper's rungs: every grace_period pre-training epochs, before the last."""
+    step = min(s.grace_period, base.train.epochs)
+    return list(range(step, base.train.epochs, step))
+
+
 def make_scheduler(s: SearchSettings, base: Config, protect: list[dict] | None = None):
-    """ASHA on the per-epoch proxy (never stopping the `protect` points: the warm start), or FIFO."""
+    """The constraint stopper (default), ASHA on the per-epoch proxy (never stopping the `protect` points: the
+    warm start), or FIFO."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from simmim_ray.search.schedulers import ProtectingASHA
+    from simmim_ray.search.schedulers import ConstraintStopper, ProtectingASHA
 
     if s.scheduler == "fifo":
         return FIFOScheduler()
+    if s.scheduler == "constraint":
+        return ConstraintStopper(s.size_metric, s.target_accuracy, s.asha_metric, rungs(s, base), s.stop_margin,
+                                 protect=protect)
     return ProtectingASHA(protect=protect, time_attr=EPOCH, metric=s.asha_metric,
                           mode="min" if "loss" in s.asha_metric else "max", max_t=base.train.epochs,
                           grace_period=min(s.grace_period, base.train.epochs), reduction_factor=s.reduction_factor)

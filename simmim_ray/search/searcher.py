@@ -1,12 +1,19 @@
-"""Constraint-aware Optuna search as a Ray Tune searcher, on Tune's public `Searcher` and Optuna's ask / tell.
+"""The search's goal as one Optuna objective, through Tune's public `Searcher` and Optuna's ask / tell.
 
-Ray's `OptunaSearch` tells Optuna only objective values, and tells a trial that ASHA stopped as COMPLETE with its
-truncated metrics. This searcher (a) sets `target - accuracy` as an Optuna constraint before `tell`, which
-TPE / NSGA-II read (feasible when <= 0), (b) tells early-stopped trials as PRUNED, and infeasible, so their
-truncated accuracy never reaches the sampler or the Pareto front and TPE never counts them among its good trials,
-and (c) never runs a configuration twice: a sample that repeats an earlier trial is answered from that trial without
-running (Optuna's recipe for repeated samples) and the sampler asked again. Objectives: size (minimise), accuracy
-(maximise).
+The goal is lexicographic: meet the target, then be as small as possible. So the study has ONE objective, the size
+(minimise), and the accuracy is a constraint, `target - accuracy <= 0`, set before `tell`, which TPE / GP samplers
+read. Large accurate models are then no better than small ones that miss the target (a Pareto objective would count
+them as good trials); the Pareto front stays in the report, computed from the ledger.
+
+The size of a configuration is known before it trains (`size_of`, search/size.py). Once a trial is feasible, a
+sample that is not strictly smaller than the smallest feasible size (the incumbent) cannot change the answer: it is
+recorded as PRUNED with the reason (`skipped`), never trained, and the sampler asked again; when the sampler keeps
+proposing such configurations, the next one comes from the configurations of the space that are smaller and untried,
+and when there are none the search is finished: its answer cannot improve.
+
+Also: a trial stopped early (by the scheduler) is told as PRUNED with the reason, never as a measured accuracy; a
+sample that repeats an earlier trial is answered from that trial without running (Optuna's recipe for repeated
+samples); and the search stops starting trials when its compute budget (trial-epochs or trial seconds) is spent.
 """
 from __future__ import annotations
 
@@ -14,14 +21,15 @@ import logging
 import math
 import pickle
 import uuid
+from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from simmim_ray._compat import optuna as ot_compat
-
-from simmim_ray.metrics import VAL_ACCURACY
+from simmim_ray.metrics import EPOCH, VAL_ACCURACY
+from simmim_ray.search.untried import smaller_untried
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +37,15 @@ TUNE_ID_ATTR = "tune_trial_id"
 SEARCH_ATTR = "search_id"
 ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
 REPEAT_ATTR = "repeat_of"  # a sample that repeated this earlier study trial's params, answered without running
-# asks per suggestion before a repeat runs anyway: only a nearly exhausted space gets there
+SKIPPED_ATTR = ot_compat.SKIPPED_ATTR  # a sample that could not beat the incumbent: never trained (why)
+STOPPED_ATTR = ot_compat.STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
+SIZE_ATTR = "size"  # the trial's size, known before it trains
+FINISHED_ATTR = "search_finished"  # study user attr: why the searcher proposed no more trials ("" while it does)
+# samples per suggestion before an untried configuration smaller than the incumbent is taken instead of the
+# sampler's proposals: only a nearly exhausted space, or a sampler fixed on the incumbent's region, gets there
 MAX_ASKS = 32
 FINAL_KEY = VAL_ACCURACY  # present only in a trial's final report (after the fine-tune / probe)
+TIME_KEY = "time_total_s"  # Tune's wall seconds of a trial so far, in every result
 
 
 def is_final(result: dict | None) -> bool:
@@ -41,27 +55,51 @@ def is_final(result: dict | None) -> bool:
 def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # multivariate TPE models the width/depth/heads interactions jointly; constraints come from the trial
+    # multivariate TPE models the width/depth/masking interactions jointly; constraints come from the trial
     return ot_compat.tpe_sampler(seed=seed, multivariate=True, n_startup_trials=4)
 
 
 class ConstrainedOptunaSearch(Searcher):
     def __init__(self, space: dict, size_metric: str, target_accuracy: float, storage=None, study_name=None,
-                 seed: int = 0, points_to_evaluate=None, sampler: str = "tpe", budget: int = 0) -> None:
-        super().__init__(metric=[size_metric, FINAL_KEY], mode=["min", "max"])
+                 seed: int = 0, points_to_evaluate=None, sampler: str = "tpe", budget: int = 0,
+                 size_of: Callable[[dict], float] | None = None, budget_epochs: int = 0,
+                 budget_seconds: float = 0.0) -> None:
+        """`budget`: trials this search may start in all (0: Tune's num_samples alone decides); `budget_epochs` /
+        `budget_seconds`: compute, in pre-training epochs or wall seconds summed over trials, after which no trial
+        starts (0: none). `size_of(params)`: a configuration's size before it trains (None: nothing is skipped)."""
+        super().__init__(metric=size_metric, mode="min")
         self.space = dict(space)  # dotted config key -> Optuna distribution
         self.target_accuracy = float(target_accuracy)
         self.size_metric = size_metric
-        self.budget = budget  # trials this search may start in all (0: Tune's num_samples alone decides)
+        self.budget = budget
+        self.budget_epochs, self.budget_seconds = budget_epochs, float(budget_seconds)
+        self.size_of = size_of
+        self.seed = seed
         self.study = optuna.create_study(storage=storage, sampler=make_sampler(sampler, seed),
                                          pruner=optuna.pruners.NopPruner(), study_name=study_name or "optuna",
-                                         directions=["minimize", "maximize"], load_if_exists=True)
+                                         directions=self.directions(), load_if_exists=True)
+        ot_compat.describe_study(self.study, self.metric_names(), {"target_accuracy": self.target_accuracy,
+                                                                   "size_metric": size_metric})
         for point in points_to_evaluate or []:
             self.study.enqueue_trial(point)
         self.running: dict[str, optuna.trial.Trial] = {}  # Tune trial id -> its asked study trial
         self.completed: set[str] = set()
+        self.spent: dict[str, tuple[int, float]] = {}  # Tune trial id -> (epochs, seconds) it has run
+        self._finished("")
         # marks this search's study trials: a database and study name may be shared with earlier searches
         self.search_id = uuid.uuid4().hex
+
+    # ---- the objective (a benchmark of an earlier release overrides these two) ----------------------------------
+    def directions(self) -> list[str]:
+        return ["minimize"]
+
+    def metric_names(self) -> list[str]:
+        return [self.size_metric]
+
+    def values(self, result: dict) -> list | None:
+        """The objective values of a final result; None when it lacks one (told as PRUNED)."""
+        size = result.get(self.size_metric)
+        return None if size is None else [size]
 
     # The study a restored searcher continues, set by the search driver before Tuner.restore. Tune pickles the
     # searcher into the experiment (tuner.pkl, searcher-state-*.pkl); pickled with it, the study's database
@@ -87,7 +125,9 @@ class ConstrainedOptunaSearch(Searcher):
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         state["running"] = {tid: ot_compat.trial_of(study, by_number[n]) for tid, n in state["running"].items()
                             if n in by_number}
+        state.setdefault("spent", {})
         self.__dict__.update(state, study=study)
+        self._finished("")  # a resumed search may get further
 
     def started(self) -> set[str]:
         """Tune ids of this search's trials that finished (per the study) or are running (per this searcher).
@@ -96,51 +136,111 @@ class ConstrainedOptunaSearch(Searcher):
         before a driver kill is unknown to the restored Tune, which would otherwise start one trial too many."""
         done = {t.user_attrs[TUNE_ID_ATTR] for t in self.study.get_trials(deepcopy=False)
                 if t.user_attrs.get(SEARCH_ATTR) == self.search_id and t.state.is_finished()
-                and ORPHAN_ATTR not in t.user_attrs}
+                and TUNE_ID_ATTR in t.user_attrs and ORPHAN_ATTR not in t.user_attrs}
         return done | (set(self.running) - self.completed)
+
+    def spent_epochs(self) -> int:
+        return sum(e for e, _ in self.spent.values())
+
+    def spent_seconds(self) -> float:
+        return sum(t for _, t in self.spent.values())
+
+    def incumbent(self) -> float | None:
+        """The smallest size of a trial that finished feasible (in this study), or None."""
+        sizes = [t.values[0] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if t.values and _feasible(t)]
+        return min(sizes, default=None)
+
+    def _out_of_budget(self) -> str:
+        if self.budget and len(self.started()) >= self.budget:
+            return f"{self.budget} trials started"
+        if self.budget_epochs and self.spent_epochs() >= self.budget_epochs:
+            return f"budget of {self.budget_epochs} trial-epochs spent"
+        if self.budget_seconds and self.spent_seconds() >= self.budget_seconds:
+            return f"budget of {self.budget_seconds:g} trial-seconds spent"
+        return ""
 
     def suggest(self, trial_id: str):
         if trial_id not in self.running:
-            if self.budget and len(self.started()) >= self.budget:
+            why = self._out_of_budget()
+            trial = None if why else self._ask_next()
+            if trial is None:
+                best = self.incumbent()
+                self._finished(why or ("every configuration of the space has been tried" if best is None else
+                                       f"no untried configuration is smaller than the smallest feasible one "
+                                       f"({best:,.0f} {self.size_metric})"))
                 return Searcher.FINISHED
-            trial = self._ask_unseen()
             # recorded in the database at once, unlike the searcher's pickled state, which Tune saves now and then
             trial.set_user_attr(TUNE_ID_ATTR, trial_id)
             trial.set_user_attr(SEARCH_ATTR, self.search_id)
             self.running[trial_id] = trial
         return dict(self.running[trial_id].params)
 
-    def _ask_unseen(self) -> optuna.trial.Trial:
-        """A study trial whose params no earlier trial has. Multivariate TPE on a few discrete keys re-proposes
-        configurations (each rerun costs a full trial and, with the config's fixed seed, teaches nothing), so a
-        repeat is answered from its twin and the sampler asked again; after MAX_ASKS repeats the repeat runs."""
-        for attempt in range(MAX_ASKS):
+    def _finished(self, why: str) -> None:
+        if self.study.user_attrs.get(FINISHED_ATTR, "") != why:
+            self.study.set_user_attr(FINISHED_ATTR, why)
+
+    def _ask_next(self) -> optuna.trial.Trial | None:
+        """A study trial to run: unseen params (a repeat is answered from its twin), smaller than the incumbent
+        (a larger sample is skipped). After MAX_ASKS samples that were neither, an untried configuration of the
+        space smaller than the incumbent, at random; None when there is none."""
+        for _ in range(MAX_ASKS):
             trial = self.study.ask(fixed_distributions=self.space)
             twin = self._twin(trial)
-            if twin is None or attempt == MAX_ASKS - 1:
+            if twin is not None:
+                self._answer_repeat(trial, twin)
+            elif not self._skip_if_cannot_win(trial):
                 return trial
-            self._answer_repeat(trial, twin)
-        raise AssertionError("unreachable")
+        tried = [t.params for t in self.study.get_trials(deepcopy=False) if SKIPPED_ATTR not in t.user_attrs]
+        pick = smaller_untried(self.space, tried, self.size_of, self.incumbent(), seed=self.seed + len(tried))
+        if pick is None:
+            return None
+        self.study.enqueue_trial(pick)
+        trial = self.study.ask(fixed_distributions=self.space)
+        self._record_size(trial)
+        return trial
+
+    def _record_size(self, trial: optuna.trial.Trial) -> float | None:
+        if self.size_of is None:
+            return None
+        try:
+            size = float(self.size_of(trial.params))
+        except Exception as exc:  # noqa: BLE001 - an invalid config fails its trial, which reports it
+            log.warning("size of %s: %s", trial.params, exc)
+            return None
+        trial.set_user_attr(SIZE_ATTR, size)
+        return size
+
+    def _skip_if_cannot_win(self, trial: optuna.trial.Trial) -> bool:
+        size = self._record_size(trial)
+        best = self.incumbent()
+        if size is None or best is None or size < best:
+            return False
+        trial.set_user_attr(SKIPPED_ATTR, f"{self.size_metric} {size:,.0f} >= the smallest feasible {best:,.0f}")
+        self.study.tell(trial, state=TrialState.PRUNED)
+        return True
 
     def _twin(self, trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial | None:
         # a RUNNING study trial this searcher does not run was asked before a driver kill and never ran (an
-        # orphan): a resumed sampler proposes its params again, and they must run
+        # orphan): a resumed sampler proposes its params again, and they must run. A skipped sample is no twin:
+        # once the incumbent changes, the same params are judged again
         mine = {t.number for tid, t in self.running.items() if tid not in self.completed}
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         return next((t for t in self.study.get_trials(deepcopy=False, states=states)
-                     if t.number != trial.number and t.params == trial.params
+                     if t.number != trial.number and t.params == trial.params and SKIPPED_ATTR not in t.user_attrs
                      and (t.state != TrialState.RUNNING or t.number in mine)), None)
 
     def _answer_repeat(self, trial: optuna.trial.Trial, twin: optuna.trial.FrozenTrial) -> None:
         """The twin's answer, so the sampler learns as if the repeat had run: its values and constraint when it
-        completed, pruned and infeasible when it was pruned; FAIL (which samplers ignore) while it is running."""
+        completed, pruned (with the twin's reason) when it was pruned; FAIL (which samplers ignore) while it
+        runs."""
         trial.set_user_attr(REPEAT_ATTR, twin.number)
         if twin.state == TrialState.COMPLETE:
             for v in ot_compat.constraint_values(twin)[:1]:
                 ot_compat.set_constraint(trial, FINAL_KEY, v)
             self.study.tell(trial, twin.values)
         elif twin.state == TrialState.PRUNED:
-            ot_compat.set_constraint(trial, FINAL_KEY, math.inf)
+            trial.set_user_attr(STOPPED_ATTR, twin.user_attrs.get(STOPPED_ATTR, "pruned"))
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
@@ -154,7 +254,14 @@ class ConstrainedOptunaSearch(Searcher):
                 return t
         return None
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        epochs, seconds = self.spent.get(trial_id, (0, 0.0))
+        self.spent[trial_id] = (max(epochs, int(result.get(EPOCH, 0) or 0)),
+                                max(seconds, float(result.get(TIME_KEY, 0.0) or 0.0)))
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result:
+            self.on_trial_result(trial_id, result)
         if trial_id in self.completed:
             return
         stored = self._stored(trial_id)
@@ -168,25 +275,29 @@ class ConstrainedOptunaSearch(Searcher):
         if stored.state.is_finished():  # told before a driver restart: keep the first answer
             return
         trial = self.running[trial_id]
-        if error or not is_final(result):
-            # errored, or stopped early (ASHA): never tell the truncated metrics as a finished result
-            state, values = (TrialState.FAIL if error else TrialState.PRUNED), None
-            if not error:
-                # infeasible, as Optuna 4's constraints_func already says: without a constraint Optuna 5's TPE takes
-                # a pruned trial for a feasible one, and while few trials are feasible it ranks pruned ones among
-                # its good trials and samples near them again
-                ot_compat.set_constraint(trial, FINAL_KEY, math.inf)
+        values = None
+        if error:
+            state = TrialState.FAIL
+        elif not is_final(result):
+            # stopped early: what it is, PRUNED with the reason, never its truncated metrics as a measurement
+            state = TrialState.PRUNED
+            trial.set_user_attr(STOPPED_ATTR, self._stop_reason(result or {}))
         else:
             accuracy = float(result[FINAL_KEY])
             if math.isfinite(accuracy):
                 ot_compat.set_constraint(trial, FINAL_KEY, self.target_accuracy - accuracy)
-            state, values = TrialState.COMPLETE, [result.get(self.size_metric), result.get(FINAL_KEY)]
-            if any(v is None for v in values):
-                state, values = TrialState.PRUNED, None
+            values = self.values(result)
+            state = TrialState.COMPLETE if values is not None else TrialState.PRUNED
         try:
             self.study.tell(trial, values, state=state)
         except Exception as exc:  # noqa: BLE001 - e.g. a NaN objective
             log.warning("optuna tell(%s) for %s: %s", state.name, trial_id, exc)
+
+    def _stop_reason(self, result: dict) -> str:
+        size, best = result.get(self.size_metric), self.incumbent()
+        if size is not None and best is not None and size >= best:
+            return f"{self.size_metric} {size:,.0f} cannot beat the smallest feasible {best:,.0f}"
+        return f"stopped early at epoch {result.get(EPOCH, '?')}"
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -195,6 +306,11 @@ class ConstrainedOptunaSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__setstate__(pickle.load(f))
+
+
+def _feasible(t: optuna.trial.FrozenTrial) -> bool:
+    vals = ot_compat.constraint_values(t)
+    return bool(vals) and all(v <= 0 for v in vals)
 
 
 def fail_orphans(study: optuna.Study) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from simmim_ray.errors import UserError
 from simmim_ray.metrics import PROXY_KNN, SIZE_METRICS
 
-SCHEDULERS = ("asha", "fifo")
+SCHEDULERS = ("constraint", "asha", "fifo")  # search/schedulers.py
 FEASIBILITY = ("mean", "lower-bound")  # what of a confirmed test accuracy is held against the target
 RESEED = ("finetune", "pretrain")  # what confirmation re-seeds (search/confirm.py)
 SAMPLERS = ("tpe", "random")
@@ -21,7 +21,8 @@ DEFAULT_SPACE = "digits_quick"  # a bundled space (search_spaces/)
 DEFAULT_ROOT = "experiments"  # where new experiments go: <root>/<name>/
 # What `--resume` may change: the budget, where the search runs, and the answer stage after it (the trials do not
 # depend on it; confirmation results are kept per seed and re-seed mode). Everything else defines the search.
-RESUMABLE = ("trials", "max_concurrent", "address", "confirm", "confirm_seeds", "confirm_reseed", "feasibility")
+RESUMABLE = ("trials", "budget_epochs", "budget_seconds", "max_concurrent", "address", "confirm", "confirm_seeds",
+             "confirm_reseed", "feasibility")
 # settings.json written before the experiment root and the study database had distinct names
 LEGACY_KEYS = {"storage": "root", "study_storage": "study_db"}
 
@@ -32,13 +33,24 @@ class SearchSettings:
     name: str  # the experiment's name when created, and the Optuna study's name
     root: str  # where the experiment was created (absolute path or URI); a moved experiment runs where it is
     target_accuracy: float
-    trials: int = 8
+    trials: int = 8  # trials started at most (with a budget: a cap)
+    # compute after which no trial starts: pre-training epochs, or trial wall seconds, summed over trials (0: none);
+    # what early stopping and skipping save buys more configurations
+    budget_epochs: int = 0
+    budget_seconds: float = 0.0
     size_metric: str = "params"
-    scheduler: str = "asha"
+    # "constraint": stop a trial once it cannot change the answer (search/schedulers.py ConstraintStopper)
+    scheduler: str = "constraint"
     sampler: str = "tpe"
     asha_metric: str = PROXY_KNN
-    grace_period: int = 2
+    grace_period: int = 2  # the first rung (ASHA's, or the constraint stopper's: rungs every grace_period epochs)
     reduction_factor: int = 3
+    # the constraint stopper stops a trial whose proxy at a rung is below every feasible trial's by more than this
+    # (measured for the default space: docs/proxy_correlation.md)
+    stop_margin: float = 0.05
+    # a final validation accuracy within 2 standard errors of the target is measured again with this many more
+    # fine-tune seeds (their mean decides feasibility); 0: never
+    remeasure_seeds: int = 2
     max_concurrent: int = 0  # 0: follow the cluster's resources
     workers_per_trial: int = 2
     cpus_per_worker: float = 1.0
@@ -89,6 +101,8 @@ def from_dict(d: Any, where: str) -> SearchSettings:
     d = {LEGACY_KEYS.get(k, k): v for k, v in d.items()}
     # a search from before confirmation existed answered with its validation winner: keep reporting that one
     d.setdefault("confirm", 0)
+    # nor did it measure borderline trials again
+    d.setdefault("remeasure_seeds", 0)
     known = {f.name: f for f in fields(SearchSettings)}
     unknown = sorted(set(d) - set(known))
     if unknown:
@@ -103,7 +117,7 @@ def from_dict(d: Any, where: str) -> SearchSettings:
         if known[k].type == "tuple" and not all(isinstance(x, str) for x in v):
             raise UserError(f"{where}: `{k}` must be a list of strings, but got {v!r}")
     s = SearchSettings(**{**d, **({"overrides": tuple(d["overrides"])} if "overrides" in d else {})})
-    for k in ("target_accuracy", "cpus_per_worker", "gpus_per_worker"):
+    for k in ("target_accuracy", "cpus_per_worker", "gpus_per_worker", "budget_seconds", "stop_margin"):
         setattr(s, k, float(getattr(s, k)))
     check(s, where)
     return s
@@ -121,6 +135,12 @@ def check(s: SearchSettings, where: str) -> None:
         (bool(s.asha_metric), "`asha_metric` must be a metric name", s.asha_metric),
         (s.grace_period >= 1, "`grace_period >= 1` must hold", s.grace_period),
         (s.reduction_factor >= 2, "`reduction_factor >= 2` must hold", s.reduction_factor),
+        (s.budget_epochs >= 0, "`budget_epochs >= 0` must hold", s.budget_epochs),
+        (math.isfinite(s.budget_seconds) and s.budget_seconds >= 0, "`0 <= budget_seconds < inf` must hold",
+         s.budget_seconds),
+        (math.isfinite(s.stop_margin) and 0 <= s.stop_margin <= 1, "`0 <= stop_margin <= 1` must hold",
+         s.stop_margin),
+        (0 <= s.remeasure_seeds <= 16, "`0 <= remeasure_seeds <= 16` must hold", s.remeasure_seeds),
         (s.max_concurrent >= 0, "`max_concurrent >= 0` must hold", s.max_concurrent),
         (s.workers_per_trial >= 1, "`workers_per_trial >= 1` must hold", s.workers_per_trial),
         (math.isfinite(s.cpus_per_worker) and s.cpus_per_worker > 0, "`0 < cpus_per_worker < inf` must hold",

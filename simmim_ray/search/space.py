@@ -3,7 +3,8 @@
     target_accuracy: 0.85          # optional; --target-accuracy wins
     size_metric: params            # params | flops
     trials: 12                     # optional default for --trials
-    grace_period: 6                # optional default for --grace-period (ASHA's first rung, in epochs)
+    budget: 480                    # optional default for --budget (trial-epochs: compute, not a count of trials)
+    grace_period: 6                # optional default for --grace-period (the first early-stopping rung, in epochs)
     fixed:  {train.epochs: 8}      # plain values applied to every trial
     params:                        # one distribution per key
       model.embed_dim: {int: [32, 96], step: 32}
@@ -32,7 +33,7 @@ MAX_CHOICES = 1000
 # what selects the data: one dataset per search, checked (and its path made absolute) on the driver
 DATA_KEYS = ("data.source", "data.path", "data.download", "data.image_column", "data.label_column",
              "data.mask_column")
-TOP_KEYS = ("target_accuracy", "size_metric", "trials", "grace_period", "fixed", "params")
+TOP_KEYS = ("target_accuracy", "size_metric", "trials", "budget", "grace_period", "fixed", "params")
 
 
 @dataclass
@@ -82,7 +83,8 @@ class SearchSpace:
     target_accuracy: float | None = None
     size_metric: str = "params"
     trials: int | None = None
-    grace_period: int | None = None  # ASHA's first rung fits the recipe's length: it belongs with `fixed:`
+    grace_period: int | None = None  # the first early-stopping rung fits the recipe's length: it belongs with `fixed:`
+    budget: int | None = None  # trial-epochs (SearchSettings.budget_epochs): it too fits the recipe's length
 
     def keys(self) -> list[str]:
         return [p.key for p in self.params]
@@ -127,7 +129,11 @@ def parse_space(d: Any, name: str, base: Config | None = None) -> SearchSpace:
     grace = d.get("grace_period")
     if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool) or grace < 1):
         raise UserError(f"{where}: `grace_period >= 1` must hold, but got {excerpt(grace)}")
-    space = SearchSpace(name, params, fixed, None if target is None else float(target), size_metric, trials, grace)
+    budget = d.get("budget")
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+        raise UserError(f"{where}: `budget >= 1` (trial-epochs) must hold, but got {excerpt(budget)}")
+    space = SearchSpace(name, params, fixed, None if target is None else float(target), size_metric, trials, grace,
+                        budget)
     try:
         base_cfg = space.base_config(base)
     except UserError as e:

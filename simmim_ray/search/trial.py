@@ -18,13 +18,13 @@ def trial_name(trial) -> str:
 
 
 def make_trial_fn(base: dict, res: Resources, exp_uri: str, max_failures: int, shared=None,
-                  lean: bool | None = None):
+                  lean: bool | None = None, remeasure=None):
     """Returns the Tune function for `base` config (a dict) plus each trial's dotted params, in experiment
     `exp_uri` (where it is now: the function is built again by every driver, also for a moved experiment).
 
     Called in the search driver, with Ray up: the data is loaded here once (or given: `shared`) and shared by
     every trial's workers. `lean`: the trial path (simmim_ray/_compat), decided here once for every trial (None:
-    this Ray's)."""
+    this Ray's). `remeasure`: train.loop_config.Remeasure for borderline final accuracies, or None."""
     import ray
 
     from simmim_ray._compat import trial_path
@@ -46,7 +46,8 @@ def make_trial_fn(base: dict, res: Resources, exp_uri: str, max_failures: int, s
             return
         wiring = TrialWiring(lean)  # how Train's reports reach Tune and how Tune stops the run
         trainer = make_trainer(cfg, res, storage_path=exp.train_runs(), name=name, tb_dir=exp.tb(name),
-                               max_failures=max_failures, callbacks=wiring.callbacks, shared=shared, lean=lean)
+                               max_failures=max_failures, callbacks=wiring.callbacks, shared=shared, lean=lean,
+                               remeasure=remeasure)
         with wiring:
             trainer.fit()
 

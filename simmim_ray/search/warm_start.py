@@ -15,10 +15,9 @@ import math
 import random
 from typing import Any
 
-import torch
-
 from simmim_ray.config import Config
 from simmim_ray.errors import UserError
+from simmim_ray.search.size import encoder_size
 from simmim_ray.search.space import Param, SearchSpace, decode, encode
 
 
@@ -26,16 +25,6 @@ def size_keys(space: SearchSpace) -> list[Param]:
     """Searched keys that can change the encoder's size: discrete `model.*` keys (floats such as drop_path
     cannot)."""
     return [p for p in space.params if p.key.startswith("model.") and p.kind in ("int", "choice")]
-
-
-@torch.no_grad()
-def encoder_size(cfg: Config, metric: str) -> int:
-    """Parameters or forward FLOPs of cfg's encoder, built on the meta device (no memory, no init cost)."""
-    from simmim_ray.models.factory import build_encoder, count_params, encoder_flops
-
-    with torch.device("meta"):
-        enc = build_encoder(cfg.model)
-    return count_params(enc) if metric == "params" else encoder_flops(enc, cfg.model.img_size)
 
 
 def _architectures(keys: list[Param], limit: int, rng: random.Random) -> list[tuple]:

@@ -1,6 +1,7 @@
 """What the driver hands every Train worker: one typed value instead of a dict of string keys."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,24 @@ class SeedRuns:
 
 
 @dataclass(frozen=True)
+class Remeasure:
+    """A search trial's final validation accuracy near the target is one fine-tune seed's luck (fine-tune seeds
+    move it by about a point): within `z` standard errors of `target` it is measured again with `seeds` more
+    fine-tune seeds, and their mean is the trial's accuracy."""
+
+    target: float
+    seeds: int = 2
+    z: float = 2.0
+
+    def needed(self, accuracy: float, count: int) -> bool:
+        """Whether `accuracy` on `count` images is too close to the target to decide on (binomial standard error)."""
+        if self.seeds <= 0 or count <= 0 or not math.isfinite(accuracy):
+            return False
+        p = min(max(self.target, 1.0 / count), 1.0 - 1.0 / count)
+        return abs(accuracy - self.target) <= self.z * math.sqrt(p * (1 - p) / count)
+
+
+@dataclass(frozen=True)
 class LoopConfig:
     config: dict  # Config.to_dict(): plain data, so the workers need no pickled classes of the driver
     tb_dir: str | None = None  # rank 0's TensorBoard directory (local path or URI); None: no TensorBoard
@@ -31,6 +50,7 @@ class LoopConfig:
     splits_ref: Any = None  # the driver's splits in the object store (ObjectRef), or None: each worker loads them
     stream: Any = None  # a streamed source's train.datasets.StreamSetup (scan, Ray Data's CPUs); None: in memory
     seed_runs: SeedRuns | None = None  # set: the workers run these seeds (train/seed_runs.py), not a trial
+    remeasure: Remeasure | None = None  # a search trial: measure a borderline final accuracy again
 
     def cfg(self) -> Config:
         return Config.from_dict(self.config)
