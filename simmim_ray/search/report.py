@@ -85,7 +85,7 @@ def _state(i: int, c: dict, measured: dict, seeds: tuple[int, ...], s, won_at: i
 
 def _entry(row: dict, m: cf.Measured | None, s, confirmed: bool) -> dict:
     seeds = cf.confirm_seeds(s.confirm_seeds, s.seed)
-    summ = m.summary() if m is not None and not cf.missing_seeds(m, seeds) else None
+    summ = m.summary(TEST_ACCURACY) if m is not None and not cf.missing_seeds(m, seeds) else None
     return {"trial_id": row["trial_id"], PARAMS: row.get(PARAMS), FLOPS: row.get(FLOPS), "confirmed": confirmed,
             **seed_fields(summ), VAL_ACCURACY: row.get(VAL_ACCURACY),
             VAL_ACCURACY_CI95: _pair(row.get(VAL_ACCURACY_LOW), row.get(VAL_ACCURACY_HIGH)),
@@ -119,7 +119,8 @@ def scratch_baseline(s, events: list[dict], ref: dict | None, seeds: tuple[int, 
         return {**seed_fields(None), "trial_id": None, "skipped": "no confirmed candidate to compare with"}
     m = cf.merge(scratch_events(events, ref["trial_id"]), seeds).get(ref["trial_id"])
     missing = cf.missing_seeds(m, seeds)
-    out = {**seed_fields(None if missing else m.summary()), "trial_id": ref["trial_id"], PARAMS: ref.get(PARAMS)}
+    out = {**seed_fields(None if missing else m.summary(TEST_ACCURACY)), "trial_id": ref["trial_id"],
+           PARAMS: ref.get(PARAMS)}
     if missing:
         out["skipped"] = f"failed: {m.errors[-1]}" if m and m.errors else "not measured yet"
     return out
