@@ -1,5 +1,6 @@
-"""The answer stage on the driver, with its Train jobs replaced by a table of test accuracies (no Ray): which jobs
-run, what the ledger records, who wins, best/, the report's JSON contract, HParams, exit 3, the pixel baseline."""
+"""The answer stage on the driver, with its Train jobs replaced by a table of accuracies (no Ray): which jobs run,
+what the ledger records, who wins (on validation, whatever test says), best/, the report's JSON contract, HParams,
+exit 3, the pixel baseline."""
 from __future__ import annotations
 
 import json
@@ -17,9 +18,10 @@ from simmim_ray.search.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
 
 TINY = {"model": {"img_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2}, "eval": {"labeled_fraction": 0.2}}
-# test accuracy each (trial, job mode) reaches, whatever the seed: the validation winner trial_small fails on test
-TEST_ACC = {("trial_small", "finetune"): 0.70, ("trial_mid", "finetune"): 0.86, ("trial_big", "finetune"): 0.97,
-            ("trial_mid", "scratch"): 0.60, ("trial_small", "scratch"): 0.50}
+# validation accuracy each (trial, job mode) reaches with a fresh seed, whatever the seed: the search's validation
+# winner trial_small falls below the target 0.8 when re-measured. Test: the same, plus 0.001 on odd seeds.
+ACC = {("trial_small", "finetune"): 0.70, ("trial_mid", "finetune"): 0.86, ("trial_big", "finetune"): 0.97,
+       ("trial_mid", "scratch"): 0.60, ("trial_small", "scratch"): 0.50}
 
 
 def add_trial(exp: Experiment, name: str, embed: int, val: float | None, params: int, status=lg.COMPLETE):
@@ -50,17 +52,17 @@ def make_experiment(root, **settings) -> tuple[Experiment, SearchSettings]:
     return exp, s
 
 
-@pytest.fixture
-def fake_jobs(monkeypatch):
-    """Replaces the Train jobs: each seed of a job reaches TEST_ACC[(trial, mode)]; records what ran."""
+def install_jobs(monkeypatch, test_of=lambda trial, acc, seed: acc + 0.001 * (seed % 2)) -> list:
+    """Replaces the Train jobs: each seed of a job reaches ACC[(trial, mode)] on validation and test_of(trial,
+    that, seed) on test; -> the list of what ran."""
     ran = []
 
     def run_jobs(specs, res, storage_path, concurrency, shared, max_failures, on_done):
         for spec in specs:
             job = spec.job
             ran.append((job.kind, job.trial_id, job.mode, job.seeds, bool(spec.init_path)))
-            acc = TEST_ACC[(job.trial_id, job.mode)]
-            runs = [{"seed": x, VAL_ACCURACY: acc, VAL_COUNT: 300, TEST_ACCURACY: acc + 0.001 * (x % 2),
+            acc = ACC[(job.trial_id, job.mode)]
+            runs = [{"seed": x, VAL_ACCURACY: acc, VAL_COUNT: 300, TEST_ACCURACY: test_of(job.trial_id, acc, x),
                      "test_count": 300, "cpu_seconds": 2.0, "pretrain_epochs": 0} for x in job.seeds]
             if on_done(spec, {"runs": runs, PARAMS: 1, FLOPS: 2}, "", 1.5):
                 break
@@ -69,6 +71,11 @@ def fake_jobs(monkeypatch):
     monkeypatch.setattr("simmim_ray.search.baselines.pixel_logreg",
                         lambda cfg, splits=None: {TEST_ACCURACY: 0.75, "test_count": 300, "labeled_images": 60})
     return ran
+
+
+@pytest.fixture
+def fake_jobs(monkeypatch):
+    return install_jobs(monkeypatch)
 
 
 def runner():
@@ -87,7 +94,8 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     seeds = confirm_seeds(2, s.seed)
     assert finish(s, exp, runner()) == 0
     # the smallest feasible on validation are confirmed from their own checkpoints, smallest first (one job slot);
-    # the validation winner fails on test, trial_mid confirms, so trial_big's job is not needed and never starts;
+    # the search's validation winner falls below the target with fresh seeds, trial_mid confirms, so trial_big's job
+    # is not needed and never starts;
     # the scratch baseline trains trial_mid's architecture with the same seeds
     assert fake_jobs == [("confirm", "trial_small", "finetune", seeds, True),
                          ("confirm", "trial_mid", "finetune", seeds, True),
@@ -95,8 +103,13 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     best = json.loads((tmp_path / "exp" / "best" / "metrics.json").read_text())
     assert best["trial_id"] == "trial_mid" and best["confirmed"] is True
     assert best["test_accuracy_per_seed"] == [0.86, 0.861] and best["seeds"] == list(seeds)
+    assert best["confirm_val_accuracy_per_seed"] == [0.86, 0.86] and best["selected_on"] == "validation"
     out = capsys.readouterr().out
-    assert "Winner: trial_mid confirmed: test 0.861 ± 0.001" in out and "(per seed 0.860, 0.861)" in out
+    assert "Winner: trial_mid confirmed on validation 0.860 ± 0.000" in out
+    assert "test 0.861 ± 0.001" in out and "(per seed 0.860, 0.861), reported only" in out
+    assert "Chosen on validation: the smallest of the 3 smallest trials feasible on validation (params) whose " \
+           "validation mean over 2 fresh seeds >= 0.8; test measured in the same runs, reported, never used to " \
+           "choose" in out
     assert "below target" in out and "not needed" in out
     assert "SimMIM: 0.861 ± 0.001 at 5,000 params; same model from scratch 0.601 ± 0.001; pixel logistic " \
            "regression 0.750" in out
@@ -115,8 +128,10 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     w = rep["winner"]
     typed = {"trial_id": str, "params": int, "flops": int, "confirmed": bool, "test_accuracy_mean": float,
              "test_accuracy_std": float, "test_accuracy_ci95": list, "test_accuracy_per_seed": list,
-             "val_accuracy": float}
+             "val_accuracy": float, "confirm_val_accuracy_mean": float, "confirm_val_accuracy_std": float,
+             "confirm_val_accuracy_ci95": list, "confirm_val_accuracy_per_seed": list}
     assert {k: type(w[k]) for k in typed} == typed
+    assert rep["selected_on"] == "validation" and "never used to choose" in rep["selection_rule"]
     assert w["trial_id"] == "trial_mid" and len(w["test_accuracy_ci95"]) == 2
     assert w["test_accuracy_ci95"][0] < w["test_accuracy_mean"] < w["test_accuracy_ci95"][1]
     assert rep["labeled_fraction"] == 0.2  # the search's eval.labeled_fraction
@@ -126,6 +141,39 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     compute = rep["confirmation"]["compute"]
     assert (compute["jobs"], compute["fine_tunes"], compute["cpu_seconds"]) == (2, 4, 8.0)
     assert [c["state"] for c in rep["confirmation"]["candidates"]] == ["below target", "confirmed", "not needed"]
+
+
+def without_test(x):
+    """A report with every test number (and the lines and compute times built from them) left out."""
+    if isinstance(x, dict):
+        return {k: without_test(v) for k, v in x.items() if "test" not in k and k not in ("summary", "compute")}
+    return [without_test(v) for v in x] if isinstance(x, list) else x
+
+
+def test_the_answer_reads_no_test_number(tmp_path, monkeypatch, capsys):
+    """Test accuracies turned upside down (the winner's terrible, every other candidate's perfect): the same jobs
+    run, the same winner and candidate states, the same best/; test is reported as measured."""
+    from simmim_ray.cli import main
+    from simmim_ray.search.driver import finish
+
+    reps, ran = {}, {}
+    for name, test_of in (("plain", lambda t, acc, seed: acc),
+                          ("upside_down", lambda t, acc, seed: 0.0 if t == "trial_mid" else 1.0)):
+        ran[name] = install_jobs(monkeypatch, test_of)
+        exp, s = make_experiment(tmp_path / name)
+        assert finish(s, exp, runner()) == 0
+        best = json.loads((tmp_path / name / "exp" / "best" / "metrics.json").read_text())
+        assert best["trial_id"] == "trial_mid"
+        capsys.readouterr()
+        assert main(["report", exp.uri, "--json"]) == 0
+        reps[name] = json.loads(capsys.readouterr().out)
+    assert ran["plain"] == ran["upside_down"]
+    assert without_test(reps["plain"]) == without_test(reps["upside_down"])
+    plain, upside_down = reps["plain"], reps["upside_down"]
+    assert [c["state"] for c in upside_down["confirmation"]["candidates"]] == ["below target", "confirmed",
+                                                                                "not needed"]
+    assert (plain["winner"]["test_accuracy_mean"], upside_down["winner"]["test_accuracy_mean"]) == (0.86, 0.0)
+    assert upside_down["confirmation"]["candidates"][0]["test_accuracy_mean"] == 1.0  # reported, not chosen
 
 
 def test_hparams_table_has_every_trial_and_only_the_searched_keys(tmp_path, fake_jobs):
@@ -175,8 +223,10 @@ def test_exit_3_names_the_best_confirmed_when_nothing_confirms(tmp_path, fake_jo
                  "0.88", "--confirm", "1", "--confirm-seeds", "2"])
     assert code == 3
     err = capsys.readouterr().err
-    # trial_small, the only candidate (--confirm 1), reaches 0.70 on test
-    assert "no candidate confirmed accuracy >= 0.88" in err and "best confirmed was trial_small" in err
+    # trial_small, the only candidate (--confirm 1), reaches 0.70 on validation with fresh seeds
+    assert "no candidate confirmed accuracy >= 0.88 on validation (its mean over 2 fresh seeds)" in err
+    assert "best confirmed was trial_small" in err
+    assert "at 0.7000 ± 0.0000 on validation (test 0.7005 ± 0.0007, reported only)" in err
     assert not (tmp_path / "exp" / "best").exists()
 
 

@@ -69,16 +69,17 @@ def add_parser(sub) -> None:
     s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")
     s.add_argument("--confirm", type=int_at_least("--confirm", 0), metavar="K",
                    help=f"after the search, measure the K smallest trials feasible on validation again with fresh "
-                        f"seeds; the answer is the smallest that still meets the target (0: off, the "
-                        f"validation winner is the answer, unconfirmed; default {d('confirm')})")
+                        f"seeds; the answer is the smallest that still meets the target on validation, its test "
+                        f"accuracy reported, never used to choose (0: off, the validation winner is the answer, "
+                        f"unconfirmed; default {d('confirm')})")
     s.add_argument("--confirm-seeds", type=positive_int("--confirm-seeds"), metavar="S",
                    help=f"seeds per confirmed candidate (default {d('confirm_seeds')})")
     s.add_argument("--confirm-reseed", choices=st.RESEED,
                    help=f"finetune: re-seed the fine-tune of the trial's pre-trained encoder (what best/ holds); "
                         f"pretrain: re-run the whole trial per seed (default {d('confirm_reseed')})")
     s.add_argument("--feasibility", choices=st.FEASIBILITY,
-                   help=f"confirmed when the mean test accuracy over seeds, or the lower end of its 95%% "
-                        f"interval, meets the target (default {d('feasibility')})")
+                   help=f"confirmed when the mean validation accuracy over the fresh seeds, or the lower end of "
+                        f"its 95%% interval, meets the target (default {d('feasibility')})")
 
 
 def run(args) -> int:

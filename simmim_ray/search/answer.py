@@ -1,7 +1,8 @@
-"""The stage after a search, on the driver: confirmation of the smallest candidates on the test split, the
-baselines, best/. Each result is appended to the ledger as it arrives (CONFIRMATION, BASELINE events); the answer
-itself is derived from the ledger (search/report.py), so a resumed search measures nothing twice and
-`simmim-ray report` says exactly what the search said.
+"""The stage after a search, on the driver: confirmation of the smallest candidates (re-measured on validation with
+fresh seeds, which decides; test measured in the same runs, reported only), the baselines, best/. Each result is
+appended to the ledger as it arrives (CONFIRMATION, BASELINE events); the answer itself is derived from the ledger
+(search/report.py), so a resumed search measures nothing twice and `simmim-ray report` says exactly what the search
+said.
 
 Event fields. CONFIRMATION: trial_id, job (Train run name), mode (finetune | pretrain), seeds (asked), runs (one
 dict per seed measured: seed, val/test accuracy and count, seconds, cpu_seconds, pretrain_epochs), params, flops,
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from simmim_ray.config import Config
-from simmim_ray.metrics import FLOPS, PARAMS
+from simmim_ray.metrics import FLOPS, PARAMS, TEST_ACCURACY, VAL_ACCURACY
 from simmim_ray.search import confirm as cf
 from simmim_ray.search import ledger as lg
 from simmim_ray.search import report
@@ -46,8 +47,9 @@ def run_answer(s, exp: Experiment, rows: list[dict], runner: Runner) -> dict:
         measured = cf.merge(report.confirmation_events(exp.ledger.events(), s.confirm_reseed), seeds)
         todo = {c["trial_id"]: cf.missing_seeds(measured.get(c["trial_id"]), seeds) for c in cands}
         if any(todo.values()) and not cf.pick_winner(cands, measured, seeds, s.target_accuracy, s.feasibility)[1]:
-            print(f"simmim-ray: confirming the {len(cands)} smallest candidates on the test split with "
-                  f"{len(seeds)} seeds each (re-seeding the {s.confirm_reseed})", flush=True)
+            print(f"simmim-ray: confirming the {len(cands)} smallest candidates: re-measured on validation with "
+                  f"{len(seeds)} fresh seeds each (re-seeding the {s.confirm_reseed}); test measured alongside, "
+                  f"reported only", flush=True)
             _run(s, exp, runner, rows, lg.CONFIRMATION, cf.plan_jobs(cf.CONFIRM, todo, s.confirm_reseed,
                                                                      runner.concurrency), cands=cands)
         rep = report.build(s, rows, exp.ledger.events(), lf)
@@ -132,9 +134,10 @@ def _run(s, exp: Experiment, runner: Runner, rows: list[dict], event: str, jobs:
                           runs=metrics.get("runs", []), params=metrics.get(PARAMS), flops=metrics.get(FLOPS),
                           error=error, started=time.time() - wall, wall_s=wall, gpu_seconds=wall * gpus)
         runs = metrics.get("runs", [])
-        accs = ", ".join(f"{r['test_accuracy']:.3f}" for r in runs)
+        val, test = (", ".join(f"{r[k]:.3f}" for r in runs) for k in (VAL_ACCURACY, TEST_ACCURACY))
         print(f"[{'confirm' if event == lg.CONFIRMATION else 'scratch'}] {job.trial_id} seeds {list(job.seeds)}: "
-              + (f"ERROR: {error}" if error else f"test accuracy {accs}") + f" ({wall:.0f} s)", flush=True)
+              + (f"ERROR: {error}" if error else f"validation accuracy {val}; test {test}") + f" ({wall:.0f} s)",
+              flush=True)
         if cands is None:
             return False
         measured = cf.merge(report.confirmation_events(exp.ledger.events(), s.confirm_reseed), seeds)
@@ -170,5 +173,6 @@ def export(exp: Experiment, rows: list[dict], rep: dict) -> None:
         return
     conf = rep["confirmation"]
     metrics = {**{k: v for k, v in row.items() if "." not in k}, **{k: v for k, v in w.items() if k != "config"},
-               "seeds": conf["seeds"], "reseed": conf["reseed"], "feasibility": conf["feasibility"]}
+               "seeds": conf["seeds"], "reseed": conf["reseed"], "feasibility": conf["feasibility"],
+               "selected_on": rep["selected_on"], "selection_rule": rep["selection_rule"]}
     export_best(ckpt, exp.path(BEST), metrics)

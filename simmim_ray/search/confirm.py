@@ -1,15 +1,17 @@
-"""Confirmation: the smallest candidates the search found feasible on validation, measured again on the test split
-under several seeds; the answer is the smallest one whose test accuracy still meets the target.
+"""Confirmation: the smallest candidates the search found feasible on validation, measured again under fresh
+seeds; the answer is the smallest whose validation accuracy over those seeds still meets the target. The same runs
+measure test, which is only reported: nothing here reads it.
 
-Selection (the search) reads validation only. Its winner is optimistically biased (chosen as the best of many
-noisy measurements) and rests on one seed; confirmation measures each candidate on images no decision has seen,
-with fresh seeds. Pure decisions here; `search/seed_jobs.py` runs the Train jobs.
+The search's winner is optimistically biased (chosen as the best of many noisy measurements) and rests on one seed;
+fresh seeds give each candidate a measurement no search decision was fitted to. Choosing among the candidates by
+test would move that bias onto the reported test accuracy (the winner's curse), so the choice stays on validation
+and test remains a measurement nothing chose on. Pure decisions here; `search/seed_jobs.py` runs the Train jobs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simmim_ray.metrics import TEST_ACCURACY, VAL_ACCURACY
+from simmim_ray.metrics import VAL_ACCURACY
 from simmim_ray.search.stats import SeedSummary, seed_summary
 
 # What a confirmation re-seeds. "finetune": the fine-tune of the trial's own pre-trained encoder (what best/
@@ -18,6 +20,8 @@ from simmim_ray.search.stats import SeedSummary, seed_summary
 RESEED_MODES = ("finetune", "pretrain")
 FEASIBILITY = ("mean", "lower-bound")
 CONFIRM, SCRATCH = "confirm", "scratch"  # job kinds: a candidate's confirmation, the from-scratch baseline
+# What a candidate is decided on: validation, as each seed's run reports it; test, in the same runs, is only reported
+SELECTED_ON, SELECTION_METRIC = "validation", VAL_ACCURACY
 
 
 def confirm_seeds(n: int, search_seed: int) -> tuple[int, ...]:
@@ -71,8 +75,9 @@ class Measured:
     params: float | None = None
     flops: float | None = None
 
-    def summary(self) -> SeedSummary | None:
-        accs = [r[TEST_ACCURACY] for r in sorted(self.runs, key=lambda r: r["seed"])]
+    def summary(self, metric: str) -> SeedSummary | None:
+        """`metric` over the seeds measured: SELECTION_METRIC to decide, TEST_ACCURACY to report."""
+        accs = [r[metric] for r in sorted(self.runs, key=lambda r: r["seed"])]
         return seed_summary(accs) if accs else None
 
 
@@ -97,17 +102,17 @@ def missing_seeds(m: Measured | None, seeds: tuple[int, ...]) -> tuple[int, ...]
 
 
 def state(m: Measured | None, seeds: tuple[int, ...], target: float, feasibility: str) -> str:
-    """A candidate's confirmation: "confirmed" / "below target" (every seed measured), "failed" (a job failed and
-    seeds are missing) or "pending" (seeds still to measure)."""
+    """A candidate's confirmation on validation: "confirmed" / "below target" (every seed measured), "failed" (a job
+    failed and seeds are missing) or "pending" (seeds still to measure)."""
     if missing_seeds(m, seeds):
         return "failed" if m is not None and m.errors else "pending"
-    return "confirmed" if m.summary().bound(feasibility) >= target else "below target"
+    return "confirmed" if m.summary(SELECTION_METRIC).bound(feasibility) >= target else "below target"
 
 
 def pick_winner(cands: list[dict], measured: dict[str, Measured], seeds: tuple[int, ...], target: float,
                 feasibility: str) -> tuple[dict | None, bool]:
-    """-> (the smallest candidate whose test accuracy over `seeds` meets the target: its mean, or the lower end of
-    its 95% t-interval, per `feasibility`; whether that is final). Not final while a smaller candidate is still
+    """-> (the smallest candidate whose validation accuracy over `seeds` meets the target: its mean, or the lower end
+    of its 95% t-interval, per `feasibility`; whether that is final). Not final while a smaller candidate is still
     pending: it could win. A candidate whose job failed is not confirmed."""
     for c in cands:
         st = state(measured.get(c["trial_id"]), seeds, target, feasibility)
@@ -120,7 +125,8 @@ def pick_winner(cands: list[dict], measured: dict[str, Measured], seeds: tuple[i
 
 def best_confirmed(cands: list[dict], measured: dict[str, Measured],
                    seeds: tuple[int, ...]) -> tuple[dict, SeedSummary] | None:
-    """The fully measured candidate with the highest mean test accuracy (named when none meets the target)."""
-    scored = [(c, measured[c["trial_id"]].summary()) for c in cands
+    """The fully measured candidate with the highest mean validation accuracy over `seeds`, with that summary (named
+    when none meets the target)."""
+    scored = [(c, measured[c["trial_id"]].summary(SELECTION_METRIC)) for c in cands
               if c["trial_id"] in measured and not missing_seeds(measured[c["trial_id"]], seeds)]
     return max(scored, key=lambda cs: cs[1].mean, default=None)

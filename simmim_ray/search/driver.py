@@ -9,7 +9,8 @@ import os
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
-from simmim_ray.metrics import EPOCH, VAL_ACCURACY
+from simmim_ray.metrics import (CONFIRM_VAL_ACCURACY_MEAN, CONFIRM_VAL_ACCURACY_PER_SEED, CONFIRM_VAL_ACCURACY_STD,
+                                EPOCH, TEST_ACCURACY_MEAN, TEST_ACCURACY_STD, VAL_ACCURACY)
 from simmim_ray.search.experiment import TB, TRIAL_PATH, Experiment
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.space import SearchSpace
@@ -139,7 +140,7 @@ def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
 def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
     """Write results.parquet, history.parquet; confirm and measure the baselines (`runner`: search/answer.py;
     None: only what the ledger holds); best/, pareto.png, TensorBoard HParams; print the report. Exit 3 when
-    nothing is feasible on validation, or no candidate confirms on test."""
+    nothing is feasible on validation, or no candidate confirms on validation with fresh seeds."""
     from simmim_ray.search import hparams, report, results
     from simmim_ray.search.answer import export, run_answer
 
@@ -163,10 +164,14 @@ def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
 def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep: dict) -> str:
     best = rep.get("best_confirmed")
     if best is not None:
-        return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on the test split; best confirmed was "
-                f"{best['trial_id']} ({s.size_metric}={best[s.size_metric]:.4g}) at {best['test_accuracy_mean']:.4f}"
-                f" ± {best['test_accuracy_std']:.4f} over {len(best['test_accuracy_per_seed'])} seeds; report "
-                f"written to {exp.uri}")
+        from simmim_ray.search.report import bound_name
+
+        return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on validation (its "
+                f"{bound_name(s.feasibility)} over {len(best[CONFIRM_VAL_ACCURACY_PER_SEED])} fresh seeds); best "
+                f"confirmed was {best['trial_id']} ({s.size_metric}={best[s.size_metric]:.4g}) at "
+                f"{best[CONFIRM_VAL_ACCURACY_MEAN]:.4f} ± "
+                f"{best[CONFIRM_VAL_ACCURACY_STD]:.4f} on validation (test {best[TEST_ACCURACY_MEAN]:.4f} ± "
+                f"{best[TEST_ACCURACY_STD]:.4f}, reported only); report written to {exp.uri}")
     if rep.get("answer") == "pending":
         return f"confirmation did not finish; continue it with --resume {exp.uri}"
     top = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY], default=None)

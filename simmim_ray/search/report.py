@@ -4,9 +4,14 @@ what the search prints when it ends, and which trial best/ holds.
 The `--json` contract (users script against it; every key is always present, null where not measured):
   labeled_fraction                      eval.labeled_fraction of the search
   answer                                confirmed | unconfirmed (--confirm 0) | none confirmed | pending | no trial
-  winner                                null, or {trial_id, params, flops, confirmed (bool), test_accuracy_mean,
-                                        test_accuracy_std, test_accuracy_ci95 ([low, high]), test_accuracy_per_seed,
-                                        val_accuracy, val_accuracy_ci95, val_count, config}
+  selected_on                           "validation": what the winner (and best_confirmed) was chosen on
+  selection_rule                        one line: the rule it was chosen by (test is never part of it)
+  winner                                null, or {trial_id, params, flops, confirmed (bool),
+                                        confirm_val_accuracy_mean, _std, _ci95 ([low, high]), _per_seed (validation
+                                        over the fresh seeds: what it was chosen on), test_accuracy_mean, _std, _ci95,
+                                        _per_seed (test over the same seeds: reported only), val_accuracy,
+                                        val_accuracy_ci95, val_count (the search's one-seed measurement), config}
+  best_confirmed                        null, or as winner: when none confirms, the highest validation mean
   confirmation                          {seeds, reseed, feasibility, candidates: [...], compute}
   baselines.pixel_logreg.test_accuracy  float or null (+ `skipped`: why)
   baselines.scratch.test_accuracy_mean  float or null (+ std, ci95, per seed, trial_id; `skipped`: why)
@@ -15,9 +20,11 @@ plus the search's own: target_accuracy, size_metric, trials, status_counts, pare
 """
 from __future__ import annotations
 
-from simmim_ray.metrics import (FLOPS, PARAMS, TEST_ACCURACY, TEST_ACCURACY_CI95, TEST_ACCURACY_MEAN,
-                                TEST_ACCURACY_PER_SEED, TEST_ACCURACY_STD, TEST_COUNT, VAL_ACCURACY,
-                                VAL_ACCURACY_CI95, VAL_ACCURACY_HIGH, VAL_ACCURACY_LOW, VAL_COUNT)
+from simmim_ray.metrics import (CONFIRM_VAL_ACCURACY_CI95, CONFIRM_VAL_ACCURACY_MEAN, CONFIRM_VAL_ACCURACY_STD,
+                                CONFIRM_VAL_SEED_FIELDS, FLOPS, PARAMS, TEST_ACCURACY, TEST_ACCURACY_CI95,
+                                TEST_ACCURACY_MEAN, TEST_ACCURACY_PER_SEED, TEST_ACCURACY_STD, TEST_COUNT,
+                                TEST_SEED_FIELDS, VAL_ACCURACY, VAL_ACCURACY_CI95, VAL_ACCURACY_HIGH,
+                                VAL_ACCURACY_LOW, VAL_COUNT)
 from simmim_ray.search import confirm as cf
 from simmim_ray.search import ledger as lg
 from simmim_ray.search import results
@@ -55,7 +62,8 @@ def build(s, rows: list[dict], events: list[dict], labeled_fraction: float | Non
     won_at = next((i for i, c in enumerate(cands) if win and c["trial_id"] == win["trial_id"]), None)
     ref = win or (best[0] if best else None)  # whose architecture the scratch baseline trains
     out.update({
-        "labeled_fraction": labeled_fraction, "answer": answer,
+        "labeled_fraction": labeled_fraction, "answer": answer, "selected_on": cf.SELECTED_ON,
+        "selection_rule": selection_rule(s),
         "winner": _entry(win, measured.get(win["trial_id"]) if win else None, s, answer == CONFIRMED)
         if win else None,
         "best_confirmed": _entry(best[0], measured[best[0]["trial_id"]], s, False) if best else None,
@@ -76,6 +84,22 @@ def build(s, rows: list[dict], events: list[dict], labeled_fraction: float | Non
     return out
 
 
+def bound_name(feasibility: str) -> str:
+    """What --feasibility holds against the target, in words."""
+    return "mean" if feasibility == "mean" else "lower end of the 95% t-interval"
+
+
+def selection_rule(s) -> str:
+    """How the winner is chosen, in words: the report states it, so a reader of the test numbers knows they chose
+    nothing."""
+    if not s.confirm:
+        return (f"the smallest trial ({s.size_metric}) whose validation accuracy in the search (one seed) >= "
+                f"{s.target_accuracy:g}; --confirm 0: nothing re-measured, no test")
+    return (f"the smallest of the {s.confirm} smallest trials feasible on validation ({s.size_metric}) whose "
+            f"validation {bound_name(s.feasibility)} over {s.confirm_seeds} fresh seeds >= {s.target_accuracy:g}; "
+            f"test measured in the same runs, reported, never used to choose")
+
+
 def _state(i: int, c: dict, measured: dict, seeds: tuple[int, ...], s, won_at: int | None) -> str:
     st = cf.state(measured.get(c["trial_id"]), seeds, s.target_accuracy, s.feasibility)
     if st == "pending" and won_at is not None and i > won_at:
@@ -85,19 +109,19 @@ def _state(i: int, c: dict, measured: dict, seeds: tuple[int, ...], s, won_at: i
 
 def _entry(row: dict, m: cf.Measured | None, s, confirmed: bool) -> dict:
     seeds = cf.confirm_seeds(s.confirm_seeds, s.seed)
-    summ = m.summary() if m is not None and not cf.missing_seeds(m, seeds) else None
+    done = m is not None and not cf.missing_seeds(m, seeds)
     return {"trial_id": row["trial_id"], PARAMS: row.get(PARAMS), FLOPS: row.get(FLOPS), "confirmed": confirmed,
-            **seed_fields(summ), VAL_ACCURACY: row.get(VAL_ACCURACY),
+            **seed_fields(m.summary(cf.SELECTION_METRIC) if done else None, CONFIRM_VAL_SEED_FIELDS),
+            **seed_fields(m.summary(TEST_ACCURACY) if done else None), VAL_ACCURACY: row.get(VAL_ACCURACY),
             VAL_ACCURACY_CI95: _pair(row.get(VAL_ACCURACY_LOW), row.get(VAL_ACCURACY_HIGH)),
             VAL_COUNT: row.get(VAL_COUNT), "config": {k: v for k, v in row.items() if "." in k}}
 
 
-def seed_fields(summ: SeedSummary | None) -> dict:
-    if summ is None:
-        return {TEST_ACCURACY_MEAN: None, TEST_ACCURACY_STD: None, TEST_ACCURACY_CI95: None,
-                TEST_ACCURACY_PER_SEED: []}
-    return {TEST_ACCURACY_MEAN: summ.mean, TEST_ACCURACY_STD: summ.std, TEST_ACCURACY_CI95: [summ.low, summ.high],
-            TEST_ACCURACY_PER_SEED: list(summ.per_seed)}
+def seed_fields(summ: SeedSummary | None, names: tuple[str, ...] = TEST_SEED_FIELDS) -> dict:
+    """`names`: the (mean, std, ci95, per_seed) keys to write the summary under (test's unless told)."""
+    values = (None, None, None, []) if summ is None else (summ.mean, summ.std, [summ.low, summ.high],
+                                                          list(summ.per_seed))
+    return dict(zip(names, values))
 
 
 def _pair(low, high):
@@ -119,7 +143,8 @@ def scratch_baseline(s, events: list[dict], ref: dict | None, seeds: tuple[int, 
         return {**seed_fields(None), "trial_id": None, "skipped": "no confirmed candidate to compare with"}
     m = cf.merge(scratch_events(events, ref["trial_id"]), seeds).get(ref["trial_id"])
     missing = cf.missing_seeds(m, seeds)
-    out = {**seed_fields(None if missing else m.summary()), "trial_id": ref["trial_id"], PARAMS: ref.get(PARAMS)}
+    out = {**seed_fields(None if missing else m.summary(TEST_ACCURACY)), "trial_id": ref["trial_id"],
+           PARAMS: ref.get(PARAMS)}
     if missing:
         out["skipped"] = f"failed: {m.errors[-1]}" if m and m.errors else "not measured yet"
     return out
@@ -154,9 +179,11 @@ def summary(rep: dict, s) -> str:
     if w is None:
         best = rep["best_confirmed"]
         head = {PENDING: "SimMIM: confirmation not finished", NO_TRIAL: "SimMIM: no trial met the target on validation"
-                }.get(rep["answer"], "SimMIM: no candidate confirmed" + (
-                    f" (best {best['trial_id']} {_acc(best[TEST_ACCURACY_MEAN], best[TEST_ACCURACY_STD])} at "
-                    f"{best[s.size_metric]:,.0f} {s.size_metric})" if best else ""))
+                }.get(rep["answer"], "SimMIM: no candidate confirmed on validation" + (
+                    f" (best {best['trial_id']}: validation "
+                    f"{_acc(best[CONFIRM_VAL_ACCURACY_MEAN], best[CONFIRM_VAL_ACCURACY_STD])}, test "
+                    f"{_acc(best[TEST_ACCURACY_MEAN], best[TEST_ACCURACY_STD])} at {best[s.size_metric]:,.0f} "
+                    f"{s.size_metric})" if best else ""))
         return f"{head}; {tail}"
     if not w["confirmed"]:
         return (f"SimMIM: {_acc(w[VAL_ACCURACY])} on validation, unconfirmed, at {w[s.size_metric]:,.0f} "
@@ -183,14 +210,16 @@ def format_text(rep: dict, s) -> str:
                      f"{'yes' if r.get('feasible') else 'no':>8s}")
     c = rep["confirmation"]
     if s.confirm:
-        rule = "mean" if s.feasibility == "mean" else "lower end of the 95% t-interval"
-        lines += [f"Confirmation on the test split ({len(c['seeds'])} seeds, re-seeding the {s.confirm_reseed}; "
-                  f"confirmed when the {rule} >= {s.target_accuracy:g}):",
-                  f"  {'trial':16s} {m:>12s} {'val acc':>8s} {'test mean ± std':>16s} {'95% interval':>16s}  state"]
+        lines += [f"Confirmation: re-measured on validation with {len(c['seeds'])} fresh seeds (re-seeding the "
+                  f"{s.confirm_reseed}), confirmed when the validation {bound_name(s.feasibility)} >= "
+                  f"{s.target_accuracy:g}; test measured in the same runs, reported only:",
+                  f"  {'trial':16s} {m:>12s} {'search val':>10s} {'val mean ± std':>16s} {'val 95% interval':>16s} "
+                  f"{'test mean ± std':>16s}  state"]
         for e in c["candidates"]:
-            lines.append(f"  {e['trial_id']:16s} {e[m]:12,.0f} {e[VAL_ACCURACY]:8.4f} "
-                         f"{_acc(e[TEST_ACCURACY_MEAN], e[TEST_ACCURACY_STD]):>16s} "
-                         f"{_ci(e[TEST_ACCURACY_CI95]):>16s}  {e['state']}"
+            lines.append(f"  {e['trial_id']:16s} {e[m]:12,.0f} {e[VAL_ACCURACY]:10.4f} "
+                         f"{_acc(e[CONFIRM_VAL_ACCURACY_MEAN], e[CONFIRM_VAL_ACCURACY_STD]):>16s} "
+                         f"{_ci(e[CONFIRM_VAL_ACCURACY_CI95]):>16s} "
+                         f"{_acc(e[TEST_ACCURACY_MEAN], e[TEST_ACCURACY_STD]):>16s}  {e['state']}"
                          + (f" ({e['errors'][-1]})" if e["errors"] and e["state"] == "failed" else ""))
         k = c["compute"]
         lines.append(f"Confirmation compute: {k['jobs']} Train job{'' if k['jobs'] == 1 else 's'}, "
@@ -198,14 +227,17 @@ def format_text(rep: dict, s) -> str:
                      f"{k['pretrain_epochs']} pre-training epochs, {k['wall_s']:.0f} s wall, "
                      f"{k['cpu_seconds']:.0f} CPU-s" + (f", {k['gpu_seconds']:.0f} GPU-s" if k["gpu_seconds"] else ""))
     w = rep["winner"]
+    lines.append(f"Chosen on {rep['selected_on']}: {rep['selection_rule']}")
     if w is None:
         lines.append({PENDING: "Answer: pending (confirmation not finished; resume the search)",
                       NO_TRIAL: "Answer: none. No trial reached the target on validation."}.get(
-            rep["answer"], "Answer: none (no candidate confirmed on test)"))
+            rep["answer"], "Answer: none (no candidate met the target on validation with fresh seeds)"))
     else:
         seeds = ", ".join(f"{a:.3f}" for a in w[TEST_ACCURACY_PER_SEED])
-        how = (f"confirmed: test {_acc(w[TEST_ACCURACY_MEAN], w[TEST_ACCURACY_STD])} {_ci(w[TEST_ACCURACY_CI95])} "
-               f"(per seed {seeds}); validation" if w["confirmed"] else "unconfirmed (--confirm 0): validation")
+        how = (f"confirmed on validation {_acc(w[CONFIRM_VAL_ACCURACY_MEAN], w[CONFIRM_VAL_ACCURACY_STD])} "
+               f"{_ci(w[CONFIRM_VAL_ACCURACY_CI95])} over {len(c['seeds'])} fresh seeds; test "
+               f"{_acc(w[TEST_ACCURACY_MEAN], w[TEST_ACCURACY_STD])} {_ci(w[TEST_ACCURACY_CI95])} (per seed {seeds}), "
+               f"reported only; search validation" if w["confirmed"] else "unconfirmed (--confirm 0): validation")
         lines.append(f"Winner: {w['trial_id']} {how} {w[VAL_ACCURACY]:.4f} {_ci(w[VAL_ACCURACY_CI95])}; "
                      f"params {w[PARAMS]:,.0f}, flops {w[FLOPS]:,.0f} -> best/")
     px, sc = rep["baselines"][PIXEL_LOGREG], rep["baselines"][SCRATCH]

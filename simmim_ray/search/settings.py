@@ -14,7 +14,7 @@ from simmim_ray.errors import UserError
 from simmim_ray.metrics import PROXY_KNN, SIZE_METRICS
 
 SCHEDULERS = ("constraint", "asha", "fifo")  # search/schedulers.py
-FEASIBILITY = ("mean", "lower-bound")  # what of a confirmed test accuracy is held against the target
+FEASIBILITY = ("mean", "lower-bound")  # what of a candidate's fresh-seed validation accuracy meets the target
 RESEED = ("finetune", "pretrain")  # what confirmation re-seeds (search/confirm.py)
 SAMPLERS = ("tpe", "random")
 DEFAULT_SPACE = "digits_quick"  # a bundled space (search_spaces/)
@@ -67,8 +67,8 @@ class SearchSettings:
     config_path: str = ""
     overrides: tuple = ()
     address: str = ""
-    # after the search (search/answer.py): the `confirm` smallest trials feasible on validation are measured on the
-    # test split with `confirm_seeds` seeds (re-seeding `confirm_reseed`); 0: no confirmation
+    # after the search (search/answer.py): the `confirm` smallest trials feasible on validation are measured again
+    # with `confirm_seeds` fresh seeds (re-seeding `confirm_reseed`), chosen on validation, test reported; 0: off
     confirm: int = 3
     confirm_seeds: int = 3
     confirm_reseed: str = "finetune"
