@@ -21,6 +21,7 @@ SPACES = {
     "bad_target": "target_accuracy: 85\nparams:\n  mask.ratio: {uniform: [0.4, 0.8]}\n",
     "fixed_int_key": "fixed:\n  1: 2\nparams:\n  mask.ratio: {uniform: [0.4, 0.8]}\n",
     "huge_range": "params:\n  model.depth: {int: [1, 160000000000000]}\n",
+    "bad_budget": "budget: 0\nparams:\n  mask.ratio: {uniform: [0.4, 0.8]}\n",
     "dup_keys": "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n  mask.ratio: {uniform: [0.1, 0.2]}\n",
 }
 # Hostile files (spaces/<name>.yaml, written as bytes): see docs/bad_input.md
@@ -290,6 +291,15 @@ CASES = [
      f"{S} --set eval.proxy=none", "--asha-metric",
      "--asha-metric proxy_knn: needs `eval.proxy: knn` (with eval.proxy=none no trial reports it); use "
      "--scheduler fifo or another --asha-metric"),
+    ("budget-unit", "flags", "`--budget` that is neither trial-epochs nor a time",
+     f"{S} --budget 10x", "--budget",
+     "argument --budget: must be trial-epochs (e.g. 480) or a time (e.g. 900s, 15m, 2h) > 0, but got '10x'"),
+    ("budget-zero", "flags", "`--budget 0`: no trial could start",
+     f"{S} --budget 0", "--budget",
+     "argument --budget: must be trial-epochs (e.g. 480) or a time (e.g. 900s, 15m, 2h) > 0, but got '0'"),
+    ("remeasure-seeds-range", "flags", "`--remeasure-seeds` beyond 16",
+     f"{S} --remeasure-seeds 99", "--remeasure-seeds",
+     "argument --remeasure-seeds: `0 <= --remeasure-seeds <= 16` must hold, but got 99"),
     # ---- experiment directories ------------------------------------------------------------------------------
     ("resume-empty", "experiment", "`--resume ''` (say, an unset shell variable): not a new search",
      "search --resume ''", "--resume",

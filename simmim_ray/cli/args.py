@@ -80,5 +80,5 @@ def budget_flag(v: str) -> tuple[str, float]:
             x = math.nan
         if math.isfinite(x) and x > 0:
             return "budget_seconds", x
-    raise argparse.ArgumentTypeError(f"--budget must be trial-epochs (e.g. 480) or a time (e.g. 900s, 15m, 2h) > 0, "
-                                     f"but got {excerpt(v)}")
+    raise argparse.ArgumentTypeError(f"must be trial-epochs (e.g. 480) or a time (e.g. 900s, 15m, 2h) > 0, but got "
+                                     f"{excerpt(v)}")
