@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyarrow.fs as pafs
 
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.paths import require_file_if_present
 
 SUPPORTED_SCHEMES = ("file", "s3", "gs", "gcs")
 # Credentials in a URI end up in settings.json, logs and Ray's job info; they belong in the environment.
@@ -94,6 +95,7 @@ def exists(uri: str) -> bool:
 
 def write_bytes(uri: str, data: bytes) -> None:
     fs, path, _ = resolve_storage(uri)
+    _local_file(uri, path)
     parent = path.rsplit("/", 1)[0]
     if parent and parent != path:
         fs.create_dir(parent, recursive=True)  # object stores: a no-op; local disks: needed
@@ -103,8 +105,16 @@ def write_bytes(uri: str, data: bytes) -> None:
 
 def read_bytes(uri: str) -> bytes:
     fs, path, _ = resolve_storage(uri)
+    _local_file(uri, path)
     with fs.open_input_stream(path) as f:
         return f.read()
+
+
+def _local_file(uri: str, path: str) -> None:
+    """The path policy for a file of an experiment on a local disk (settings, inputs, the ledger, checkpoints): a
+    regular file or none yet (a missing one fails as pyarrow reports it); a FIFO would block forever."""
+    if is_node_local(uri):
+        require_file_if_present(path, _shown(path))
 
 
 def write_text(uri: str, text: str) -> None:
@@ -126,6 +136,7 @@ def append_line(uri: str, line: str) -> None:
     fs, path, _ = resolve_storage(uri)
     line = line.rstrip("\n") + "\n"
     if is_node_local(uri):
+        _local_file(uri, path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "ab+") as f:
             f.seek(0, os.SEEK_END)

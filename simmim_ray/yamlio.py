@@ -12,12 +12,12 @@ from __future__ import annotations
 import io
 import os
 import re
-import stat
 from typing import Any
 
 import yaml
 
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.paths import require_file
 
 MAX_BYTES = 250_000  # the bundled spaces and configs are under 2 kB; pure-Python PyYAML is slow on big files
 MAX_DEPTH = 64  # nesting of lists and mappings (the config schema needs 3)
@@ -170,13 +170,11 @@ def read_yaml(path: str, what: str = "config") -> Any:
     """A YAML file: it must be a regular file (a FIFO or /dev/zero would block or never end) of at most MAX_BYTES,
     in UTF-8. Messages name `what` and the path as given."""
     label = f"{what} file {excerpt(path, PATH_CHARS)}"
+    require_file(path, label, "a YAML file")  # the path policy: a FIFO, a device, a directory, a link loop
     try:
         st = os.stat(path)
-    except (OSError, ValueError):  # ValueError: a NUL in the path
-        raise UserError(f"{label} does not exist") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a pipe, device or socket)"
-        raise UserError(f"{label} is {kind}; give a YAML file")
+    except OSError as e:  # gone since
+        raise UserError(f"{label} cannot be read: {e.strerror or type(e).__name__}") from None
     if st.st_size > MAX_BYTES:
         raise UserError(f"{label} has {st.st_size:,} bytes, more than the {MAX_BYTES:,} bytes a YAML input may have")
     try:

@@ -189,7 +189,7 @@ CASES = [
      "search space file 'spaces/latin1.yaml' is not UTF-8 text (byte 0xe9 at offset 50)"),
     ("space-fifo", "space", "a named pipe as the space (reading it would block)",
      "check pipe.yaml", "pipe.yaml",
-     "search space file 'pipe.yaml' is not a regular file (a pipe, device or socket); give a YAML file"),
+     "search space file 'pipe.yaml' is a named pipe; give a YAML file"),
     # ---- CLI flags -------------------------------------------------------------------------------------------
     ("workers-0", "flags", "`--workers 0`",
      "train --workers 0", "--workers",
@@ -283,6 +283,21 @@ CASES = [
      f"{S} --name ../x", "--name",
      "--name: an experiment name must be 1-128 letters, digits and _ . + = - (one directory, no / or spaces), "
      "but got '../x'"),
+    ("storage-path-empty", "flags", "`--storage-path ''` (it meant the default directory)",
+     "search spaces/ok.yaml --storage-path '' --target-accuracy 0.5", "--storage-path",
+     "argument --storage-path: --storage-path must name a directory or URI, but got an empty value"),
+    ("points-empty", "flags", "`--points ''` (it meant no points)",
+     f"{S} --points ''", "--points",
+     "argument --points: --points must name a YAML file, but got an empty value"),
+    ("study-db-empty", "flags", "`--study-db ''` (it meant the default database)",
+     f"{S} --study-db ''", "--study-db",
+     "argument --study-db: --study-db must name an Optuna database URL, but got an empty value"),
+    ("config-empty", "flags", "`train --config ''` (it meant the defaults)",
+     "train --config ''", "--config",
+     "argument --config: --config must name a YAML config file, but got an empty value"),
+    ("config-link-loop", "flags", "a config file that is a symbolic link loop",
+     "train --config loop.yaml", "loop.yaml",
+     "config file 'loop.yaml' is a symbolic link loop; give a YAML file"),
     ("asha-metric-unknown", "flags", "`--asha-metric` that no trial reports",
      f"{S} --asha-metric accuracy", "--asha-metric",
      "argument --asha-metric: invalid choice: 'accuracy' (choose from 'proxy_knn', 'loss', 'loss_masked', "
@@ -303,7 +318,7 @@ CASES = [
     # ---- experiment directories ------------------------------------------------------------------------------
     ("resume-empty", "experiment", "`--resume ''` (say, an unset shell variable): not a new search",
      "search --resume ''", "--resume",
-     "--resume must name an experiment directory, but got an empty value"),
+     "argument --resume: --resume must name an experiment directory, but got an empty value"),
     ("resume-not-experiment", "experiment", "`--resume` of a directory that is no experiment",
      "search --resume imgs", "--resume",
      "--resume 'imgs': not an experiment directory (no settings.json)"),
@@ -325,6 +340,18 @@ CASES = [
      "train --output run_done --set train.epochs=5", "--output",
      "--output '$PWD/run_done' holds a run with another config (train.epochs: 30 -> 5); the same config "
      "resumes it, a changed one needs another --output"),
+    ("report-file", "experiment", "`report` of a file",
+     "report typo.yaml", "report",
+     "report 'typo.yaml' is a file; give a directory"),
+    ("train-output-in-data", "experiment", "`train --output` inside the image folder it trains on",
+     "train --set data.source=imagefolder --set data.path=imgs --output imgs/run", "--output",
+     "--output '$PWD/imgs/run' lies inside data.path '$PWD/imgs'; an output must lie outside its input (it would "
+     "be read back as data)"),
+    ("experiment-in-data", "experiment", "an experiment inside the image folder it searches on",
+     "search spaces/ok.yaml --storage-path imgs --target-accuracy 0.5 --set data.source=imagefolder "
+     "--set data.path=imgs", "data.path",
+     "the experiment '$PWD/imgs/ok' lies inside data.path '$PWD/imgs'; an output must lie outside its input (it "
+     "would be read back as data)"),
     ("train-output-foreign", "experiment", "`train --output` into a non-empty directory that is no run",
      "train --output imgs", "--output",
      "--output '$PWD/imgs' is not empty and holds no `simmim-ray train` run (no config.yaml); give a new or "
@@ -347,6 +374,25 @@ CASES = [
     ("parquet-no-image", "data", "Parquet without an image column",
      "train --set data.source=parquet --set data.path=pq_img", "data.image_column",
      "data.image_column: Parquet file part-000.parquet of '$PWD/pq_img' has no column 'image' (columns: img, label)"),
+    ("data-path-empty", "data", "`data.path=''` for an image folder (it meant this directory)",
+     "train --set data.source=imagefolder --set data.path=''", "data.path",
+     "data.path must name an image folder, but got an empty value"),
+    ("imagefolder-is-file", "data", "an image folder that is a file",
+     "train --set data.source=imagefolder --set data.path=typo.yaml", "data.path",
+     "data.path: image folder '$PWD/typo.yaml' is a file; give a directory"),
+    ("parquet-fifo", "data", "a named pipe among the Parquet files (reading it would block)",
+     "train --set data.source=parquet --set data.path=pq_fifo", "data.path",
+     "data.path: zz.parquet under '$PWD/pq_fifo' is a named pipe; every .parquet file of a dataset must be a "
+     "regular file"),
+    ("imagefolder-shared-link", "data", "two class folders linking one folder (its images in two classes)",
+     "train --set data.source=imagefolder --set data.path=imgs_shared", "data.path",
+     "data.path: class folders 'class_0' and 'class_1' of '$PWD/imgs_shared' both reach '$PWD/extra' through "
+     "symbolic links; each image must belong to one class (link it into one class folder)"),
+    ("image-bombs", "data", "every sampled image a decompression bomb (10000x10000 PNGs of 12 kB)",
+     "train --set data.source=imagefolder --set data.path=bombs", "data.path",
+     "data.path: none of the 8 images sampled from '$PWD/bombs' decodes (first: a/bomb_0.png: 10000x10000 is "
+     "100,000,000 pixels; `pixels <= 89,478,485` must hold (a decompression bomb, or far more pixels than "
+     "training uses)); images must be encoded PNG/JPEG (or another format Pillow reads)"),
     ("fgbg-imagefolder", "data", "`loss.fgbg_weight > 0` on an image folder",
      "train --set data.source=imagefolder --set data.path=imgs --set loss.fgbg_weight=0.5", "loss.fgbg_weight",
      "loss.fgbg_weight: must be 0 for data.source='imagefolder', which has no foreground masks, but got 0.5"),
@@ -397,6 +443,23 @@ CASES = [
     ("convert-out-file", "storage", "`convert` OUT that is a file",
      "convert imgs typo.yaml --from imagefolder", "convert OUT",
      "convert OUT 'typo.yaml' is a file; give a directory"),
+    ("convert-out-in-src", "storage", "`convert` OUT inside SRC (the shards would become a class)",
+     "convert imgs imgs/pq --from imagefolder", "convert OUT",
+     "convert OUT 'imgs/pq' lies inside convert SRC 'imgs'; an output must lie outside its input (it would be "
+     "read back as data)"),
+    ("convert-out-is-src", "storage", "`convert` OUT equal to SRC",
+     "convert imgs imgs --from imagefolder", "convert OUT",
+     "convert OUT 'imgs' and convert SRC 'imgs' are the same directory; an output must lie outside its input"),
+    ("convert-out-not-empty", "storage", "`convert` OUT that is not empty",
+     "convert imgs run_done --from imagefolder", "convert OUT",
+     "convert OUT 'run_done' is not empty (it holds 'config.yaml'); give an empty or new directory"),
+    ("convert-empty-classes", "storage", "`convert` of an image folder with empty class folders",
+     "convert imgs_gaps out --from imagefolder", "convert SRC",
+     "convert SRC 'imgs_gaps': 3 class folder(s) hold no image file (first: 'empty_0'); every class needs images "
+     "(.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp)"),
+    ("study-db-directory", "storage", "`--study-db` SQLite file that is a directory",
+     f"{S} --study-db sqlite:///empty_dir", "--study-db",
+     "--study-db 'sqlite:///empty_dir' is a directory; give a file"),
     # ---- cluster address -------------------------------------------------------------------------------------
     ("address-unreachable", "cluster", "unreachable `--address` (found after Ray would start)",
      f"{S} --address 127.0.0.1:1", "--address",

@@ -5,6 +5,7 @@ learn something from them, but tests must not rely on accuracy on this data.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -144,3 +145,57 @@ def make_jpeg_folder(root: str, classes: int = 5, per_class: int = 40, min_side:
             img = Image.fromarray(pattern(k, side, rng)).resize((w, h))
             img.save(os.path.join(d, f"{synset}_{i}.JPEG"), format="JPEG", quality=85)
     return {"images": classes * per_class, "classes": classes}
+
+
+# ---- images as they are stored: any PNG bit depth, decompression bombs -------------------------------------
+PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: gray, gray + alpha, RGB, RGBA
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def raw_png(arr: np.ndarray) -> bytes:
+    """PNG bytes of `arr` exactly as given: uint8 or uint16 (8- or 16-bit samples), [H, W] gray or [H, W, C] with
+    C = 2 (gray + alpha), 3 (RGB) or 4 (RGBA). Pillow writes no 16-bit colour PNG; this writes any."""
+    import struct
+    import zlib
+
+    a = arr if arr.ndim == 3 else arr[..., None]
+    h, w, c = a.shape
+    depth = 16 if a.dtype == np.uint16 else 8
+    rows = a.astype(">u2" if depth == 16 else np.uint8).reshape(h, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 on each row
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, PNG_COLOR_TYPES[c], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(raw))
+            + _png_chunk(b"IEND", b""))
+
+
+@functools.lru_cache(maxsize=4)
+def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A valid 1-bit gray PNG of width x height black pixels: a few kB of zlib that decode to width x height bytes
+    (Pillow stores a 1-bit pixel in a byte). Compressed a row block at a time: the whole is never in memory."""
+    import struct
+    import zlib
+
+    z = zlib.compressobj(9)
+    block = b"\x00" * ((1 + -(-width // 8)) * 1000)  # 1000 rows: a filter byte and the packed bits of each
+    body = b"".join(z.compress(block[:len(block) * min(1000, height - r) // 1000]) for r in range(0, height, 1000))
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", body + z.flush())
+            + _png_chunk(b"IEND", b""))
+
+
+def jpeg_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A small JPEG whose frame header (SOF0) declares width x height: a decoder that trusts it allocates that."""
+    import struct
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 20, 200)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)

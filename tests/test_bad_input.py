@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from bad_input_cases import CASES, HOSTILE, SPACES
-from data_factory import make_image_folder, write_fake_cifar10, write_parquet_shards
+from data_factory import make_image_folder, png_bomb, write_fake_cifar10, write_parquet_shards
 from simmim_ray.cli import main
 from simmim_ray.config import Config
 from simmim_ray.resources import local_resources
@@ -61,6 +61,23 @@ def make_workdir(root: str) -> None:
     write_parquet_shards(os.path.join(root, "pq"), n=20)
     write_parquet_shards(os.path.join(root, "pq_img"), n=20, image_column="img")
     write_fake_cifar10(os.path.join(root, "cifar"))
+    # the path policy's rows: a link loop, a FIFO among Parquet files, empty class folders, two classes linking
+    # one folder, an image folder of decompression bombs
+    os.symlink("loop.yaml", os.path.join(root, "loop.yaml"))
+    write_parquet_shards(os.path.join(root, "pq_fifo"), n=20)
+    os.mkfifo(os.path.join(root, "pq_fifo", "zz.parquet"))
+    make_image_folder(os.path.join(root, "imgs_gaps"), classes=2, per_class=2, corrupt=0, truncated=0)
+    for i in range(3):
+        os.makedirs(os.path.join(root, "imgs_gaps", f"empty_{i}"))
+    make_image_folder(os.path.join(root, "imgs_shared"), classes=2, per_class=8, corrupt=0, truncated=0)
+    make_image_folder(os.path.join(root, "extra"), classes=1, per_class=2, corrupt=0, truncated=0)
+    for cls in ("class_0", "class_1"):
+        os.symlink(os.path.join(root, "extra"), os.path.join(root, "imgs_shared", cls, "more"))
+    for cls in ("a", "b"):
+        os.makedirs(os.path.join(root, "bombs", cls))
+        for i in range(12):
+            with open(os.path.join(root, "bombs", cls, f"bomb_{i}.png"), "wb") as f:
+                f.write(png_bomb(10_000, 10_000))
 
 
 @pytest.fixture

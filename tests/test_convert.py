@@ -67,7 +67,7 @@ def test_cifar10_to_parquet_keeps_its_split(tmp_path, fake_cifar10):
     # pixels survive the PNG round trip exactly
     from torchvision.datasets import CIFAR10
 
-    from simmim_ray.data.decode import decode_rgb
+    from simmim_ray.data.image_decode import decode_rgb
 
     ref = CIFAR10(root, train=True)
     first = decode_rgb(table.column("image")[0].as_py())
@@ -117,11 +117,81 @@ def test_convert_errors(tmp_path, capsys):
 def test_convert_refuses_to_mix_outputs(tmp_path):
     make_image_folder(str(tmp_path / "imgs"))
     convert(str(tmp_path / "imgs"), str(tmp_path / "pq"), "imagefolder")
-    with pytest.raises(UserError, match="already holds Parquet files"):
+    with pytest.raises(UserError, match=r"convert OUT '.*pq' is not empty \(it holds 'part-00000.parquet'\); give an "
+                                        r"empty or new directory"):
         convert(str(tmp_path / "imgs"), str(tmp_path / "pq"), "imagefolder")
 
 
 def test_convert_only_unreadable_images(tmp_path):
     make_image_folder(str(tmp_path / "imgs"), classes=1, per_class=0, corrupt=2, truncated=0)
     with pytest.raises(UserError, match="no readable images"):
+        convert(str(tmp_path / "imgs"), str(tmp_path / "pq"), "imagefolder")
+
+
+def test_convert_skips_what_training_would_refuse_and_names_the_first(tmp_path, capsys, monkeypatch):
+    """A FIFO (it would block), a decompression bomb (refused from its header) are skipped and counted; a 16-bit
+    TIFF becomes an 8-bit PNG of its high bytes, and a 16-bit PNG is kept and decodes the same way."""
+    from PIL import Image, ImageFile
+
+    from data_factory import png_bomb, raw_png
+    from simmim_ray.data.image_decode import decode_rgb
+
+    src = tmp_path / "imgs"
+    make_image_folder(str(src), classes=2, per_class=3, corrupt=0, truncated=0)
+    os.mkfifo(src / "class_0" / "pipe.png")
+    (src / "class_0" / "zz_bomb.png").write_bytes(png_bomb(20_000, 20_000))
+    g = (np.arange(64, dtype=np.uint32).reshape(8, 8) * 1000 + 255).astype(np.uint16)
+    Image.fromarray(g).save(src / "class_1" / "deep.tif")
+    (src / "class_1" / "deep16.png").write_bytes(raw_png(g))
+    sizes = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: sizes.append(self.size) or load(self))
+    assert main(["convert", str(src), str(tmp_path / "pq"), "--from", "imagefolder"]) == 0
+    out = capsys.readouterr().out
+    assert "8 images in 1 shard(s)" in out
+    assert "(2 unreadable skipped, first: class_0/pipe.png: a named pipe, not a regular file)" in out
+    assert max(w * h for w, h in sizes) < 1_000_000  # the bomb was never decoded
+    table = read(str(tmp_path / "pq"))
+    assert table.num_rows == 8
+    decoded = [decode_rgb(b) for b in table.column("image").to_pylist()]
+    sixteen = [x for x in decoded if x.shape[1:] == (8, 8)]
+    assert len(sixteen) == 2  # the TIFF (re-encoded as PNG) and the 16-bit PNG (kept)
+    for x in sixteen:
+        assert np.array_equal(x[0].numpy(), (g >> 8).astype(np.uint8))
+
+
+def test_convert_refuses_empty_class_folders_before_writing(tmp_path):
+    """10,000 empty class folders were written as 10,002 classes; an empty folder is no class."""
+    make_image_folder(str(tmp_path / "imgs"), classes=2, per_class=2, corrupt=0, truncated=0)
+    for i in range(5):
+        (tmp_path / "imgs" / f"e{i}").mkdir()
+    os.mkfifo(tmp_path / "imgs" / "e0" / "only.png")  # a FIFO is no image: the folder is still empty
+    with pytest.raises(UserError, match=r"^convert SRC '.*imgs': 5 class folder\(s\) hold no image file \(first: "
+                                        r"'e0'\); every class needs images"):
+        convert(str(tmp_path / "imgs"), str(tmp_path / "pq"), "imagefolder")
+    assert not (tmp_path / "pq").exists()
+
+
+def test_convert_out_stays_outside_src(tmp_path):
+    src = tmp_path / "imgs"
+    make_image_folder(str(src), classes=2, per_class=2, corrupt=0, truncated=0)
+    (tmp_path / "alias").symlink_to(src)
+    before = sorted(os.listdir(src))
+    for out, rule in ((src / "pq", "lies inside convert SRC"), (src, "are the same directory"),
+                      (tmp_path / "alias" / "pq", "lies inside convert SRC")):
+        with pytest.raises(UserError, match=rule):
+            convert(str(src), str(out), "imagefolder")
+    assert sorted(os.listdir(src)) == before  # nothing was written into the source
+    with pytest.raises(UserError, match=r"convert SRC '.*imgs' lies inside convert OUT '.*'; an input must lie "
+                                        r"outside the output"):
+        convert(str(src), str(tmp_path), "imagefolder")  # OUT around SRC: named so, before "not empty"
+
+
+def test_convert_refuses_two_classes_linking_one_folder(tmp_path):
+    make_image_folder(str(tmp_path / "imgs"), classes=2, per_class=2, corrupt=0, truncated=0)
+    make_image_folder(str(tmp_path / "extra"), classes=1, per_class=2, corrupt=0, truncated=0)
+    for cls in ("class_0", "class_1"):
+        (tmp_path / "imgs" / cls / "more").symlink_to(tmp_path / "extra" / "class_0")
+    with pytest.raises(UserError, match=r"class folders 'class_0' and 'class_1' of '.*imgs' both reach "
+                                        r"'.*extra/class_0' through symbolic links"):
         convert(str(tmp_path / "imgs"), str(tmp_path / "pq"), "imagefolder")

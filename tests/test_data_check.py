@@ -5,20 +5,20 @@ CASES is the table of faults: (name, how the data is made, the source, words the
 """
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
-from data_factory import corrupt_bytes, make_image_folder, pattern, png_bytes
+from data_factory import corrupt_bytes, make_image_folder, pattern, png_bomb, png_bytes
 from simmim_ray.cli import main
 from simmim_ray.config import Config
 from simmim_ray.data.check import check_data
 from simmim_ray.errors import UserError
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torchvision.io.image")  # see decode.py
 
 SMALL = {"model": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2},
          "mask": {"patch_size": 8, "ratio": 0.5}}
@@ -120,6 +120,16 @@ def _missing(p):
     pass
 
 
+def _all_bombs(p):  # 10000x10000 PNGs of a few kB: refused from the header, never decoded
+    parquet(p, pa.array([i % 3 for i in range(60)], pa.int64()), images=[png_bomb(10_000, 10_000)] * 60)
+
+
+def _all_float(p):  # mode F has no range to map to 8 bits
+    buf = io.BytesIO()
+    Image.fromarray(np.ones((8, 8), np.float32)).save(buf, format="TIFF")
+    parquet(p, pa.array([i % 3 for i in range(60)], pa.int64()), images=[buf.getvalue()] * 60)
+
+
 CASES = [
     ("string labels", _strings, "parquet", ["data.label_column", "part-000.parquet", "string", "integer"]),
     ("float labels are refused, not truncated", _floats, "parquet", ["data.label_column", "double", "integer"]),
@@ -138,6 +148,11 @@ CASES = [
                                                       "part-000.parquet row 0"]),
     ("every image file corrupt", _all_corrupt_folder, "imagefolder", ["data.path", "none of the", "decodes",
                                                                        "a/0.png"]),
+    ("every image a decompression bomb", _all_bombs, "parquet", [
+        "data.image_column", "none of the", "(first: part-000.parquet row 0: 10000x10000 is 100,000,000 pixels; "
+        "`pixels <= 89,478,485` must hold"]),
+    ("every image 32-bit float", _all_float, "parquet", [
+        "data.image_column", "(first: part-000.parquet row 0: mode F (32-bit float) has no defined range"]),
     ("image column missing", _image_column_missing, "parquet", ["data.image_column", "part-000.parquet",
                                                                 "no column 'image'"]),
     ("image column not bytes", _image_column_not_bytes, "parquet", ["data.image_column", "int64",

@@ -13,14 +13,12 @@ from data_factory import make_image_folder, write_parquet_shards
 from simmim_ray.config import Config
 from simmim_ray.data import labelled, rowkeys
 from simmim_ray.data.check import check_data
-from simmim_ray.data.decode import StreamTransform, crop_box, decode_rgb
+from simmim_ray.data.decode import StreamTransform, crop_box
+from simmim_ray.data.image_decode import decode_rgb
 from simmim_ray.data.scan import SPLITS, scan
 from simmim_ray.data.stream_batches import local_batches, local_splits, train_steps
 from simmim_ray.data.stream_read import Selection, read_unit
 from simmim_ray.errors import UserError
-
-# torchvision 0.29 deprecates its decoders for TorchCodec (decode.py falls back to PIL once they are gone)
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torchvision.io.image")
 
 SMALL = {"model": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2},
          "mask": {"patch_size": 8, "ratio": 0.5}, "train": {"batch_size": 4}, "eval": {"batch_size": 4}}
@@ -268,46 +266,29 @@ def test_batch_masks_match_the_mask_generator(size, mask_patch, model_patch, rat
     assert abs(freq.mean() - mg.mask_count / mg.token_count) < 1e-9 and freq.min() > 0
 
 
-def test_pil_fallback_decodes_like_torchvision(monkeypatch):
-    """When torchvision's decoders are gone (deprecated for TorchCodec), PIL decodes: same shape, near pixels."""
-    import io
-
-    from PIL import Image
-
-    from simmim_ray.data import decode
-    from data_factory import pattern
-
-    buf = io.BytesIO()
-    Image.fromarray(pattern(2, 40, np.random.default_rng(0))).save(buf, format="JPEG", quality=90)
-    a = decode.decode_rgb(buf.getvalue())
-    monkeypatch.setattr(decode, "decode_image", None)
-    b = decode.decode_rgb(buf.getvalue())
-    assert a.shape == b.shape == (3, 40, 40) and (a.int() - b.int()).abs().float().mean() < 2
-
-
-def test_jpegs_decode_through_simplejpeg_near_torchvision(monkeypatch):
+def test_jpegs_decode_through_simplejpeg_near_an_exact_decode(monkeypatch):
     """JPEGs take simplejpeg's fast-IDCT path (the measured 2x of data_throughput); its pixels stay within a few
-    levels of torchvision's exact decode, for RGB, grayscale and CMYK JPEGs, and the crop pipeline gives the same
+    levels of Pillow's exact decode, for RGB, grayscale and CMYK JPEGs, and the crop pipeline gives the same
     contiguous uint8 output from its channels-last tensor."""
     import io
 
     from PIL import Image
 
-    from simmim_ray.data import decode
+    from simmim_ray.data import decode, image_decode
     from data_factory import pattern
 
-    assert decode.simplejpeg is not None, "simplejpeg is a declared dependency"
+    assert image_decode.simplejpeg is not None, "simplejpeg is a declared dependency"
     calls = []
-    real = decode.simplejpeg.decode_jpeg
-    monkeypatch.setattr(decode.simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = image_decode.simplejpeg.decode_jpeg
+    monkeypatch.setattr(image_decode.simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(1) or real(*a, **k))
     rgb = Image.fromarray(pattern(3, 48, np.random.default_rng(1)))
     for img in (rgb, rgb.convert("L"), rgb.convert("CMYK")):
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=90)
-        fast = decode.decode_rgb(buf.getvalue())
+        fast = decode_rgb(buf.getvalue())
         with monkeypatch.context() as m:
-            m.setattr(decode, "simplejpeg", None)
-            exact = decode.decode_rgb(buf.getvalue())
+            m.setattr(image_decode, "simplejpeg", None)
+            exact = decode_rgb(buf.getvalue())
         diff = (fast.int() - exact.int()).abs()
         assert fast.shape == exact.shape == (3, 48, 48) and fast.dtype == torch.uint8, img.mode
         assert diff.max() <= 8 and diff.float().mean() < 1.5, img.mode
@@ -315,8 +296,8 @@ def test_jpegs_decode_through_simplejpeg_near_torchvision(monkeypatch):
     # a PNG never reaches simplejpeg
     buf = io.BytesIO()
     rgb.save(buf, format="PNG")
-    assert decode.decode_rgb(buf.getvalue()).shape == (3, 48, 48) and len(calls) == 3
-    x = decode.decode_rgb(buf.getvalue())
+    assert decode_rgb(buf.getvalue()).shape == (3, 48, 48) and len(calls) == 3
+    x = decode_rgb(buf.getvalue())
     out = decode.F.resized_crop(x.permute(1, 2, 0).contiguous().permute(2, 0, 1), 2, 3, 40, 41, [16, 16],
                                 antialias=True)
     assert out.shape == (3, 16, 16) and out.is_contiguous()

@@ -98,7 +98,7 @@ def test_special_files_do_not_block(workdir, capsys, special):
         with open(path, "w"):
             pass
         pytest.fail(f"--config {path} blocked")
-    needle = "is a directory" if special == "directory" else "is not a regular file"
+    needle = {"fifo": "is a named pipe", "dev-zero": "is a device", "directory": "is a directory"}[special]
     assert_refused(*result["out"], needle)
 
 

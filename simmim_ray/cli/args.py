@@ -1,7 +1,7 @@
-"""argparse pieces shared by the commands: a parser whose errors are one line and exit 2, typed number flags.
+"""argparse pieces shared by the commands: a parser whose errors are one line and exit 2, typed flags.
 
 Number flags are checked when parsed, with the rule in the message: ints within their range, floats finite
-(`inf` and `nan` parse as floats, and no flag means them).
+(`inf` and `nan` parse as floats, and no flag means them). Path flags are never empty (paths.py's policy).
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import argparse
 import math
 import sys
 
-from simmim_ray.errors import excerpt, one_line
+from simmim_ray.errors import UserError, excerpt, one_line
+from simmim_ray.paths import nonempty
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,3 +83,13 @@ def budget_flag(v: str) -> tuple[str, float]:
             return "budget_seconds", x
     raise argparse.ArgumentTypeError(f"must be trial-epochs (e.g. 480) or a time (e.g. 900s, 15m, 2h) > 0, but got "
                                      f"{excerpt(v)}")
+
+
+def path_arg(flag: str, what: str):
+    """A path (or URI) flag: `--points ''` (an unset shell variable, say) must not quietly mean "none" or "here"."""
+    def parse(v: str) -> str:
+        try:
+            return nonempty(v, flag, what)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse

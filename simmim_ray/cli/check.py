@@ -1,11 +1,13 @@
 """`simmim-ray check SPACE`: validate a search space against the config schema and print it; runs nothing."""
 from __future__ import annotations
 
+from simmim_ray.cli.args import path_arg
+
 
 def add_parser(sub) -> None:
     c = sub.add_parser("check", help="validate a search space and print it; runs nothing")
-    c.add_argument("space")
-    c.add_argument("--config", default=None)
+    c.add_argument("space", type=path_arg("space", "a search space file"))
+    c.add_argument("--config", default=None, type=path_arg("--config", "a YAML config file"))
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from simmim_ray.cli.args import path_arg
+
 
 def add_parser(sub) -> None:
     r = sub.add_parser("report", help="Pareto front and winner of an experiment (finished, running or not)")
-    r.add_argument("dir")
+    r.add_argument("dir", type=path_arg("report DIR", "an experiment directory"))
     r.add_argument("--json", action="store_true")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from simmim_ray.cli.args import budget_flag, int_at_least, int_in, positive_int, resource_amount
+from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import ASHA_METRICS, seed_flag, space_file, validate_search
 from simmim_ray.metrics import SIZE_METRICS
 from simmim_ray.search import settings as st
@@ -18,7 +18,7 @@ __all__ = ["add_parser", "run", "space_file"]
 def add_parser(sub) -> None:
     d = st.default
     s = sub.add_parser("search", help="constrained search for the smallest backbone meeting a target accuracy")
-    s.add_argument("space", nargs="?", default=None,
+    s.add_argument("space", nargs="?", default=None, type=path_arg("SPACE", "a search space file"),
                    help=f"search space YAML (a path, or the name of one in search_spaces/; default {st.DEFAULT_SPACE})")
     s.add_argument("--trials", type=positive_int("--trials"),
                    help=f"trials in all (default: the space's `trials:`, else {d('trials')})")
@@ -50,20 +50,24 @@ def add_parser(sub) -> None:
     s.add_argument("--max-failures", type=int_at_least("--max-failures", 0),
                    help=f"Train worker-group restarts per trial (0: none; never unlimited; default "
                         f"{d('max_failures')})")
-    s.add_argument("--storage-path", help=f"where the experiment goes: local dir or URI (s3://, gs://, file://); "
-                                          f"default {st.DEFAULT_ROOT}")
+    s.add_argument("--storage-path", type=path_arg("--storage-path", "a directory or URI"),
+                   help=f"where the experiment goes: local dir or URI (s3://, gs://, file://); "
+                        f"default {st.DEFAULT_ROOT}")
     s.add_argument("--name", help="experiment name (default: the space's name)")
-    s.add_argument("--study-db", help="Optuna database URL (default sqlite:///<experiment>/study.db)")
-    s.add_argument("--storage", dest="storage_alias", help=argparse.SUPPRESS)  # deprecated name of --study-db
-    s.add_argument("--points", help="YAML list of configs to try first")
+    s.add_argument("--study-db", type=path_arg("--study-db", "an Optuna database URL"),
+                   help="Optuna database URL (default sqlite:///<experiment>/study.db)")
+    s.add_argument("--storage", dest="storage_alias", type=path_arg("--storage", "an Optuna database URL"),
+                   help=argparse.SUPPRESS)  # deprecated name of --study-db
+    s.add_argument("--points", type=path_arg("--points", "a YAML file"), help="YAML list of configs to try first")
     s.add_argument("--warm-start", type=int_at_least("--warm-start", 0), metavar="N",
                    help=f"first try N points of a size ladder: the smallest architecture of the space, then "
                         f"about 2x larger each (capped at half the trials; 0: off, TPE starts at random; default "
                         f"{d('warm_start')})")
-    s.add_argument("--config", help="base config YAML under the space")
+    s.add_argument("--config", type=path_arg("--config", "a YAML config file"),
+                   help="base config YAML under the space")
     s.add_argument("--set", action="append", metavar="KEY=VALUE")
     s.add_argument("--seed", type=seed_flag, help=f"sampler seed, in [0, 2**32) (default {d('seed')})")
-    s.add_argument("--resume", metavar="DIR",
+    s.add_argument("--resume", metavar="DIR", type=path_arg("--resume", "an experiment directory"),
                    help="continue the experiment in DIR, as it was started (with --trials, --max-concurrent, "
                         "--address and the --confirm* / --feasibility flags only)")
     s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from simmim_ray.cli.args import positive_int, resource_amount
+from simmim_ray.cli.args import path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import validate_train
 from simmim_ray.configio import dump_config
 from simmim_ray.metrics import FLOPS, IMAGES_PER_S, LOSS, PARAMS, TEST_ACCURACY, TRAIN_SECONDS, VAL_ACCURACY
@@ -14,12 +14,13 @@ from simmim_ray.train.ray_init import init_ray
 
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="train one configuration data-parallel under Ray Train")
-    t.add_argument("--config", help="YAML config file (defaults: small ViT on digits)")
+    t.add_argument("--config", type=path_arg("--config", "a YAML config file"),
+                   help="YAML config file (defaults: small ViT on digits)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     t.add_argument("--workers", type=positive_int("--workers"), default=2)
     t.add_argument("--gpu", action="store_true")
     t.add_argument("--cpus-per-worker", type=resource_amount("--cpus-per-worker"), default=1.0)
-    t.add_argument("--output", default="runs/train",
+    t.add_argument("--output", default="runs/train", type=path_arg("--output", "a directory"),
                    help="run directory; again with the same config, the run resumes from its last checkpoint")
     t.add_argument("--address", default=None, help="Ray address: auto, ray://HOST:PORT (default: start locally)")
 

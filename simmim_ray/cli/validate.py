@@ -35,6 +35,7 @@ def validate_train(args) -> TrainPlan:
     # process (the config the workers get, settings.json) needs absolute paths
     cfg = paths.resolve_config_paths(load_config(args.config, args.set))
     out = paths.check_writable_dir(args.output, "--output")
+    paths.check_apart_from_data(out, f"--output {excerpt(out, PATH_CHARS)}", cfg)
     check_train_output(out, cfg)
     if starts_locally(args.address):
         check_fits(args.workers, args.cpus_per_worker, 1.0, args.gpu, local_resources(), "--workers",
@@ -138,8 +139,6 @@ def validate_search(args) -> SearchPlan:
         if args.study_db is not None and args.study_db != args.storage_alias:
             raise UserError("--storage and --study-db name two Optuna databases; give --study-db only")
         args.study_db = args.storage_alias
-    if args.resume is not None and not args.resume.strip():  # e.g. --resume "$UNSET": not a new search
-        raise UserError("--resume must name an experiment directory, but got an empty value")
     if args.resume:
         exp, s = resumed_settings(args)
         space_path, config_path = exp.input_file(s.space_path), exp.input_file(s.config_path)
@@ -156,6 +155,7 @@ def validate_search(args) -> SearchPlan:
         exp, s = new_settings(args, space, space_path)
         if base.data.path != given.data.path:  # --resume from another directory must read the same data
             s.overrides += (f"data.path={base.data.path}",)
+    paths.check_apart_from_data(exp.uri, f"the experiment {excerpt(exp.uri, PATH_CHARS)}", base)
     if s.scheduler in ("asha", "constraint") and s.asha_metric == PROXY_KNN and base.eval.proxy == "none":
         raise UserError(f"--asha-metric {PROXY_KNN}: needs `eval.proxy: knn` (with eval.proxy=none no trial reports "
                         f"it); use --scheduler fifo or another --asha-metric")
@@ -246,9 +246,11 @@ def _absolute_sqlite(url: str) -> str:
     """sqlite:///rel.db names a file relative to this directory; settings.json must name the same file on a
     --resume from elsewhere (sqlite:////abs.db is absolute)."""
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or url.startswith(prefix + "/") or url == prefix or url.endswith(":memory:"):
+    if not url.startswith(prefix) or url == prefix or url.endswith(":memory:"):
         return url
-    return prefix + paths.absolute(url[len(prefix):], "--study-db")
+    path = url[len(prefix):] if url.startswith(prefix + "/") else paths.absolute(url[len(prefix):], "--study-db")
+    paths.require_file_if_present(path, f"--study-db {excerpt(url, PATH_CHARS)}")  # a FIFO would hang SQLite
+    return prefix + path
 
 
 def _flag(field: str) -> str:
@@ -281,6 +283,8 @@ def open_experiment(d: str, flag: str):
     """An existing experiment named on the command line (`flag`: how messages name it)."""
     from simmim_ray.search.experiment import SETTINGS, Experiment
 
+    if not paths.is_uri(d):
+        paths.require_dir(d, f"{flag} {excerpt(d, PATH_CHARS)}")
     try:
         exp = Experiment(d)
     except UserError as e:  # an unsupported URI: one line, not pyarrow's traceback

@@ -47,18 +47,21 @@ def fgbg_rule(cfg: Config, has_masks: bool) -> None:
 
 
 def check_sample(plan) -> None:
-    """Decodes a few images spread over the data; refuses data none of whose sampled images decode."""
-    from simmim_ray.data.decode import decode_rgb
+    """Decodes a few images spread over the data; refuses data none of whose sampled images decode, naming the
+    first and the rule it broke (image_decode.py: the pixel limit, the modes)."""
+    from simmim_ray.data.image_decode import ImageRefused, decode
     from simmim_ray.data.stream_read import sample_images
 
     step = max(1, len(plan.units) // SAMPLE_UNITS)
     units = plan.units[::step][:SAMPLE_UNITS]
     tried = []
     for where, data in sample_images(plan, units, SAMPLE_ROWS):
-        if decode_rgb(data) is not None:
+        try:
+            decode(data)
             return
-        tried.append(where)
+        except ImageRefused as e:
+            tried.append(f"{where}: {e}")
     if tried:
         key = "data.image_column" if plan.source == "parquet" else "data.path"
         raise UserError(f"{key}: none of the {len(tried)} images sampled from {plan.root!r} decodes (first: "
-                        f"{tried[0]}); images must be encoded PNG/JPEG (or another format PIL reads)")
+                        f"{tried[0]}); images must be encoded PNG/JPEG (or another format Pillow reads)")

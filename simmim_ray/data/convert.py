@@ -2,7 +2,9 @@
 
 Columns: `image` (encoded bytes: PNG, or the source file's own JPEG/PNG bytes when they decode), `label` (int64),
 and for CIFAR-10 `split` ("train" / "test", so its official test set stays the held-out split). Class names go
-into the schema metadata (`classes`, JSON). Unreadable source images are skipped and counted, not fatal.
+into the schema metadata (`classes`, JSON). Source images training's decoder would refuse (unreadable, truncated,
+a decompression bomb: data/image_decode.py) are skipped and counted, not fatal; the summary names the first.
+SRC and OUT follow the path policy (paths.py): OUT is new or an empty directory, and lies outside SRC.
 
 Streams, for any input size: an image folder is listed a few class folders at a time (their files interleaved, so
 a row group holds several classes), and rows are written a row group at a time (at most ROW_GROUP_ROWS rows or
@@ -13,18 +15,33 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import dataclass
 
-from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.errors import UserError, excerpt
+from simmim_ray.paths import (DIRECTORY, FILE, MISSING, check_apart, check_writable_dir, is_uri, kind, require,
+                              require_dir, shown)
 
 DEFAULT_ROWS_PER_SHARD = 10_000
 ROW_GROUP_ROWS = 1_000  # a row group is one read task of a streamed run (data/scan.py)
 ROW_GROUP_BYTES = 64 * 1024 * 1024
 CLASS_WINDOW = 16  # class folders listed (and interleaved) at a time
+PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A source image that is not written: where it is and the rule it broke (one line for the summary)."""
+    where: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.why}"
 
 
 def convert(src: str, out: str, src_format: str, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD) -> dict:
-    """Writes the shards; returns {"rows", "shards", "skipped"}."""
-    _check_out(out)
+    """Writes the shards; returns {"rows", "shards", "skipped", "first_skipped"}."""
+    require_dir(src, f"convert SRC {shown(src)}")
+    _check_out(out, src)
     if src_format == "imagefolder":
         rows, classes = _imagefolder_rows(src)
     else:
@@ -32,19 +49,21 @@ def convert(src: str, out: str, src_format: str, rows_per_shard: int = DEFAULT_R
     return _write(rows, out, rows_per_shard, classes, with_split=src_format == "cifar10")
 
 
-def _check_out(out: str) -> None:
-    if "://" in out:
+def _check_out(out: str, src: str) -> None:
+    """OUT is new or an empty directory (shards of two conversions mixed would duplicate or mislabel images), and
+    lies outside SRC (shards written into an image folder are read back as a class)."""
+    if is_uri(out):
         _check_out_uri(out)
         return
-    from simmim_ray.paths import check_writable_dir
-
-    shown = excerpt(out, PATH_CHARS)
-    if os.path.isfile(out):
-        raise UserError(f"convert OUT {shown} is a file; give a directory")
+    label = f"convert OUT {shown(out)}"
+    existing = require(out, label, "a directory", DIRECTORY, MISSING) == DIRECTORY
+    check_apart(out, label, src, f"convert SRC {shown(src)}")
+    if existing:
+        with os.scandir(out) as it:
+            first = next((e.name for e in it), None)
+        if first is not None:
+            raise UserError(f"{label} is not empty (it holds {excerpt(first)}); give an empty or new directory")
     check_writable_dir(out, "convert OUT")  # under a file, read-only, /proc: one line, before the source is read
-    if os.path.isdir(out) and any(n.endswith(".parquet") for n in os.listdir(out)):
-        # mixing shards from two conversions would silently duplicate or mislabel images
-        raise UserError(f"convert OUT {shown} already holds Parquet files; give an empty or new directory")
 
 
 def _check_out_uri(out: str) -> None:
@@ -56,48 +75,58 @@ def _check_out_uri(out: str) -> None:
         fs, base = filesystem(out)
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types; the user needs one line
-        raise UserError(f"convert OUT {excerpt(out, PATH_CHARS)}: cannot list it: {str(e).splitlines()[0]}") from None
+        raise UserError(f"convert OUT {shown(out)}: cannot list it: {str(e).splitlines()[0]}") from None
     if any(i.path.endswith(".parquet") for i in infos):
-        raise UserError(f"convert OUT {excerpt(out, PATH_CHARS)} already holds Parquet files; give an empty or new "
-                        f"prefix")
+        raise UserError(f"convert OUT {shown(out)} already holds Parquet files; give an empty or new prefix")
 
 
 def _imagefolder_rows(src: str):
     from simmim_ray.data import folder_walk
 
-    if not os.path.isdir(src):
-        what = "is not a directory" if os.path.exists(src) else "does not exist"
-        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: image folder {what}")
     classes = folder_walk.class_names(src)
     if not classes:
-        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)} is not an image folder of <class>/<image> files "
+        raise UserError(f"convert SRC {shown(src)} is not an image folder of <class>/<image> files "
                         f"(no class folder)")
+    # every class listed once before any is written: labels are positions among the classes, so an empty folder
+    # would be a label without images (10,000 empty folders, 10,000 classes), and two classes must not share files
+    links: dict[str, list[str]] = {c: [] for c in classes}
+    empty = [c for c in classes if not sum(1 for _ in folder_walk.iter_class_files(src, c, links=links[c]))]
+    folder_walk.check_classes(src, links, "convert SRC")
+    if empty:
+        raise UserError(f"convert SRC {shown(src)}: {len(empty):,} class folder(s) hold no image file (first: "
+                        f"{excerpt(empty[0])}); every class needs images ({', '.join(folder_walk.IMG_EXTENSIONS)})")
 
     def rows():
         for a in range(0, len(classes), CLASS_WINDOW):
             bad: list[str] = []  # links to nowhere, FIFOs, huge files: counted as unreadable
             lists = [(y, folder_walk.class_files(src, c, bad)) for y, c in enumerate(classes[a:a + CLASS_WINDOW], a)]
-            for _ in set(bad):
-                yield None, 0, None
+            for rel in bad:
+                yield Skipped(rel, _not_read(os.path.join(src, rel))), 0, None
             for i in range(max(len(files) for _, files in lists)):
                 for y, files in lists:
                     if i < len(files):
-                        data = folder_walk.read_file(os.path.join(src, files[i]))
-                        yield (None if data is None else _encode_file(data)), y, None
+                        yield _encode_file(files[i], folder_walk.read_file(os.path.join(src, files[i]))), y, None
 
     return rows(), classes
+
+
+def _not_read(path: str) -> str:
+    from simmim_ray.data.folder_walk import MAX_IMAGE_BYTES
+
+    k = kind(path)
+    return f"more than {MAX_IMAGE_BYTES:,} bytes" if k == FILE else f"{k}, not a regular file"
 
 
 def _cifar10_rows(src: str):
     from simmim_ray.data.sources import cifar10_records
 
     if not os.path.isdir(os.path.join(src, "cifar-10-batches-py")):
-        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: no CIFAR-10 batches (expected "
-                        f"{excerpt(src, PATH_CHARS)[1:-1]}/cifar-10-batches-py/)")
+        raise UserError(f"convert SRC {shown(src)}: no CIFAR-10 batches (expected "
+                        f"{shown(src)[1:-1]}/cifar-10-batches-py/)")
     try:
         splits = [(name, cifar10_records(src, name == "train", download=False)) for name in ("train", "test")]
     except UserError as e:
-        raise UserError(f"convert SRC {excerpt(src, PATH_CHARS)}: {str(e).removeprefix('data.path: ')}") from None
+        raise UserError(f"convert SRC {shown(src)}: {str(e).removeprefix('data.path: ')}") from None
 
     def rows():
         from PIL import Image
@@ -109,20 +138,22 @@ def _cifar10_rows(src: str):
     return rows(), ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def _encode_file(data: bytes) -> bytes | None:
-    """Keeps JPEG/PNG bytes as they are (re-encoding JPEG to PNG would inflate it); other formats become PNG.
-    None when the file does not decode."""
+def _encode_file(where: str, data: bytes | None) -> bytes | Skipped:
+    """Keeps PNG and JPEG bytes as they are (re-encoding JPEG to PNG would inflate it); other formats become 8-bit
+    RGB PNG. What training's decoder refuses (image_decode.py: corrupt, truncated, a bomb, mode F) is skipped."""
     from PIL import Image
 
+    from simmim_ray.data.image_decode import ImageRefused, decode
+
+    if data is None:
+        return Skipped(where, "cannot be read")
     try:
-        img = Image.open(io.BytesIO(data))
-        fmt = img.format
-        img.load()  # a full decode: truncated files fail here
-    except Exception:  # noqa: BLE001 - any decoder failure means "skip and count"
-        return None
-    if fmt in ("PNG", "JPEG"):
+        x = decode(data)
+    except ImageRefused as e:
+        return Skipped(where, str(e))
+    if data.startswith((PNG_MAGIC, JPEG_MAGIC)):
         return data
-    return _png(img.convert("RGB"))
+    return _png(Image.fromarray(x.permute(1, 2, 0).numpy()))
 
 
 def _png(img) -> bytes:
@@ -170,9 +201,11 @@ def _write(rows, out: str, rows_per_shard: int, classes: list[str], with_split: 
             writer.close()
         writer, in_shard = None, 0
 
+    first_skipped = None
     for data, label, split in rows:
-        if data is None:
+        if isinstance(data, Skipped):
             skipped += 1
+            first_skipped = first_skipped or data
             continue
         buf["image"].append(data)
         buf["label"].append(label)
@@ -186,5 +219,5 @@ def _write(rows, out: str, rows_per_shard: int, classes: list[str], with_split: 
             close_shard()
     close_shard()
     if written == 0:
-        raise UserError(f"convert: no readable images in the source ({skipped} unreadable)")
-    return {"rows": written, "shards": shards, "skipped": skipped}
+        raise UserError(f"convert: no readable images in the source ({skipped} unreadable, first: {first_skipped})")
+    return {"rows": written, "shards": shards, "skipped": skipped, "first_skipped": first_skipped}

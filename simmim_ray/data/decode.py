@@ -1,9 +1,9 @@
 """Decode + augment for streamed rows, a batch at a time, where Ray Data runs it (any node, CPU only).
 
-Chosen by benchmarks/data_throughput.py: JPEGs decoded by simplejpeg (libjpeg-turbo with its fast integer IDCT, as
-FFCV decodes) straight to a uint8 [H, W, 3] array viewed as a channels-last [3, H, W] tensor (torch's uint8
-antialiased resize works channels-last, so no layout copy); other formats by torchvision's decoder; the random
-resized crop as one antialiased resize of the crop box on uint8, a flip by indexing, and no float conversion:
+Chosen by benchmarks/data_throughput.py: images decoded by image_decode.py (JPEGs by simplejpeg, with its pixel
+limit and mode rules) straight to a uint8 [H, W, 3] array viewed as a channels-last [3, H, W] tensor (torch's uint8
+antialiased resize works channels-last, so no layout copy); the random resized crop as one antialiased resize of
+the crop box on uint8, a flip by indexing, and no float conversion:
 images stay uint8 until the Train worker moves them to its device and normalises them there (stream_batches.py).
 The same crop, flip and mask semantics as transforms.py (the in-memory path); a row that does not decode stays
 in the batch as `valid = False` (zeros), so row counts, and so every rank's step count, never depend on it.
@@ -18,57 +18,10 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from simmim_ray.config import Config
+from simmim_ray.data.image_decode import decode_rgb
 from simmim_ray.masking import MaskGenerator
 
-# torchvision's decoders are deprecated since 0.29 in favour of TorchCodec: when they are gone, PIL decodes (slower;
-# pixels within a few levels)
-try:
-    from torchvision.io import ImageReadMode, decode_image
-except ImportError:  # pragma: no cover - depends on the torchvision version
-    decode_image = None
-try:
-    import simplejpeg
-except ImportError:  # pragma: no cover - a declared dependency; without it torchvision decodes (~8% slower)
-    simplejpeg = None
-
-JPEG_MAGIC = b"\xff\xd8"
-
 PRETRAIN_SCALE, RATIO = (0.67, 1.0), (3 / 4, 4 / 3)  # as transforms.py (SimMIM's crop)
-
-
-def decode_rgb(data: bytes | None, gray: bool = False) -> torch.Tensor | None:
-    """Encoded bytes -> [3, H, W] (or [1, H, W] with `gray`) uint8, or None when they do not decode."""
-    if not data:
-        return None
-    if not gray and simplejpeg is not None and data[:2] == JPEG_MAGIC:
-        try:
-            # the fast IDCT: within a few levels of the exact one, a few % faster; the chroma upsampling stays the
-            # smooth one (the fast one is off by up to ~100 levels at colour edges)
-            hwc = simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True)
-            return torch.from_numpy(hwc).permute(2, 0, 1)
-        except ValueError:  # CMYK, truncated or not a JPEG after all: the decoders below decide
-            pass
-    if decode_image is None:
-        return _decode_pil(data, gray)
-    mode = ImageReadMode.GRAY if gray else ImageReadMode.RGB
-    try:
-        # a writable copy (torch warns on read-only buffers); a few microseconds against a millisecond of decode
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode)
-    except Exception:  # noqa: BLE001 - formats torchvision lacks (BMP, TIFF) go through PIL; garbage fails there too
-        return _decode_pil(data, gray)
-
-
-def _decode_pil(data: bytes, gray: bool) -> torch.Tensor | None:
-    import io
-
-    from PIL import Image
-
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-        return F.pil_to_tensor(img.convert("L" if gray else "RGB"))
-    except Exception:  # noqa: BLE001 - any decoder failure means "skip and count"
-        return None
 
 
 def crop_box(rng: np.random.Generator, h: int, w: int, scale, ratio) -> tuple[int, int, int, int]:

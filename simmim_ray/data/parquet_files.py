@@ -2,11 +2,13 @@
 checked per file, so a bad file is named in one line before any worker starts."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from simmim_ray.errors import UserError
+from simmim_ray.paths import DIRECTORY, FILE, is_uri, kind, require, walk_files
 
 # labels are class indices, and the scan and the classifier size per-class arrays by the largest one: ImageNet-21k
 # has 21,841 classes, so a label far above this is a wrong column or a hash, not a class
@@ -20,18 +22,21 @@ def filesystem(path: str):
     import pyarrow.fs as pafs
 
     if path not in _FS_CACHE:
-        _FS_CACHE[path] = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+        _FS_CACHE[path] = pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
     return _FS_CACHE[path]
 
 
 def parquet_files(path: str):
-    """-> (fs, base directory, sorted paths of the .parquet files relative to it; a file path gives its name)."""
+    """-> (fs, base directory, sorted paths of the .parquet files relative to it; a file path gives its name).
+    A local directory is walked by the path policy's safe walk (paths.walk_files); a URI by its filesystem."""
     import pyarrow.fs as pafs
 
+    if not path or not is_uri(path):
+        return _local_parquet_files(path)
     try:
         fs, base = filesystem(path)
         info = fs.get_file_info(base)
-        if not path or info.type == pafs.FileType.NotFound:
+        if info.type == pafs.FileType.NotFound:
             raise UserError(f"data.path: Parquet path {path!r} does not exist")
         if info.type == pafs.FileType.File:
             parent, _, name = base.rpartition("/")
@@ -41,15 +46,32 @@ def parquet_files(path: str):
         raise
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types; the user needs one line
         raise UserError(f"data.path: cannot read Parquet at {path!r}: {str(e).splitlines()[0]}") from None
-    rels = []
-    for i in infos:
-        rel = i.path[len(base.rstrip("/")) + 1:]
-        hidden = any(p.startswith((".", "_")) for p in rel.split("/"))  # _SUCCESS, .crc files of writers
-        if i.type == pafs.FileType.File and rel.endswith(".parquet") and not hidden:
-            rels.append(rel)
-    if not rels:
+    rels = [i.path[len(base.rstrip("/")) + 1:] for i in infos if i.type == pafs.FileType.File]
+    return fs, base, _data_files(path, [r for r in rels if r.endswith(".parquet")])
+
+
+def _local_parquet_files(path: str):
+    import pyarrow.fs as pafs
+
+    label = f"data.path: Parquet path {path!r}"
+    if require(path, label, "a .parquet file or a directory of them", FILE, DIRECTORY) == FILE:
+        parent, name = os.path.split(path)
+        return pafs.LocalFileSystem(), parent, [name]
+    skipped: list[str] = []
+    rels = [rel for rel, _ in walk_files(path, keep=lambda name: name.endswith(".parquet"), skipped=skipped)]
+    bad = _data_files(path, skipped, required=False)
+    if bad:  # a FIFO would block the reader; a dangling link is a file the data was meant to have
+        raise UserError(f"data.path: {bad[0]} under {path!r} is {kind(os.path.join(path, bad[0]))}; every "
+                        f".parquet file of a dataset must be a regular file")
+    return pafs.LocalFileSystem(), path, _data_files(path, rels)
+
+
+def _data_files(path: str, rels: list[str], required: bool = True) -> list[str]:
+    """The data files among `rels`, sorted: writers' hidden files (_SUCCESS, .crc, _temporary/) are not data."""
+    out = sorted(r for r in rels if not any(p.startswith((".", "_")) for p in r.split("/")))
+    if required and not out:
         raise UserError(f"data.path: no .parquet files under {path!r}")
-    return fs, base, sorted(rels)
+    return out
 
 
 @dataclass

@@ -18,6 +18,7 @@ from simmim_ray.data import folder_walk, rowkeys
 from simmim_ray.data.labelled import LabeledSelector
 from simmim_ray.data.parquet_files import label_array, open_parquet, parquet_files
 from simmim_ray.errors import UserError
+from simmim_ray.paths import require_dir
 
 SPLITS = ("pretrain", "labeled", "val", "test")
 FOLDER_UNIT_FILES = 256  # image files per read task of an image folder
@@ -171,18 +172,16 @@ def _scan_parquet(cfg: Config):
 
 
 def _scan_folder(cfg: Config):
-    import os
-
     d = cfg.data
-    if not os.path.isdir(d.path):
-        raise UserError(f"data.path: image folder {d.path!r} does not exist")
+    require_dir(d.path, f"data.path: image folder {d.path!r}")
     classes = folder_walk.class_names(d.path)
     if len(classes) < 2:
         raise UserError(f"data.path: image folder {d.path!r} has {len(classes)} class folder(s) "
                         f"({', '.join(classes) or 'none'}); `classes >= 2` must hold to classify anything")
     tally = _Tally()
+    links: dict[str, list[str]] = {}
     for y, cls in enumerate(classes):
-        files = folder_walk.class_files(d.path, cls)
+        files = folder_walk.class_files(d.path, cls, links=links.setdefault(cls, []))
         if not files:
             raise UserError(f"data.path: class folder {cls!r} of {d.path!r} holds no image file "
                             f"({', '.join(folder_walk.IMG_EXTENSIONS)}); every class needs images")
@@ -191,6 +190,7 @@ def _scan_folder(cfg: Config):
             u, v = folder_positions(chunk)
             codes = rowkeys.holdout_codes(u, None, d.test_fraction, d.val_fraction)
             tally.add(cls, part, a, y, np.full(len(chunk), y, dtype=np.int64), codes, v)
+    folder_walk.check_classes(d.path, links, "data.path")
     return tally, classes
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from simmim_ray.errors import UserError
+from simmim_ray.paths import require_file_if_present
 
 Record = tuple[Image.Image, int, "Image.Image | None"]
 
@@ -65,6 +66,9 @@ def cifar10_records(root: str, train: bool, download: bool) -> ArrayRecords:
     if not download and not os.path.isdir(os.path.join(root, "cifar-10-batches-py")):
         raise UserError(f"data.path: no CIFAR-10 batches under {root!r} (expected cifar-10-batches-py/; "
                         f"pass --set data.download=true to fetch them)")
+    for name, _ in CIFAR10.train_list + CIFAR10.test_list + [(CIFAR10.meta["filename"], None)]:
+        # torchvision reads each whole (its checksum first): a FIFO would block it, a device never end
+        require_file_if_present(os.path.join(root, CIFAR10.base_folder, name), f"data.path: CIFAR-10 file {name!r}")
     try:
         ds = CIFAR10(root, train=train, download=download)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
