@@ -107,3 +107,40 @@ def test_list_choices_round_trip_through_optuna_storage(tmp_path):
     t = study.ask({"model.depths": dist})
     cfg = space.base_config().with_overrides(decode(t.params))
     assert cfg.model.depths in ([2, 2], [2, 4])
+
+
+def test_the_default_space_searches_architecture_masking_and_loss_weights():
+    """What the service exists for: widths/depths, masking and loss weights, all discrete (so the benchmark table
+    holds every configuration), a compute budget and rungs fitted to its recipe."""
+    from simmim_ray.cli.validate import space_file
+    from simmim_ray.search import settings as st
+    from simmim_ray.search.space import load_space
+
+    space = load_space(space_file(st.DEFAULT_SPACE))
+    keys = set(space.keys())
+    assert keys & {"model.embed_dim", "model.depth"} == {"model.embed_dim", "model.depth"}
+    assert keys & {"mask.ratio", "mask.patch_size"}
+    assert keys & {"loss.visible_weight", "loss.fgbg_weight"}
+    assert all(p.kind in ("int", "choice") for p in space.params)
+    n = 1
+    for p in space.params:
+        n *= len(p.candidates())
+    assert n >= 120
+    base = space.base_config()
+    assert space.budget and space.budget >= base.train.epochs  # at least one full trial
+    assert space.grace_period and space.grace_period < base.train.epochs
+    for p in space.params:  # every searched value reaches the config
+        section, name = p.key.split(".")
+        for v in p.candidates():
+            assert getattr(getattr(base.with_overrides({p.key: v}), section), name) == v
+
+
+@pytest.mark.parametrize("name", ["cifar10_vit", "imagenet_swin"])
+def test_the_gpu_spaces_set_rungs_and_budget_for_their_own_recipe(name):
+    from simmim_ray.cli.validate import space_file
+    from simmim_ray.search.space import load_space
+
+    space = load_space(space_file(name))
+    epochs = space.base_config().train.epochs
+    assert 1 < space.grace_period < epochs and epochs % space.grace_period == 0
+    assert space.budget >= epochs
