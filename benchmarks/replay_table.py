@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass, replace
 
@@ -174,6 +175,25 @@ def optuna_space(table: Table) -> dict:
         else:
             out[key] = od.CategoricalDistribution(vals)
     return out
+
+
+def space_grid_size(table: Table) -> int | None:
+    """Configurations in the discrete grid of the bundled space the table was built for; None if not bundled."""
+    from simmim_ray.cli.search import space_file
+    from simmim_ray.search.space import load_space
+
+    path = space_file(table.space)
+    if not os.path.isfile(path):
+        return None
+    params = load_space(path).params
+    return math.prod(len(p.candidates()) for p in params) if all(p.kind in ("choice", "int") for p in params) else None
+
+
+def holds(table: Table) -> str:
+    """`N configurations` and, for a table still being built, how many its space has."""
+    total = space_grid_size(table)
+    return f"{len(table.rows)} configurations" + (f" of the space's {total}" if total and total > len(table.rows)
+                                                  else "")
 
 
 def grid_text(values: dict[str, list]) -> str:

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         table = quick_slice(table)
     grid_line = (f"Replayed grid: {rt.grid_text(table.values())} ({len(table.rows)} configurations"
-                 + (f"; the table holds {len(full.rows)}, the largest complete sub-grid is replayed)"
+                 + (f"; the table holds {rt.holds(full)}, the largest complete sub-grid is replayed)"
                     if len(table.rows) < len(full.rows) else ")"))
     print(grid_line, flush=True)
     methods = args.methods or [m for m, spec in METHODS.items() if spec.ready]
