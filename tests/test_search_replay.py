@@ -206,6 +206,21 @@ def test_a_trial_reports_its_drawn_seed_alone_unless_the_method_remeasures(table
     assert far["final"]["cpu_s"] in FT_CPU  # 0.78-0.80 is more than 2 standard errors below 0.9: one seed
 
 
+def test_a_registered_method_runs_and_pays_for_its_remeasures(table, monkeypatch):
+    """What plugging in the new default takes: one Method entry; here re-measuring every finished trial."""
+    from ray.tune.schedulers import FIFOScheduler
+
+    from benchmarks.replay_methods import Method, _optuna
+
+    monkeypatch.setitem(METHODS, "always", Method("always", "test", lambda ctx: _optuna(ctx, "random"),
+                                                  lambda ctx: FIFOScheduler(), remeasure=lambda v, t, n: True))
+    run = sr.replay(table, "always", seed=2, cap=80.0)
+    done = [t for t in run.trials if t.outcome == "finished"]
+    assert done
+    for t in done:  # the drawn seed and the 2 others, each once
+        assert t.end - t.start == pytest.approx(sum(table.rows[t.key].epoch_cpu_s) + sum(FT_CPU))
+
+
 def test_near_target_is_two_standard_errors():
     from benchmarks.replay_methods import near_target
 
