@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -29,16 +29,17 @@ class Context:
     """What a method's builders may read: one replay seed's search over `table`."""
     table: Table
     seed: int
-    settings: SearchSettings = field(init=False)
-    base: Config = field(init=False)
 
-    def __post_init__(self) -> None:
+    @property
+    def settings(self) -> SearchSettings:
         t = self.table
-        s = SearchSettings(space_path="", name=f"replay-{self.seed}", root="", target_accuracy=t.target,
-                           trials=t.trials, size_metric=t.size_metric, seed=self.seed, grace_period=t.grace_period)
-        object.__setattr__(self, "settings", s)
+        return SearchSettings(space_path="", name=f"replay-{self.seed}", root="", target_accuracy=t.target,
+                              trials=t.trials, size_metric=t.size_metric, seed=self.seed, grace_period=t.grace_period)
+
+    @property
+    def base(self) -> Config:
         # the schedulers read the pre-training length only
-        object.__setattr__(self, "base", Config.from_dict({"train": {"epochs": t.epochs}}))
+        return Config.from_dict({"train": {"epochs": self.table.epochs}})
 
     @property
     def space(self) -> dict:

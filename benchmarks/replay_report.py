@@ -82,7 +82,8 @@ def results_table(cells: list[Cell]) -> list[str]:
         lo, hi = wilson_interval(c.success_rate, c.n)
         lines.append(f"| {c.method} | {c.multiple:g}x | {c.successes}/{c.n} = {_pct(c.success_rate)} "
                      f"[{_pct(lo)}, {_pct(hi)}] | {_log2(c.median_log2)} | {c.larger} | {c.infeasible} of "
-                     f"{c.answers} = {_pct(c.infeasible_share)} | {c.n - c.answers} | {c.spent:.2f}x |")
+                     f"{c.answers} = {_pct(c.infeasible_share)} | {c.n - c.answers} = {_pct(1 - c.answers / c.n)} | "
+                     f"{c.spent:.2f}x |")
     return lines
 
 
