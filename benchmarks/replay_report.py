@@ -147,8 +147,8 @@ def markdown(table: rt.Table, runs: list, methods: list[str], seeds: list[int], 
              f"under every method. 1x budget = {budget:,.0f} CPU s: {table.trials} full trials at the median "
              f"{full:,.0f} CPU s (every epoch and one fine-tune) and confirming {CONFIRM} candidates x 3 seeds at "
              f"the median fine-tune's {ft:,.0f} CPU s. {SLOTS} trial at a time. Answer: the {CONFIRM} smallest "
-             "trials feasible on validation, confirmed by their configuration's 3 fine-tune seeds on validation "
-             "(mean >= target); compute counts every epoch, fine-tune and confirmation.", "",
+             "configurations with a trial feasible on validation, confirmed by their 3 fine-tune seeds on "
+             "validation (mean >= target); compute counts every epoch, fine-tune and confirmation.", "",
              "Methods:", *(f"- `{m}`: {METHODS[m].summary}" for m in methods), ""]
     cells = [cell(table, runs, m, x, budget) for m in methods for x in MULTIPLES]
     lines += results_table(cells)
