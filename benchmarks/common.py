@@ -155,8 +155,12 @@ def si(x: float, unit: str = "FLOP/s") -> str:
 
 # ---- RESULTS.md --------------------------------------------------------------------------------
 def command_line() -> str:
-    """How this process was started, as a user would type it (`python benchmarks/x.py --flag`)."""
+    """How this process was started, as a user would type it (`python benchmarks/x.py --flag`, or
+    `python -m benchmarks.x --flag`)."""
     argv = list(sys.argv)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None:  # python -m: argv[0] is the module's file
+        return " ".join(["python", "-m", spec.name, *argv[1:]])
     with contextlib.suppress(ValueError):
         argv[0] = os.path.relpath(argv[0], RESULTS.parent.parent)
     return " ".join(["python", *argv])

@@ -1,12 +1,15 @@
-"""A search replayed in virtual time over measured trial traces, for benchmarks/search_efficiency.py.
+"""A search replayed in virtual time over trial traces, for benchmarks/search_replay.py.
 
-The decisions are the service's own objects: `ConstrainedOptunaSearch` (TPE or random, with the size-ladder warm
-start as its first points) asks and is told exactly as Tune would, and the scheduler from the search driver's
-`make_scheduler` (ProtectingASHA or FIFO) sees every per-epoch result and says continue or stop, as Tune calls them.
-What is simulated is only the clock: `slots` trials run at once, each on one core, and a trial's epoch ends when
-the CPU seconds its trace measured for that epoch have passed. So the order in which results reach ASHA is the
-order a real search on idle cores would produce, and the compute a search spent by any moment is the sum of the
-measured CPU seconds of the epochs (and final fine-tunes) that had finished by then.
+The decisions are the searcher's and scheduler's own: a Tune `Searcher` (the service's `ConstrainedOptunaSearch`,
+or a benchmark baseline) is asked and told exactly as Tune would, and a Tune `TrialScheduler` (the search driver's
+`make_scheduler`: ProtectingASHA or FIFO) sees every per-epoch result and says continue or stop, as Tune calls them.
+What is simulated is only the clock: `slots` trials run at once, each on one core, and a trial's epoch ends when the
+CPU seconds its trace gives for that epoch have passed. So the order in which results reach ASHA is the order a
+real search on idle cores would produce, and the compute a search spent by any moment is the sum of the CPU seconds
+of the epochs (and final fine-tunes) that had finished by then.
+
+A trace is what one trial of a configuration reports: {"epochs": [{proxy_knn, cpu_s}, ...], "final":
+{val_accuracy, cpu_s}, params, flops}; the last epoch's cost carries the final fine-tune's.
 """
 from __future__ import annotations
 
@@ -25,13 +28,17 @@ class SimTrial:
     trial_id: str
     config: dict
     trace: dict = field(repr=False, default_factory=dict)
-    start: float = 0.0
+    start: float = 0.0  # virtual seconds
+    compute_at_start: float = 0.0  # CPU seconds the whole search had spent when it started
     epochs_run: int = 0
-    outcome: str = "running"  # running | finished | pruned | cut (the budget ended it)
+    outcome: str = "running"  # running | finished | pruned | cut (the compute cap ended it)
     val_accuracy: float | None = None
     finished_at: float | None = None  # virtual seconds
-    compute_at_finish: float | None = None  # CPU seconds the whole search had spent by then
-    epochs_at_finish: int | None = None  # trial-epochs the whole search had run by then
+    compute_at_end: float | None = None  # CPU seconds the whole search had spent when it finished or was pruned
+
+    @property
+    def compute_at_finish(self) -> float | None:
+        return self.compute_at_end if self.outcome == "finished" else None
 
 
 @dataclass
@@ -40,10 +47,12 @@ class SimResult:
     compute: float  # CPU seconds spent in all
     trial_epochs: int
     wall: float  # virtual seconds
+    exhausted: bool  # the searcher stopped proposing and every trial ended, before the cap
 
 
-def simulate(searcher, scheduler, trace_of, epochs: int, budget: int, slots: int = 2) -> SimResult:
-    """Runs the search until it has spent `budget` trial-epochs. `trace_of(params) -> trace` (search_traces.py)."""
+def simulate(searcher, scheduler, trace_of, epochs: int, max_compute: float, slots: int = 1) -> SimResult:
+    """Runs the search until it has spent `max_compute` CPU seconds (the epoch that crosses it completes) or the
+    searcher has no more trials to start. `trace_of(params) -> trace`."""
     events: list[tuple[float, int, int, SimTrial]] = []  # (time, tie-break, epoch, trial)
     trials: list[SimTrial] = []
     spent, n_epochs, seq = 0.0, 0, 0
@@ -54,7 +63,7 @@ def simulate(searcher, scheduler, trace_of, epochs: int, budget: int, slots: int
         params = searcher.suggest(tid)
         if params is None or params == searcher.FINISHED:
             return False
-        t = SimTrial(tid, dict(params), trace_of(decode(params)), start=now)
+        t = SimTrial(tid, dict(params), trace_of(decode(params)), start=now, compute_at_start=spent)
         trials.append(t)
         scheduler.on_trial_add(None, t)
         seq += 1
@@ -62,7 +71,7 @@ def simulate(searcher, scheduler, trace_of, epochs: int, budget: int, slots: int
         return True
 
     running = sum(start(0.0) for _ in range(slots))
-    now = 0.0
+    now, capped = 0.0, False
     while events and running:
         now, _, epoch, t = heapq.heappop(events)
         spent += _epoch_cost(t.trace, epoch, epochs)
@@ -78,10 +87,12 @@ def simulate(searcher, scheduler, trace_of, epochs: int, budget: int, slots: int
             scheduler.on_trial_complete(None, t, result)
             searcher.on_trial_complete(t.trial_id, result)
             t.outcome = "finished" if epoch == epochs else "pruned"
+            t.compute_at_end = spent
             if epoch == epochs:
                 t.val_accuracy = result[VAL_ACCURACY]
-                t.finished_at, t.compute_at_finish, t.epochs_at_finish = now, spent, n_epochs
-        if n_epochs >= budget:
+                t.finished_at = now
+        if spent >= max_compute:
+            capped = True
             break
         if ended:
             running -= 1
@@ -92,7 +103,7 @@ def simulate(searcher, scheduler, trace_of, epochs: int, budget: int, slots: int
     for t in trials:
         if t.outcome == "running":
             t.outcome = "cut"
-    return SimResult(trials, spent, n_epochs, now)
+    return SimResult(trials, spent, n_epochs, now, exhausted=not capped)
 
 
 def _epoch_cost(trace: dict, epoch: int, epochs: int) -> float:

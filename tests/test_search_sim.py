@@ -1,19 +1,14 @@
-"""benchmarks/search_sim.py: the virtual-time replay behind search_efficiency drives the service's searcher and
-schedulers as Tune would, and counts compute as the traces measured it."""
+"""benchmarks/search_sim.py: the virtual-time replay behind search_replay drives the service's searcher and
+schedulers as Tune would, counts compute as the traces give it and stops at the compute cap."""
 from __future__ import annotations
-
-import sys
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import FIFOScheduler
 
-from bench_utils import ROOT
-
-sys.path.insert(0, str(ROOT))
-from benchmarks.search_sim import simulate  # noqa: E402
-from simmim_ray.search.schedulers import ProtectingASHA  # noqa: E402
-from simmim_ray.search.searcher import ConstrainedOptunaSearch  # noqa: E402
+from benchmarks.search_sim import simulate
+from simmim_ray.search.schedulers import ProtectingASHA
+from simmim_ray.search.searcher import ConstrainedOptunaSearch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {"model.depth": optuna.distributions.IntDistribution(1, 6)}
@@ -29,8 +24,9 @@ def trace(params: dict) -> dict:
 
 def test_fifo_runs_every_trial_to_the_end_within_the_budget():
     searcher = ConstrainedOptunaSearch(SPACE, "params", 0.6, seed=0, sampler="random")
-    sim = simulate(searcher, FIFOScheduler(), trace, EPOCHS, budget=4 * EPOCHS, slots=2)
-    assert sim.trial_epochs == 4 * EPOCHS
+    sim = simulate(searcher, FIFOScheduler(), trace, EPOCHS, max_compute=60.0, slots=2)
+    # the epoch that crosses the cap completes (at most a depth-6 epoch and a fine-tune), and nothing after it
+    assert 60.0 <= sim.compute < 60.0 + 6 + 0.5 and not sim.exhausted
     finished = [t for t in sim.trials if t.outcome == "finished"]
     assert len(finished) >= 2 and all(t.epochs_run == EPOCHS for t in finished)
     assert {t.outcome for t in sim.trials} <= {"finished", "cut"}  # FIFO stops nothing; the budget cuts
@@ -52,9 +48,18 @@ def test_asha_stops_a_lagging_trial_and_the_study_hears_pruned():
                                        points_to_evaluate=[{"model.depth": 6}, {"model.depth": 1}])
     asha = ProtectingASHA(time_attr="epoch", metric="proxy_knn", mode="max", max_t=EPOCHS, grace_period=2,
                           reduction_factor=3)
-    sim = simulate(searcher, asha, trace, EPOCHS, budget=3 * EPOCHS, slots=1)
+    sim = simulate(searcher, asha, trace, EPOCHS, max_compute=60.0, slots=1)
     first, second = sim.trials[:2]
     assert first.outcome == "finished" and second.outcome == "pruned" and second.epochs_run == 2
     assert second.val_accuracy is None and second.compute_at_finish is None
+    assert second.compute_at_end == first.compute_at_end + 2 * 1.0  # two depth-1 epochs
+    assert second.compute_at_start == first.compute_at_end
     states = {t.params["model.depth"]: t.state for t in searcher.study.trials if "repeat_of" not in t.user_attrs}
     assert states[6] == TrialState.COMPLETE and states[1] == TrialState.PRUNED
+
+
+def test_a_searcher_that_stops_proposing_ends_the_search_before_the_cap():
+    searcher = ConstrainedOptunaSearch(SPACE, "params", 0.6, seed=0, sampler="random", budget=2)
+    sim = simulate(searcher, FIFOScheduler(), trace, EPOCHS, max_compute=1e9, slots=1)
+    assert sim.exhausted and len(sim.trials) == 2 and all(t.outcome == "finished" for t in sim.trials)
+    assert sim.compute == sum(EPOCHS * t.config["model.depth"] + 0.5 for t in sim.trials)

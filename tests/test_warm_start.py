@@ -104,6 +104,6 @@ def test_initial_points_put_the_users_first_and_cap_the_ladder(digits_quick, tmp
     assert len(initial_points(s(trials=8, warm_start=3), space, base)) == 3
     assert len(initial_points(s(trials=4, warm_start=3), space, base)) == 2  # at most half the trials
     assert initial_points(s(trials=8, warm_start=0), space, base) == []
-    assert initial_points(s(trials=8), space, base) == []  # off by default (benchmarks/search_efficiency.py)
+    assert initial_points(s(trials=8), space, base) == []  # off by default (benchmarks/RESULTS.md, search_efficiency)
     pts = initial_points(s(trials=8, points=str(path), warm_start=3), space, base)
     assert pts[0] == user and len(pts) == 4
