@@ -7,7 +7,6 @@ the scheduler, as the search driver would build them for a real search.
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -20,6 +19,7 @@ from simmim_ray.metrics import VAL_ACCURACY
 from simmim_ray.search.driver import make_scheduler
 from simmim_ray.search.searcher import ConstrainedOptunaSearch
 from simmim_ray.search.settings import SearchSettings
+from simmim_ray.train.loop_config import Remeasure
 
 from benchmarks.replay_table import Table, optuna_space
 
@@ -66,19 +66,19 @@ class Method:
 
 
 class TodaysSearch(ConstrainedOptunaSearch):
-    """The service's searcher as main had it when this benchmark was written: objectives [size min, validation
-    accuracy max], accuracy as an Optuna constraint, early-stopped trials PRUNED. The base class has no hook for
-    its objectives, so this subclass restores nothing; it refuses to run once the base class's objectives change,
-    rather than silently benchmarking another searcher under this name."""
+    """The service's searcher before issue 21: two objectives, [size min, validation accuracy max], with the
+    accuracy as an Optuna constraint (the Pareto formulation). Run without `size_of`, nothing is skipped. What stays
+    of today's class: a stopped trial is PRUNED without a constraint (0.1 set it to +inf)."""
 
-    DIRECTIONS = ("MINIMIZE", "MAXIMIZE")
+    def directions(self) -> list[str]:
+        return ["minimize", "maximize"]
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        got = tuple(d.name for d in self.study.directions)
-        if got != self.DIRECTIONS:
-            raise RuntimeError(f"ConstrainedOptunaSearch now has objectives {got}, not {self.DIRECTIONS}: restore "
-                               "today's two objectives in benchmarks/replay_methods.TodaysSearch")
+    def metric_names(self) -> list[str]:
+        return [self.size_metric, VAL_ACCURACY]
+
+    def values(self, result: dict) -> list | None:
+        got = [result.get(self.size_metric), result.get(VAL_ACCURACY)]
+        return None if any(v is None for v in got) else got
 
 
 class SizeScan(Searcher):
@@ -116,13 +116,8 @@ def confirms(table: Table, point: dict, seeds: int) -> bool:
     return sum(f.val_accuracy for f in fts) / len(fts) >= table.target
 
 
-def near_target(val: float, target: float, n_val: int) -> bool:
-    """The new default's borderline rule: within two standard errors of a proportion measured on `n_val` images."""
-    return abs(val - target) <= 2 * math.sqrt(val * (1 - val) / n_val)
-
-
-def _optuna(ctx: Context, sampler: str, cls=ConstrainedOptunaSearch) -> Searcher:
-    return cls(ctx.space, ctx.table.size_metric, ctx.table.target, seed=ctx.seed, sampler=sampler)
+def _optuna(ctx: Context, sampler: str, cls=ConstrainedOptunaSearch, size_of=None) -> Searcher:
+    return cls(ctx.space, ctx.table.size_metric, ctx.table.target, seed=ctx.seed, sampler=sampler, size_of=size_of)
 
 
 CONFIRM_SEEDS = 3  # the service's default (search/settings.py: confirm_seeds)
@@ -139,14 +134,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "accuracy constraint + ASHA on `proxy_knn` (grace period from the table, reduction factor 3)",
            lambda ctx: _optuna(ctx, "tpe", TodaysSearch),
            lambda ctx: make_scheduler(replace(ctx.settings, scheduler="asha"), ctx.base)),
-    # TODO(lead): the new default. When the product has it, replace `searcher=None, scheduler=None, missing=...` by
-    #   searcher=lambda ctx: ConstrainedOptunaSearch(
-    #       ctx.space, ctx.table.size_metric, ctx.table.target, seed=ctx.seed, sampler="tpe",
-    #       size_of=lambda params: ctx.table.row(params).size(ctx.table.size_metric)),
-    #   scheduler=lambda ctx: make_scheduler(replace(ctx.settings, scheduler="constraint"), ctx.base, None),
-    # and, where the product's borderline helper exists, use it instead of `near_target`.
-    Method("default", "the new default (issue 21): single-objective constrained TPE + the constraint scheduler, "
-           "borderline results re-measured with 2 more seeds", None, None, remeasure=near_target,
-           missing="the product's single-objective searcher and `scheduler: constraint` are not in this checkout"),
+    Method("default", "the new default (issue 21): TPE on the size alone under the accuracy constraint, "
+           "configurations that cannot beat the incumbent skipped before training, the constraint stopper, "
+           "borderline results re-measured with 2 more seeds",
+           lambda ctx: _optuna(ctx, "tpe", size_of=lambda p: ctx.table.row(p).size(ctx.table.size_metric)),
+           lambda ctx: make_scheduler(replace(ctx.settings, scheduler="constraint"), ctx.base),
+           remeasure=lambda val, target, n_val: Remeasure(target).needed(val, n_val)),
 )}
 NEW_DEFAULT = "default"
