@@ -89,6 +89,8 @@ class Experiment:
             raise UserError(f"{self.uri!r} is not an experiment directory (no {SETTINGS})")
         try:
             d = json.loads(sio.read_bytes(where).decode("utf-8"))
+        except OSError as e:  # a directory or a named pipe where the file should be
+            raise UserError(f"{where}: cannot be read ({e.strerror or e})") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UserError(f"{where}: must be a JSON object of search settings, but it is not valid JSON "
                             f"({str(e).splitlines()[0][:80]})") from None
