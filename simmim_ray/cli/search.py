@@ -44,7 +44,9 @@ def add_parser(sub) -> None:
     s.add_argument("--storage-path", help=f"where the experiment goes: local dir or URI (s3://, gs://, file://); "
                                           f"default {st.DEFAULT_ROOT}")
     s.add_argument("--name", help="experiment name (default: the space's name)")
-    s.add_argument("--study-db", help="Optuna database URL (default sqlite:///<experiment>/study.db)")
+    s.add_argument("--study-db", help="Optuna database URL (default sqlite:///<experiment>/study.db); a password "
+                                      "in it is never stored: --resume takes it from "
+                                      "SIMMIM_RAY_STUDY_DB_PASSWORD")
     s.add_argument("--storage", dest="storage_alias", help=argparse.SUPPRESS)  # deprecated name of --study-db
     s.add_argument("--points", help="YAML list of configs to try first")
     s.add_argument("--warm-start", type=int_at_least("--warm-start", 0), metavar="N",

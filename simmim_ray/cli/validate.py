@@ -216,6 +216,9 @@ def new_settings(args, space, space_path: str):
     if "grace_period" not in given and space.grace_period is not None:
         given["grace_period"] = space.grace_period
     if given.get("study_db"):
+        from simmim_ray.search.db_url import check
+
+        check(given["study_db"], "--study-db")
         given["study_db"] = _absolute_sqlite(given["study_db"])
     s = st.SearchSettings(**{
         **given, "space_path": paths.absolute(space_path), "name": name, "root": root, "trials": trials,
