@@ -23,6 +23,7 @@ from simmim_ray.search import ledger_schema as schema
 from simmim_ray.search import report, results
 from simmim_ray.search.answer import labeled_fraction
 from simmim_ray.search.confirm import confirm_seeds
+from simmim_ray.search.driver import no_answer_message
 from simmim_ray.search.experiment import Experiment
 from simmim_ray.search.ledger import Ledger
 from simmim_ray.search.settings import SearchSettings
@@ -183,6 +184,7 @@ def test_a_damaged_ledger_reads_as_its_valid_events_and_reports_without_raising(
         rep = report.build(S, rows, events, labeled_fraction(exp, S))
         assert report.format_text(rep, S) and json.dumps(rep, default=str)
         assert results.format_report(rows, S.target_accuracy, S.size_metric)
+        assert no_answer_message(S, exp, rows, rep)  # what a search that found no answer ends with
         results.write_tables(exp, S.target_accuracy, S.size_metric)
 
 

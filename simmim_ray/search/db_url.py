@@ -29,10 +29,11 @@ def _password_span(url: str) -> tuple[int, int] | None:
     """Where `url`'s password is. SQLAlchemy ends a password at its first '@' and takes the rest for the host, so
     past a raw '@' in a password the span runs to the URL's last '@': no piece of it shows."""
     m = _USERINFO.match(url)
-    if not m or not m.group("password"):
+    if not m or m.group("password") is None:
         return None
     later = url.rfind("@", m.end())
-    return m.start("password"), later if later != -1 else m.end("password")
+    end = later if later != -1 else m.end("password")
+    return (m.start("password"), end) if end > m.start("password") else None
 
 
 def _query(url: str) -> tuple[int, list[str]]:
@@ -94,7 +95,7 @@ def connect_url(url: str) -> str:
 def _ambiguous(url: str) -> bool:
     """A raw '@' in the password: the driver takes what follows it for the host."""
     m = _USERINFO.match(url)
-    return bool(m and m.group("password") and url.find("@", m.end()) != -1)
+    return bool(m and m.group("password") is not None and url.find("@", m.end()) != -1)
 
 
 def scrub(text: str, url: str) -> str:

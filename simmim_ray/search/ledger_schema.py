@@ -14,6 +14,7 @@ What each writer puts in each event; `event` (the type) and `time` (unix seconds
   baseline        search/answer.py      name: scratch (the confirmation fields; mode scratch) or pixel_logreg
                                         (test_accuracy, test_count, labeled_images, labeled_fraction, skipped)
 
+Every number is finite, and every integer fits in 64 bits (results.parquet holds them).
 REPORT (the keys are simmim_ray/metrics.py's): accuracies in [0, 1]; counts, sizes and seconds >= 0; losses finite;
 each of these may be null (not measured, or not finite when written: Ledger.append writes such a number as null);
 done and replayed true or false; checkpoint_path a string; any other key a JSON value whose numbers are finite.
@@ -54,12 +55,15 @@ TRIAL_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX = sys.float_info.max
+_INT64 = 2 ** 63
 
 
 def number(v: Any) -> bool:
-    """A finite JSON number. NaN fails both comparisons; an int beyond a float's range (10**400) fails without
-    being converted (which would raise)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and -_MAX <= v <= _MAX
+    """A finite JSON number; an integer within 64 bits (what results.parquet holds). NaN fails both comparisons,
+    and a big int is compared, never converted (which would raise)."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return -_INT64 <= v < _INT64
+    return isinstance(v, float) and -_MAX <= v <= _MAX
 
 
 def must(path: str, what: str, value: Any) -> str:
@@ -111,7 +115,7 @@ class Json(Rule):
             elif isinstance(v, list):
                 stack += [(x, f"{p}[{i}]", depth + 1) for i, x in enumerate(v)]
             elif isinstance(v, (int, float)) and not isinstance(v, bool) and not number(v):
-                return must(p, "a finite number", v)
+                return must(p, "a finite number (an integer within 64 bits)", v)
         return None
 
 
