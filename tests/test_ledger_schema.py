@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import re
-import subprocess
-import sys
 import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_ledger import ledger_with
 
 from simmim_ray.metrics import DONE, EPOCH, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY, VAL_COUNT
 from simmim_ray.search import ledger as lg
@@ -189,16 +187,6 @@ def test_a_damaged_ledger_reads_as_its_valid_events_and_reports_without_raising(
 
 
 # ---- the failures seen in the field, one by one ----------------------------------------------------------------
-def ledger_with(tmp_path, *lines: str) -> tuple[Ledger, list[str]]:
-    """A ledger holding one valid trial, then `lines` appended to its file."""
-    warnings = []
-    led = Ledger(str(tmp_path / "ledger"), warn=warnings.append)
-    led.append(lg.TRIAL_STARTED, trial_id="trial_ab12", config={"model.depth": 2})
-    with open(tmp_path / "ledger" / "trial_ab12.jsonl", "a") as f:
-        f.write("".join(ln + "\n" for ln in lines))
-    return led, warnings
-
-
 @pytest.mark.parametrize("line, rule", [
     ('{"event": "trial_result", "time": "x", "trial_id": "trial_ab12", "result": {}}',
      "`time` must be a number >= 0, but got 'x'"),  # was a TypeError when the streams were merged
@@ -250,86 +238,3 @@ def test_a_complete_trial_without_its_size_is_listed_but_never_ranked(tmp_path):
     assert rows[0]["feasible"] is False and results.pareto_front(rows, FLOPS) == []
     assert [r["trial_id"] for r in results.pareto_front(rows, PARAMS)] == ["trial_a"]
     assert "Answer: none" in report.format_text(report.build(S, rows, exp.ledger.events(), None), S)
-
-
-def test_the_writer_writes_numbers_that_are_not_finite_as_null(tmp_path):
-    """JSON has no NaN; the schema's numbers are finite: a trial's last grad norm of inf must not cost its end."""
-    import numpy as np
-
-    led = Ledger(str(tmp_path / "ledger"))
-    led.append(lg.TRIAL_ENDED, trial_id="trial_a", status=lg.COMPLETE, metrics={
-        VAL_ACCURACY: np.float32(0.5), "grad_norm": math.inf, "loss": math.nan, "images": np.int64(3)})
-    assert b"NaN" not in (tmp_path / "ledger" / "trial_a.jsonl").read_bytes()
-    (e,) = led.events()
-    assert e["metrics"] == {VAL_ACCURACY: 0.5, "grad_norm": None, "loss": None, "images": 3}
-
-
-def test_an_older_experiments_damaged_trials_jsonl_line_is_skipped(tmp_path):
-    legacy = tmp_path / "trials.jsonl"
-    legacy.write_text(json.dumps({"trial_id": "trial_1", "status": "complete", "result": [1]}) + "\n"
-                      + json.dumps({"trial_id": "trial_2", "status": "complete", "result": {EPOCH: 1}}) + "\n")
-    warnings = []
-    led = Ledger(str(tmp_path / "ledger"), legacy=str(legacy), warn=warnings.append)
-    assert [e["trial_id"] for e in led.events()] == ["trial_2", "trial_2"]
-    assert warnings == [f"{legacy} line 1: `result` must be an object, but got [1]; line skipped"]
-
-
-def test_files_that_are_not_regular_are_skipped_with_a_warning(tmp_path):
-    led, warnings = ledger_with(tmp_path)
-    (tmp_path / "ledger" / "x.jsonl").mkdir()  # was an OSError (IsADirectoryError)
-    os.symlink("/dev/zero", tmp_path / "ledger" / "zero.jsonl")  # would never end
-    (tmp_path / "ledger" / "notes.txt").write_text("not a stream")  # not named *.jsonl: not the ledger's
-    assert [e["trial_id"] for e in led.events()] == ["trial_ab12"]
-    assert warnings == [
-        f"{tmp_path}/ledger/x.jsonl is a directory, but a ledger file must be a regular file; skipped",
-        f"{tmp_path}/ledger/zero.jsonl is a symbolic link, but a ledger file must be a regular file; skipped"]
-
-
-FIFO_SCRIPT = """
-import os, sys
-from simmim_ray import storage as sio
-from simmim_ray.search.ledger import Ledger
-root = sys.argv[1]
-os.mkfifo(os.path.join(root, "ledger", "x.jsonl"))
-os.mkfifo(os.path.join(root, "ledger", "trial_p.jsonl"))
-os.mkfifo(os.path.join(root, "trials.jsonl"))
-seen = []
-led = Ledger(os.path.join(root, "ledger"), legacy=os.path.join(root, "trials.jsonl"), warn=seen.append)
-print(len(led.events()), led.final_result("trial_p"))
-try:
-    sio.read_bytes(os.path.join(root, "ledger", "x.jsonl"))  # a file swapped for a pipe after it was listed
-except sio.NotRegularFile as e:
-    print("refused:", e)
-print(*seen, sep="\\n")
-"""
-
-
-def test_a_named_pipe_named_like_a_ledger_file_never_hangs_the_reader(tmp_path):
-    """It used to block the report forever; a subprocess with a timeout: a hang fails the test, not the suite."""
-    ledger_with(tmp_path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    p = subprocess.run([sys.executable, "-c", FIFO_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                       timeout=120, env=env)
-    assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    assert lines[0] == "1 None"  # trial_ab12's start; the pipes give nothing
-    assert lines[1] == f"refused: {tmp_path}/ledger/x.jsonl is a named pipe, not a regular file"
-    assert sorted(lines[2:]) == sorted([
-        f"{tmp_path}/ledger/trial_p.jsonl is a named pipe, but a ledger file must be a regular file; skipped",
-        f"{tmp_path}/ledger/x.jsonl is a named pipe, but a ledger file must be a regular file; skipped",
-        f"{tmp_path}/trials.jsonl cannot be read ({tmp_path}/trials.jsonl is a named pipe, not a regular file); "
-        f"skipped",
-        f"{tmp_path}/ledger/trial_p.jsonl cannot be read ({tmp_path}/ledger/trial_p.jsonl is a named pipe, not a "
-        f"regular file); its events are skipped"])
-
-
-def test_a_ledger_that_is_a_file_or_a_dangling_link_is_refused_in_one_line(tmp_path):
-    from simmim_ray.errors import UserError
-
-    (tmp_path / "ledger").write_text("")
-    with pytest.raises(UserError, match=r"ledger' is a regular file; the ledger must be a directory of the exp"):
-        Ledger(str(tmp_path / "ledger")).events()
-    os.remove(tmp_path / "ledger")
-    os.symlink(tmp_path / "gone", tmp_path / "ledger")
-    with pytest.raises(UserError, match=r"ledger' links to '.*gone', which does not exist"):
-        Ledger(str(tmp_path / "ledger")).trial_events("trial_a")
