@@ -7,6 +7,7 @@ node (NFS, EFS). `check_shared_storage` refuses anything else before the search 
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -103,10 +104,32 @@ def write_bytes(uri: str, data: bytes) -> None:
         f.write(data)
 
 
+class NotRegularFile(UserError, OSError):
+    """A local path that is a directory, named pipe, device or socket where a file was to be read."""
+
+
+def file_kind(mode: int) -> str:
+    """What an `os.stat` mode is, as messages name it."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def read_bytes(uri: str) -> bytes:
+    """A file's bytes. A local path must be a regular file (NotRegularFile otherwise): a named pipe would block the
+    read forever and a device (/dev/zero) never end it. Opened without blocking, then checked, so a file swapped
+    for a pipe between a check and the open cannot block either."""
     fs, path, _ = resolve_storage(uri)
-    _local_file(uri, path)
-    with fs.open_input_stream(path) as f:
+    if not is_node_local(uri):
+        with fs.open_input_stream(path) as f:
+            return f.read()
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+        kind = file_kind(os.fstat(f.fileno()).st_mode)
+        if kind != "a regular file":
+            raise NotRegularFile(f"{path} is {kind}, not a regular file")
         return f.read()
 
 
@@ -127,6 +150,29 @@ def listdir(uri: str) -> list[str]:
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return []
     return sorted(os.path.basename(i.path.rstrip("/")) for i in fs.get_file_info(pafs.FileSelector(path)))
+
+
+def entries(uri: str) -> list[tuple[str, str]]:
+    """(name, kind) of everything directly under `uri`, sorted by name (empty when it does not exist); kind as
+    `file_kind` names it, links not followed (object stores: a regular file or a directory)."""
+    fs, path, _ = resolve_storage(uri)
+    if not is_node_local(uri):
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            return []
+        return sorted((os.path.basename(i.path.rstrip("/")),
+                       "a regular file" if i.type == pafs.FileType.File else "a directory")
+                      for i in fs.get_file_info(pafs.FileSelector(path)))
+    if not os.path.isdir(path):
+        return []
+    with os.scandir(path) as it:
+        return sorted((e.name, _entry_kind(e)) for e in it)
+
+
+def _entry_kind(entry: os.DirEntry) -> str:
+    try:
+        return file_kind(entry.stat(follow_symlinks=False).st_mode)
+    except OSError:  # removed since the directory was listed
+        return "gone"
 
 
 def append_line(uri: str, line: str) -> None:

@@ -336,6 +336,10 @@ CASES = [
      "report exps/truncated", "settings.json",
      "$PWD/exps/truncated/settings.json: must be a JSON object of search settings, but it is not valid JSON "
      "(Unterminated string starting at: line 1 column 2 (char 1))"),
+    ("report-ledger-loop", "experiment", "`report` of an experiment whose `ledger/` is a link to itself",
+     "report exps/loop", "ledger",
+     "'$PWD/exps/loop/ledger' cannot be read as the ledger (Too many levels of symbolic links); the ledger must be "
+     "a directory of the experiment"),
     ("train-output-changed", "experiment", "`train` again on a finished `--output` with a changed config",
      "train --output run_done --set train.epochs=5", "--output",
      "--output '$PWD/run_done' holds a run with another config (train.epochs: 30 -> 5); the same config "
@@ -434,6 +438,14 @@ CASES = [
      f"{S} --study-db sqlite:////no/such/dir/study.db", "--study-db",
      "--study-db 'sqlite:////no/such/dir/study.db': cannot open the Optuna database: "
      "(sqlite3.OperationalError) unable to open database file"),
+    ("study-url-password", "storage", "password in the `--study-db` URL, database unreachable: shown as `***`",
+     f"{S} --study-db postgresql+psycopg2://u:SECRET@127.0.0.1:1/db", "--study-db",
+     "--study-db 'postgresql+psycopg2://u:***@127.0.0.1:1/db': cannot open the Optuna database: Failed to import "
+     "DB access module for the specified storage URL. Please install appropriate one."),
+    ("study-url-raw-at", "storage", "`--study-db` password holding a raw `@`",
+     f"{S} --study-db 'postgresql://u:p@ss@127.0.0.1:1/db'", "--study-db",
+     "--study-db 'postgresql://u:***@127.0.0.1:1/db': a password must be percent-encoded ('@' as %40, ':' as %3A, "
+     "'/' as %2F, '%' as %25), but this URL holds a second '@' after it"),
     ("output-is-file", "storage", "`train --output` that is a file",
      "train --output typo.yaml", "--output",
      "--output '$PWD/typo.yaml' is a file; give a directory"),

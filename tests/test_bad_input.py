@@ -56,6 +56,9 @@ def make_workdir(root: str) -> None:
     write("exps/nostudy/settings.json", json.dumps(asdict(SearchSettings(
         space_path="spaces/ok.yaml", name="nostudy", root=os.path.join(root, "exps"), trials=2,
         target_accuracy=0.5))))
+    write("exps/loop/settings.json", json.dumps(asdict(SearchSettings(
+        space_path="spaces/ok.yaml", name="loop", root=os.path.join(root, "exps"), target_accuracy=0.5))))
+    os.symlink("ledger", os.path.join(root, "exps", "loop", "ledger"))
     os.makedirs(os.path.join(root, "empty_dir"), exist_ok=True)
     make_image_folder(os.path.join(root, "imgs"), corrupt=0, truncated=0)
     write_parquet_shards(os.path.join(root, "pq"), n=20)

@@ -134,17 +134,50 @@ def test_damaged_settings_are_one_line_naming_the_file(started, capsys, content,
     assert calls == []
 
 
-def test_report_names_a_damaged_ledger_and_skips_a_line_cut_by_a_kill(started, capsys):
+def test_report_warns_of_a_damaged_line_and_skips_a_line_cut_by_a_kill(started, capsys):
+    """A damaged line costs its event, with one warning on stderr (stdout stays the report), not the report: it
+    used to refuse the whole ledger (exit 2), which hid every result over one hand-edited line."""
     exp, _ = started
     trial_file = exp.path("ledger", "trial_1.jsonl")
     with open(trial_file, "a") as f:
         f.write('{"event": "trial_res')  # cut by a kill
-    rc, _ = run(["report", exp.uri], capsys)
-    assert rc == 0
+    assert run(["report", exp.uri], capsys) == (0, [])
     with open(trial_file, "a") as f:
         f.write("\nnot an event\n")
+    assert main(["report", "--json", exp.uri]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["status_counts"] == {"running": 1}  # trial_1's start, read around the damage
+    assert err.splitlines() == [f"simmim-ray: warning: {trial_file} line 3: a ledger line must be an event (a JSON "
+                                f"object), but got 'not an event'; line skipped"]
+
+
+def test_report_refuses_a_ledger_that_is_no_directory_of_the_experiment(started, tmp_path, capsys):
+    """A ledger/ linking to itself read as an empty ledger ("0 trials", exit 0); one linking out of the experiment
+    read another experiment's record. Both are refused in one line."""
+    exp, _ = started
+    ledger = exp.path("ledger")
+    shutil.move(ledger, tmp_path / "elsewhere")
+    os.symlink("ledger", ledger)
     rc, err = run(["report", exp.uri], capsys)
-    assert rc == 2 and len(err) == 1 and f"{trial_file} line 3: every line must be a ledger event" in err[0], err
+    assert (rc, err) == (2, [f"simmim-ray: error: '{ledger}' cannot be read as the ledger (Too many levels of "
+                             f"symbolic links); the ledger must be a directory of the experiment"])
+    os.remove(ledger)
+    os.symlink(tmp_path / "elsewhere", ledger)
+    rc, err = run(["report", exp.uri], capsys)
+    assert (rc, err) == (2, [f"simmim-ray: error: '{ledger}' links out of the experiment (to "
+                             f"'{tmp_path / 'elsewhere'}'); the ledger must be a directory of the experiment"])
+    os.remove(ledger)
+    shutil.move(tmp_path / "elsewhere", ledger)
+    assert run(["report", exp.uri], capsys)[0] == 0
+
+
+def test_report_refuses_a_settings_json_that_is_a_named_pipe(started, capsys):
+    exp, _ = started
+    os.remove(exp.path(SETTINGS))
+    os.mkfifo(exp.path(SETTINGS))  # read with a plain open, it blocked the report forever
+    rc, err = run(["report", exp.uri], capsys)
+    assert (rc, err) == (2, [f"simmim-ray: error: {exp.path(SETTINGS)}: cannot be read ({exp.path(SETTINGS)} is a "
+                             f"named pipe, not a regular file)"])
 
 
 def test_study_db_flag_and_its_deprecated_alias(started, tmp_path, capsys):

@@ -62,7 +62,7 @@ def test_pruned_and_errored_trials_end_with_their_status(tmp_path, capsys):
 
     exp = make_exp(tmp_path / "exp")
     rec = Recorder(exp.uri)
-    pruned, errored = Trial("trial_p", {"a": 1}), Trial("trial_e", {"a": 2})
+    pruned, errored = Trial("trial_p", {"model.depth": 1}), Trial("trial_e", {"model.depth": 2})
     pruned.last_result = {EPOCH: 1, PROXY_KNN: 0.1, "done": False}  # stopped by ASHA: no final accuracy
     (tmp_path / "error.txt").write_text("Traceback\nsimmim_ray.engine.NonFiniteLoss: non-finite loss\n")
     errored.error_file = str(tmp_path / "error.txt")
@@ -82,7 +82,7 @@ def test_a_restored_recorder_writes_where_the_experiment_is_now(tmp_path):
     original = make_exp(tmp_path / "original")
     restored = pickle.loads(pickle.dumps(Recorder(original.uri)))
     copy = make_exp(tmp_path / "copy")
-    t = Trial("trial_1", {"a": 1}, exp_path=str(tmp_path / "copy"))
+    t = Trial("trial_1", {"model.depth": 1}, exp_path=str(tmp_path / "copy"))
     restored.on_trial_start(0, [], t)
     assert [e["trial_id"] for e in copy.ledger.events(lg.TRIAL_STARTED)] == ["trial_1"]
     assert original.ledger.events() == []
@@ -118,7 +118,7 @@ def test_object_store_study_is_copied_before_the_end_is_recorded(tmp_path, monke
     monkeypatch.setattr(recorder, "study_in_cache", lambda s, e: True)
     monkeypatch.setattr(Experiment, "upload_study",
                         lambda self: seen.append(len(self.ledger.events(lg.TRIAL_ENDED))))
-    t = Trial("trial_1", {"a": 1})
+    t = Trial("trial_1", {"model.depth": 1})
     t.last_result = {EPOCH: 1, "done": False}
     rec.on_trial_complete(0, [], t)
     assert seen == [0]  # the copy came before the trial's end was recorded
@@ -127,7 +127,7 @@ def test_object_store_study_is_copied_before_the_end_is_recorded(tmp_path, monke
         raise OSError("connection reset")
 
     monkeypatch.setattr(Experiment, "upload_study", fail)
-    rec.on_trial_error(0, [], Trial("trial_2", {"a": 2}))  # the search goes on
+    rec.on_trial_error(0, [], Trial("trial_2", {"model.depth": 2}))  # the search goes on
     assert "could not copy the study to" in capsys.readouterr().out and len(exp.ledger.events(lg.TRIAL_ENDED)) == 2
     assert rebased("s3://b/old/exp?endpoint_override=h:1&scheme=http", "b/new/exp") == \
         "s3://b/new/exp?endpoint_override=h:1&scheme=http"

@@ -55,7 +55,8 @@ def add_parser(sub) -> None:
                         f"default {st.DEFAULT_ROOT}")
     s.add_argument("--name", help="experiment name (default: the space's name)")
     s.add_argument("--study-db", type=path_arg("--study-db", "an Optuna database URL"),
-                   help="Optuna database URL (default sqlite:///<experiment>/study.db)")
+                   help="Optuna database URL (default sqlite:///<experiment>/study.db); a password in it is never "
+                        "stored: --resume takes it from SIMMIM_RAY_STUDY_DB_PASSWORD")
     s.add_argument("--storage", dest="storage_alias", type=path_arg("--storage", "an Optuna database URL"),
                    help=argparse.SUPPRESS)  # deprecated name of --study-db
     s.add_argument("--points", type=path_arg("--points", "a YAML file"), help="YAML list of configs to try first")

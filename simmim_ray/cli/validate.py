@@ -228,6 +228,9 @@ def new_settings(args, space, space_path: str):
     if "budget_epochs" not in given and "budget_seconds" not in given and space.budget is not None:
         given["budget_epochs"] = space.budget
     if given.get("study_db"):
+        from simmim_ray.search.db_url import check
+
+        check(given["study_db"], "--study-db")
         given["study_db"] = _absolute_sqlite(given["study_db"])
     s = st.SearchSettings(**{
         **given, "space_path": paths.absolute(space_path), "name": name, "root": root, "trials": trials,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-PIXEL_LOGREG, SCRATCH = "pixel_logreg", "scratch"
+from simmim_ray.search.ledger_schema import PIXEL_LOGREG, SCRATCH
+
+__all__ = ["PIXEL_LOGREG", "SCRATCH", "labels", "pixel_logreg", "pixel_matrices"]
 IN_MEMORY_SOURCES = ("digits", "cifar10")  # Parquet and image folders stream (data/scan.py)
 MAX_PIXEL_VALUES = 200_000_000  # labelled images x pixels held at once (1.6 GB as float64)
 

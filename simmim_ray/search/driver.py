@@ -174,7 +174,9 @@ def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep
                 f"{best[TEST_ACCURACY_STD]:.4f}, reported only); report written to {exp.uri}")
     if rep.get("answer") == "pending":
         return f"confirmation did not finish; continue it with --resume {exp.uri}"
-    top = max((r for r in table if r.get(VAL_ACCURACY) is not None), key=lambda r: r[VAL_ACCURACY], default=None)
+    from simmim_ray.search.results import measured
+
+    top = max((r for r in table if measured(r, s.size_metric)), key=lambda r: r[VAL_ACCURACY], default=None)
     if top is None:
         return f"no trial finished; see {exp.uri}/results.parquet"
     return (f"no trial reached accuracy >= {s.target_accuracy:g}; best was {top[VAL_ACCURACY]:.4f} by "

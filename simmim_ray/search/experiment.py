@@ -35,6 +35,7 @@ import tempfile
 from simmim_ray import storage as sio
 from simmim_ray.errors import UserError
 from simmim_ray.search import ledger as lg
+from simmim_ray.search.db_url import without_password
 from simmim_ray.search.settings import SearchSettings, from_dict
 
 SETTINGS = "settings.json"
@@ -89,6 +90,8 @@ class Experiment:
             raise UserError(f"{self.uri!r} is not an experiment directory (no {SETTINGS})")
         try:
             d = json.loads(sio.read_bytes(where).decode("utf-8"))
+        except OSError as e:  # a directory or a named pipe where the file should be
+            raise UserError(f"{where}: cannot be read ({e.strerror or e})") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UserError(f"{where}: must be a JSON object of search settings, but it is not valid JSON "
                             f"({str(e).splitlines()[0][:80]})") from None
@@ -140,6 +143,8 @@ class Experiment:
         if started is None:  # an experiment of an older version, or killed before its first event
             return
         then = started.get("settings", {})
+        if isinstance(then.get("study_db"), str):  # an older version stored the password too
+            then = {**then, "study_db": without_password(then["study_db"])}
         now = json.loads(json.dumps(s.defining()))  # as the event stored it (lists, not tuples)
         for key in now:
             if then.get(key) != now[key]:

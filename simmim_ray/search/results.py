@@ -6,8 +6,8 @@ import io
 import math
 
 from simmim_ray import storage as sio
-from simmim_ray.metrics import (EPOCH, FLOPS, PARAMS, ROW_METRICS, VAL_ACCURACY, VAL_ACCURACY_HIGH, VAL_ACCURACY_LOW,
-                                VAL_COUNT)
+from simmim_ray.metrics import (EPOCH, FLOPS, PARAMS, ROW_METRICS, SIZE_METRICS, VAL_ACCURACY, VAL_ACCURACY_HIGH,
+                                VAL_ACCURACY_LOW, VAL_COUNT)
 from simmim_ray.search import ledger as lg
 from simmim_ray.search.experiment import BEST, HISTORY, PARETO, RESULTS, TRAIN_RUNS, Experiment
 from simmim_ray.search.stats import wilson_interval
@@ -61,10 +61,15 @@ def load_trials(exp: Experiment) -> tuple[list[dict], list[dict]]:
     return trial_rows(exp.ledger.events())
 
 
+def measured(r: dict, size_metric: str) -> bool:
+    """A completed trial with an accuracy and a size: what can be ranked (a hand-edited or older ledger may lack
+    either)."""
+    return r["status"] == lg.COMPLETE and r.get(VAL_ACCURACY) is not None and r.get(size_metric) is not None
+
+
 def mark_feasible(rows: list[dict], target: float) -> None:
     for r in rows:
-        acc = r.get(VAL_ACCURACY)
-        r["feasible"] = bool(r["status"] == lg.COMPLETE and acc is not None and acc >= target)
+        r["feasible"] = bool(all(measured(r, m) for m in SIZE_METRICS) and r[VAL_ACCURACY] >= target)
 
 
 def winner(rows: list[dict], size_metric: str) -> dict | None:
@@ -74,8 +79,7 @@ def winner(rows: list[dict], size_metric: str) -> dict | None:
 
 def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
     """Completed trials no other completed trial beats on both size (lower) and accuracy (higher)."""
-    done = sorted((r for r in rows if r["status"] == lg.COMPLETE and r.get(VAL_ACCURACY) is not None),
-                  key=lambda r: (r[size_metric], -r[VAL_ACCURACY]))
+    done = sorted((r for r in rows if measured(r, size_metric)), key=lambda r: (r[size_metric], -r[VAL_ACCURACY]))
     front, best = [], -math.inf
     for r in done:
         if r[VAL_ACCURACY] > best:
@@ -113,10 +117,24 @@ def write_tables(exp: Experiment, target: float, size_metric: str) -> tuple[list
     rows.sort(key=lambda r: r["trial_id"])
     for name, data in ((RESULTS, rows), (HISTORY, history)):
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(data) if data else pa.table({"trial_id": pa.array([], pa.string())}),
-                       buf)
+        pq.write_table(_table(data) if data else pa.table({"trial_id": pa.array([], pa.string())}), buf)
         sio.write_bytes(exp.path(name), buf.getvalue())
     return rows, history
+
+
+def _table(data: list[dict]):
+    """A table of `data`; a column whose values differ in type (a config key that is a number in one trial and a
+    string in another: a hand-edited ledger) is written as strings rather than failing the search's end."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(data)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        keys = {k for r in data for k in r}
+        mixed = {k for k in keys if len({float if type(r[k]) is int else type(r[k])  # ints and floats mix
+                                         for r in data if r.get(k) is not None}) > 1}
+        return pa.Table.from_pylist([{k: str(v) if k in mixed and v is not None else v for k, v in r.items()}
+                                     for r in data])
 
 
 def plot_pareto(exp: Experiment, rows: list[dict], target: float, size_metric: str, best: dict | None) -> None:
@@ -125,7 +143,7 @@ def plot_pareto(exp: Experiment, rows: list[dict], target: float, size_metric: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in rows if r["status"] == lg.COMPLETE and r.get(VAL_ACCURACY) is not None]
+    done = [r for r in rows if measured(r, size_metric)]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for feasible, color, label in ((True, "tab:green", "feasible"), (False, "tab:gray", "below target")):
         pts = [r for r in done if r["feasible"] == feasible]
@@ -164,7 +182,7 @@ def format_report(rows: list[dict], target: float, size_metric: str) -> str:
                      f"{'yes' if r['feasible'] else 'no':>8s}")
     best = winner(rows, size_metric)
     if best is None:
-        done = [r for r in rows if r.get(VAL_ACCURACY) is not None and r["status"] == lg.COMPLETE]
+        done = [r for r in rows if measured(r, size_metric)]
         top = max(done, key=lambda r: r[VAL_ACCURACY], default=None)
         lines.append("No trial reached the target." + (
             f" Best accuracy {top[VAL_ACCURACY]:.4f} by {top['trial_id']} ({size_metric} {top[size_metric]:,.0f})."

@@ -7,11 +7,12 @@ reads them from here), and a settings.json read back is checked against the same
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from simmim_ray.errors import UserError
 from simmim_ray.metrics import PROXY_KNN, SIZE_METRICS
+from simmim_ray.search.db_url import without_password
 
 SCHEDULERS = ("constraint", "asha", "fifo")  # search/schedulers.py
 FEASIBILITY = ("mean", "lower-bound")  # what of a candidate's fresh-seed validation accuracy meets the target
@@ -58,7 +59,9 @@ class SearchSettings:
     gpu: bool = False
     max_failures: int = 1
     seed: int = 0
-    study_db: str = ""  # Optuna storage URL; "": <experiment>/study.db (SQLite)
+    # Optuna storage URL; "": <experiment>/study.db (SQLite). A password in it is kept in memory only (to_dict and
+    # repr leave it out: search/db_url.py)
+    study_db: str = field(default="", repr=False)
     points: str = ""
     # size-ladder points tried first (capped at half the trials); 0: off. Off by default: on the default digits
     # search its rungs cost 3 of 8 trials, and 1 of 5 seeds ended with no confirmed answer
@@ -75,7 +78,8 @@ class SearchSettings:
     feasibility: str = "mean"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "overrides": list(self.overrides)}
+        """What settings.json and the ledger keep: everything but a database password."""
+        return {**asdict(self), "overrides": list(self.overrides), "study_db": without_password(self.study_db)}
 
     def defining(self) -> dict[str, Any]:
         """The fields that define the search (all but RESUMABLE ones): a resumed search must keep them."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from simmim_ray import storage as sio
 from simmim_ray.errors import UserError
+from simmim_ray.search import db_url
 
 if TYPE_CHECKING:
     from simmim_ray.search.experiment import Experiment
@@ -26,14 +27,16 @@ def optuna_storage(s: SearchSettings, exp: Experiment):
 
     from simmim_ray.search.experiment import STUDY_DB
 
-    url = s.study_db
+    url = db_url.connect_url(s.study_db)  # the password, if any, from the command line or the environment
     if not url:
         local = exp.study_cache() if study_in_cache(s, exp) else sio.resolve_storage(exp.uri)[1]
         url = f"sqlite:///{local}/{STUDY_DB}"
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except Exception as e:  # noqa: BLE001 - sqlalchemy raises many types for a bad URL
-        raise UserError(f"--study-db {url!r}: cannot open the Optuna database: {str(e).splitlines()[0]}") from None
+        why = db_url.scrub(str(e).splitlines()[0] if str(e).strip() else type(e).__name__, url)
+        hint = "" if isinstance(e, ImportError) else db_url.no_password_hint(url)  # no driver: no password helps
+        raise UserError(f"--study-db {db_url.masked(url)!r}: cannot open the Optuna database: {why}{hint}") from None
 
 
 def check_study(s: SearchSettings, exp: Experiment) -> None:
@@ -54,7 +57,7 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
             raise refuse(f"sqlite:///{local or sio.resolve_storage(exp.path(STUDY_DB))[1]}")
     storage = optuna_storage(s, exp)  # an object-store experiment's study is fetched into the local cache here
     if s.name not in optuna.get_all_study_names(storage):
-        raise refuse(storage.url)
+        raise refuse(db_url.masked(storage.url))
 
 
 def upload_study(s: SearchSettings, exp: Experiment) -> None:
