@@ -22,16 +22,25 @@ class Outcome:
     feasible: bool | None
     success: bool  # feasible and of size S*
     log2: float  # log2(size / S*); inf without an answer; nan without an S*
+    reached: bool = False  # of size S*_val: the best a search that chooses on validation can answer
 
 
-def outcome(table: rt.Table, run, compute: float) -> Outcome:
+def s_star_val(table: rt.Table) -> int | None:
+    """The smallest size whose configuration confirms on validation (its 3 seeds' mean meets the target): what a
+    search that never chooses on test can answer at best."""
+    return min((r.size(table.size_metric) for r in table.rows.values()
+                if confirms(table, r.point, CONFIRM_SEEDS)), default=None)
+
+
+def outcome(table: rt.Table, run, compute: float, on_val: int | None = None) -> Outcome:
     key = run.answer_at(compute)
     s_star = table.s_star
     if key is None:
         return Outcome(None, None, False, math.inf if s_star else math.nan)
     row = table.rows[key]
     size, feasible = row.size(table.size_metric), table.feasible(row)
-    return Outcome(size, feasible, feasible and size == s_star, math.log2(size / s_star) if s_star else math.nan)
+    return Outcome(size, feasible, feasible and size == s_star, math.log2(size / s_star) if s_star else math.nan,
+                   size == on_val)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Cell:
     larger: int  # feasible answers larger than S*
     infeasible: int
     spent: float  # mean compute used, in multiples of the 1x budget
+    reached: int = 0  # answers of size S*_val
 
     @property
     def success_rate(self) -> float:
@@ -58,12 +68,13 @@ class Cell:
 
 def cell(table: rt.Table, runs: list, method: str, multiple: float, budget: float) -> Cell:
     mine = [r for r in runs if r.method == method]
-    outs = [outcome(table, r, multiple * budget) for r in mine]
+    on_val = s_star_val(table)
+    outs = [outcome(table, r, multiple * budget, on_val) for r in mine]
     answered = [o for o in outs if o.size is not None]
     return Cell(method, multiple, len(outs), sum(o.success for o in outs), statistics.median(o.log2 for o in outs),
                 len(answered), sum(o.feasible and not o.success for o in answered),
                 sum(not o.feasible for o in answered),
-                statistics.fmean(r.spent_at(multiple * budget) for r in mine) / budget)
+                statistics.fmean(r.spent_at(multiple * budget) for r in mine) / budget, sum(o.reached for o in outs))
 
 
 def _pct(x: float) -> str:
@@ -75,13 +86,14 @@ def _log2(x: float) -> str:
 
 
 def results_table(cells: list[Cell]) -> list[str]:
-    lines = ["| method | budget | success: answer is S* (95% CI) | median log2(answer / S*) | larger feasible | "
-             "infeasible by the table (of answers) | no answer | compute used |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | budget | success: answer is S* (95% CI) | answer is S*_val | median log2(answer / S*) | "
+             "larger feasible | infeasible by the table (of answers) | no answer | compute used |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         lo, hi = wilson_interval(c.success_rate, c.n)
         lines.append(f"| {c.method} | {c.multiple:g}x | {c.successes}/{c.n} = {_pct(c.success_rate)} "
-                     f"[{_pct(lo)}, {_pct(hi)}] | {_log2(c.median_log2)} | {c.larger} | {c.infeasible} of "
+                     f"[{_pct(lo)}, {_pct(hi)}] | {c.reached}/{c.n} = {_pct(c.reached / c.n)} | "
+                     f"{_log2(c.median_log2)} | {c.larger} | {c.infeasible} of "
                      f"{c.answers} = {_pct(c.infeasible_share)} | {c.n - c.answers} = {_pct(1 - c.answers / c.n)} | "
                      f"{c.spent:.2f}x |")
     return lines
@@ -131,11 +143,10 @@ def markdown(table: rt.Table, runs: list, methods: list[str], seeds: list[int], 
     feasible = sum(table.feasible(r) for r in table.rows.values())
     full = statistics.median(r.full_cpu_s for r in table.rows.values())
     ft = statistics.median(f.cpu_s for r in table.rows.values() for f in r.finetunes)
-    on_val = min((r.size(metric) for r in table.rows.values() if confirms(table, r.point, CONFIRM_SEEDS)),
-                 default=None)
+    on_val = s_star_val(table)
     reach = ("no configuration confirms on validation (3-seed mean >= target): no method can answer"
              if on_val is None else f"the smallest configuration that confirms on validation (3-seed mean >= "
-             f"target) has {on_val:,} {metric}" + (" too" if on_val == s_star else
+             f"target) has {on_val:,} {metric} (S*_val)" + (" too" if on_val == s_star else
                                                     ": no method, selecting on validation, can answer S* here"))
     truth = (f"S* = {s_star:,} {metric}; {feasible} of {len(table.rows)} configurations are feasible (mean test "
              f"accuracy over their fine-tune seeds >= {table.target:g}); {reach}" if s_star else
@@ -152,7 +163,8 @@ def markdown(table: rt.Table, runs: list, methods: list[str], seeds: list[int], 
              "Methods:", *(f"- `{m}`: {METHODS[m].summary}" for m in methods), ""]
     cells = [cell(table, runs, m, x, budget) for m in methods for x in MULTIPLES]
     lines += results_table(cells)
-    lines += ["", "Success: the answer is feasible by the table and of size S*. Median log2 counts a seed without an "
+    lines += ["", "Success: the answer is feasible by the table and of size S*. S*_val: the smallest size that "
+              "confirms on validation, the best answer a search that never chooses on test can give. Median log2 counts a seed without an "
               "answer as +inf. Compute used: mean over seeds, in multiples of 1x (a search spends its budget; the "
               "scan stops at its first confirmed candidate).", "", "Trials within the 1x budget, mean per seed:", ""]
     lines += trials_table(runs, methods, budget)

@@ -87,7 +87,7 @@ def test_the_report_says_when_validation_cannot_reach_s_star():
             f["val_accuracy"] = 0.85
     t = rt.from_dict(data)
     body = rep.markdown(t, [], [], [], t.budget_1x(3, 3), "grid", None, 0.0)
-    assert "S* = 320 params" in body and "confirms on validation (3-seed mean >= target) has 640 params: no method" \
+    assert "S* = 320 params" in body and "confirms on validation (3-seed mean >= target) has 640 params (S*_val): no method" \
         in body
 
 
@@ -295,7 +295,7 @@ def test_quick_cli_writes_the_section_and_the_plot(tmp_path, monkeypatch):
     rows = [ln for ln in body.splitlines() if ln.startswith("| ") and "x |" in ln and "/" in ln]
     assert len(rows) == 4 * 3  # 4 methods x 3 budgets
     assert "S* = 320 params" in body and f"{sr.QUICK_SEEDS} paired replay seeds" in body
-    assert "confirms on validation (3-seed mean >= target) has 320 params too" in body
+    assert "confirms on validation (3-seed mean >= target) has 320 params (S*_val) too" in body
     assert "Goal (issue 21)" in body and "not judged" in body
     # without --results a quick run writes no section
     monkeypatch.setattr(common, "RESULTS", tmp_path / "default_RESULTS.md")
