@@ -68,6 +68,7 @@ def e2e_space(root) -> str:
 
 
 def ran(study) -> list:
-    """The study trials Tune ran: not a repeat the searcher answered from its twin (`repeat_of`), not an orphan of a
-    killed driver (`orphaned`)."""
-    return [t for t in study.trials if "repeat_of" not in t.user_attrs and "orphaned" not in t.user_attrs]
+    """The study trials Tune ran: not a repeat the searcher answered from its twin (`repeat_of`), not a sample that
+    could not beat the incumbent (`skipped`), not an orphan of a killed driver (`orphaned`)."""
+    return [t for t in study.trials
+            if not {"repeat_of", "skipped", "orphaned"} & set(t.user_attrs)]

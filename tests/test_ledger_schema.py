@@ -40,12 +40,13 @@ REPORT = st.fixed_dictionaries({EPOCH: st.integers(0, 5), PARAMS: SIZE, FLOPS: S
     VAL_ACCURACY: ACC, VAL_COUNT: st.integers(0, 500), PROXY_KNN: ACC, DONE: st.booleans(), "loss": st.floats(0, 9),
     "checkpoint_path": st.sampled_from(["", "/x/checkpoint_1"]), "node_ids": st.text(max_size=4)})
 FINAL = st.fixed_dictionaries({EPOCH: st.integers(0, 5), PARAMS: SIZE, FLOPS: SIZE, VAL_ACCURACY: ACC, DONE: st.just(True)})
-RUN = st.fixed_dictionaries({"seed": st.sampled_from(SEEDS), TEST_ACCURACY: ACC}, optional={
-    VAL_ACCURACY: ACC, "test_count": st.integers(0, 99), "seconds": st.floats(0, 9), "cpu_seconds": st.floats(0, 9),
+RUN = st.fixed_dictionaries({"seed": st.sampled_from(SEEDS), VAL_ACCURACY: ACC, TEST_ACCURACY: ACC}, optional={
+    "test_count": st.integers(0, 99), "seconds": st.floats(0, 9), "cpu_seconds": st.floats(0, 9),
     "pretrain_epochs": st.integers(0, 3)})
 # every seed measured (so candidates confirm, or not), or some
-RUNS = st.lists(ACC, min_size=len(SEEDS), max_size=len(SEEDS)).map(
-    lambda accs: [{"seed": seed, TEST_ACCURACY: a} for seed, a in zip(SEEDS, accs)]) | st.lists(RUN, max_size=2)
+RUNS = st.lists(st.tuples(ACC, ACC), min_size=len(SEEDS), max_size=len(SEEDS)).map(
+    lambda accs: [{"seed": seed, VAL_ACCURACY: v, TEST_ACCURACY: t} for seed, (v, t) in zip(SEEDS, accs)]
+) | st.lists(RUN, max_size=2)
 JOB = {"trial_id": TRIAL, "job": st.just("confirm_x"), "seeds": st.just(list(SEEDS)), "runs": RUNS,
        "params": SIZE, "flops": SIZE, "error": st.sampled_from(["", "boom"]), "started": TIME, "wall_s": st.floats(0, 9),
        "gpu_seconds": st.just(0.0)}

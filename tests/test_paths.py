@@ -163,7 +163,7 @@ def test_experiment_files_that_are_pipes_are_refused_not_read(tmp_path):
     from simmim_ray import storage
 
     os.mkfifo(tmp_path / "settings.json")
-    with pytest.raises(UserError, match=r"settings.json' is a named pipe; give a file"):
+    with pytest.raises(UserError, match=r"settings.json is a named pipe, not a regular file"):
         storage.read_bytes(str(tmp_path / "settings.json"))
     with pytest.raises(UserError, match=r"settings.json' is a named pipe; give a file"):
         storage.append_line(str(tmp_path / "settings.json"), "{}")

@@ -65,7 +65,7 @@ def train(tmp_path, *sets: str, extra=()) -> list[str]:
     (["model.arch=swin", "model.img_size=16", "model.patch_size=2", "model.window_size=3"],
      ["model.window_size", "must hold for Swin", "window 3"]),
     (["data.source=imagefolder", "data.path=/nonexistent/imgs"], ["data.path", "/nonexistent/imgs", "does not exist"]),
-    (["data.source=imagefolder"], ["data.path", "does not exist"]),  # no path at all
+    (["data.source=imagefolder"], ["data.path", "must name an image folder, but got an empty value"]),  # no path
     (["data.source=cifar10", "data.path=/nonexistent/cifar"], ["data.path", "/nonexistent/cifar"]),
     (["data.source=parquet", "data.path=/nonexistent/pq"], ["data.path", "/nonexistent/pq", "does not exist"]),
     (["data.source=mnist"], ["`data.source` must be one of"]),

@@ -18,8 +18,7 @@ Every number is finite, and every integer fits in 64 bits (results.parquet holds
 REPORT (the keys are simmim_ray/metrics.py's): accuracies in [0, 1]; counts, sizes and seconds >= 0; losses finite;
 each of these may be null (not measured, or not finite when written: Ledger.append writes such a number as null);
 done and replayed true or false; checkpoint_path a string; any other key a JSON value whose numbers are finite.
-RUN: seed, test_accuracy (both required), val_accuracy, val_count, test_count, seconds, cpu_seconds,
-pretrain_epochs.
+RUN: seed, val_accuracy, test_accuracy (required), val_count, test_count, seconds, cpu_seconds, pretrain_epochs.
 
 Required are the fields a reader cannot do without (`trial_id` of trial and confirmation events, a trial's end
 `status`, a baseline's `name`); every other field is checked when present. An event type this version does not
@@ -193,8 +192,9 @@ REPORT = Fields(optional={
     **{k: Nullable(AMOUNT) for k in (PARAMS, FLOPS, IMAGES_PER_S, TRAIN_SECONDS, "time_total_s")},
     **{k: Nullable(REAL) for k in (LOSS, LOSS_MASKED, LOSS_VISIBLE)},
     DONE: FLAG, REPLAYED: FLAG, "checkpoint_path": TEXT})
-RUN = Fields(required={"seed": COUNT, TEST_ACCURACY: FRACTION}, optional={
-    VAL_ACCURACY: Nullable(FRACTION), VAL_COUNT: COUNT, TEST_COUNT: COUNT, "seconds": AMOUNT,
+# validation decides (search/confirm.py), test is reported: a run needs both
+RUN = Fields(required={"seed": COUNT, VAL_ACCURACY: FRACTION, TEST_ACCURACY: FRACTION}, optional={
+    VAL_COUNT: COUNT, TEST_COUNT: COUNT, "seconds": AMOUNT,
     "cpu_seconds": AMOUNT, "pretrain_epochs": COUNT})
 
 COMMON = Fields(required={"event": NAME, "time": AMOUNT})
