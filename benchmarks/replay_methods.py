@@ -140,5 +140,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            lambda ctx: _optuna(ctx, "tpe", size_of=lambda p: ctx.table.row(p).size(ctx.table.size_metric)),
            lambda ctx: make_scheduler(replace(ctx.settings, scheduler="constraint"), ctx.base),
            remeasure=lambda val, target, n_val: Remeasure(target).needed(val, n_val)),
+    Method("default+proxy-stop", "the new default with the constraint stopper's proxy rule on (`stop_margin` "
+           "0.05): what the default leaves off, measured",
+           lambda ctx: _optuna(ctx, "tpe", size_of=lambda p: ctx.table.row(p).size(ctx.table.size_metric)),
+           lambda ctx: make_scheduler(replace(ctx.settings, scheduler="constraint", stop_margin=0.05), ctx.base),
+           remeasure=lambda val, target, n_val: Remeasure(target).needed(val, n_val)),
 )}
 NEW_DEFAULT = "default"

@@ -293,7 +293,7 @@ def test_quick_cli_writes_the_section_and_the_plot(tmp_path, monkeypatch):
     assert "## search_replay (--quick)" in body and "![success rate against compute](replay.png)" in body
     assert png.stat().st_size > 1000
     rows = [ln for ln in body.splitlines() if ln.startswith("| ") and "x |" in ln and "/" in ln]
-    assert len(rows) == 4 * 3  # 4 methods x 3 budgets
+    assert len(rows) == 5 * 3  # 5 methods x 3 budgets
     assert "S* = 320 params" in body and f"{sr.QUICK_SEEDS} paired replay seeds" in body
     assert "confirms on validation (3-seed mean >= target) has 320 params (S*_val) too" in body
     assert "Goal (issue 21)" in body and "not judged" in body

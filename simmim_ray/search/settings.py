@@ -46,9 +46,12 @@ class SearchSettings:
     asha_metric: str = PROXY_KNN
     grace_period: int = 2  # the first rung (ASHA's, or the constraint stopper's: rungs every grace_period epochs)
     reduction_factor: int = 3
-    # the constraint stopper stops a trial whose proxy at a rung is below every feasible trial's by more than this
-    # (measured for the default space: docs/proxy_correlation.md)
-    stop_margin: float = 0.05
+    # the constraint stopper stops a trial whose proxy at a rung is below every feasible trial's by more than this;
+    # 1 (accuracy can differ by no more): never. Off by default: on the default space the proxy ranks feasibility
+    # too weakly (docs/proxy_correlation.md), and stopping on it (margins 0.05, 0.1) cost more answers than the
+    # compute it saved bought (benchmarks/RESULTS.md, search_replay); a trial that cannot beat the incumbent is
+    # still stopped
+    stop_margin: float = 1.0
     # a final validation accuracy within 2 standard errors of the target is measured again with this many more
     # fine-tune seeds (their mean decides feasibility); 0: never
     remeasure_seeds: int = 2
