@@ -108,7 +108,10 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     # Tune logs each errored trial's full traceback; the progress line shows the reason and results.parquet /
     # <trial>/error.txt keep the details
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    print(f"simmim-ray search: {s.trials} trials of space {space.name!r}, target accuracy "
+    budget = (f"a budget of {s.budget_epochs:,} trial-epochs (at most {s.trials} trials)" if s.budget_epochs else
+              f"a budget of {s.budget_seconds:,.0f} trial-seconds (at most {s.trials} trials)" if s.budget_seconds
+              else f"{s.trials} trials")
+    print(f"simmim-ray search: {budget} of space {space.name!r}, target accuracy "
           f">= {s.target_accuracy:g}, minimise {s.size_metric}; {concurrency} at a time x {s.workers_per_trial} "
           f"workers; experiment {exp.uri}", flush=True)
     print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
