@@ -73,9 +73,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from simmim_ray.cli.validate import check_new_experiment
     from simmim_ray.search.driver import run_search
+    from simmim_ray.search.lease import hold
     from simmim_ray.train.ray_init import init_ray
 
     plan = validate_search(args)  # config, space, points, paths, settings, data, resources: all before Ray starts
-    init_ray(plan.settings.address or None, log_to_driver=False)
-    return run_search(plan.settings, plan.space, plan.base, plan.exp, resume=plan.resume)
+    with hold(plan.exp.uri):  # one driver per experiment, from before anything is written there
+        if not plan.resume:
+            check_new_experiment(plan.exp)
+        init_ray(plan.settings.address or None, log_to_driver=False)
+        return run_search(plan.settings, plan.space, plan.base, plan.exp, resume=plan.resume)

@@ -120,7 +120,7 @@ def validate_search(args) -> SearchPlan:
     from simmim_ray.search import settings as st
     from simmim_ray.search.driver import load_points
     from simmim_ray.search.space import load_space
-    from simmim_ray.search.study_store import check_study, optuna_storage
+    from simmim_ray.search.study_store import check_new_study, check_study
 
     if args.storage_alias is not None:
         print("simmim-ray: warning: --storage is deprecated (it names the Optuna database): use --study-db",
@@ -160,7 +160,7 @@ def validate_search(args) -> SearchPlan:
         if s.points:
             check_points(s.points, load_points(s.points, space), space, base)
         if s.study_db or not exp.is_node_local():
-            optuna_storage(s, exp)
+            check_new_study(s, exp)
     return SearchPlan(s, space, base, exp, bool(args.resume))
 
 
@@ -225,9 +225,15 @@ def new_settings(args, space, space_path: str):
         "overrides": tuple(args.set or ())})
     st.check(s, "search")
     exp = Experiment.at(s.root, s.name)
+    check_new_experiment(exp)
+    return exp, s
+
+
+def check_new_experiment(exp) -> None:
+    """A new search needs a new experiment (checked again once it holds the experiment's lease: another driver may
+    have started it since)."""
     if exp.exists():
         raise UserError(f"experiment {exp.uri} exists: continue it with --resume {exp.uri}, or pick another --name")
-    return exp, s
 
 
 def _absolute_sqlite(url: str) -> str:
