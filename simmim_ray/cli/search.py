@@ -57,6 +57,9 @@ def add_parser(sub) -> None:
     s.add_argument("--resume", metavar="DIR",
                    help="continue the experiment in DIR, as it was started (with --trials, --max-concurrent, "
                         "--address and the --confirm* / --feasibility flags only)")
+    s.add_argument("--trust-experiment", action="store_true", default=None,
+                   help="with --resume: unpickle Tune's state in DIR even where this machine's searches did not "
+                        "write it (docs/security.md); without it such an experiment is refused")
     s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")
     s.add_argument("--confirm", type=int_at_least("--confirm", 0), metavar="K",
                    help=f"after the search, measure the K smallest trials feasible on validation on the test split "
@@ -76,11 +79,14 @@ def run(args) -> int:
     from simmim_ray.cli.validate import check_new_experiment
     from simmim_ray.search.driver import run_search
     from simmim_ray.search.lease import hold
+    from simmim_ray.search.trust import verify
     from simmim_ray.train.ray_init import init_ray
 
     plan = validate_search(args)  # config, space, points, paths, settings, data, resources: all before Ray starts
     with hold(plan.exp.uri):  # one driver per experiment, from before anything is written there
-        if not plan.resume:
+        if plan.resume:
+            verify(plan.exp.uri, trusted=bool(args.trust_experiment))  # before Tuner.restore unpickles it
+        else:
             check_new_experiment(plan.exp)
         init_ray(plan.settings.address or None, log_to_driver=False)
         return run_search(plan.settings, plan.space, plan.base, plan.exp, resume=plan.resume)
