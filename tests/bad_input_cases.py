@@ -388,7 +388,7 @@ CASES = [
      "convert imgs typo.yaml --from imagefolder", "convert OUT",
      "convert OUT 'typo.yaml' is a file; give a directory"),
     # ---- cluster address -------------------------------------------------------------------------------------
-    ("address-unreachable", "cluster", "unreachable `--address` (found after Ray would start)",
+    ("address-unreachable", "cluster", "unreachable `--address` (found before Ray starts)",
      f"{S} --address 127.0.0.1:1", "--address",
      "--address '127.0.0.1:1': cannot connect to Ray: nothing answers at 127.0.0.1:1 (Connection refused)"),
     ("address-client-unreachable", "cluster", "unreachable Ray Client address",

@@ -15,6 +15,7 @@ from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
 from simmim_ray.resources import check_fits, local_resources, starts_locally
+from simmim_ray.train.ray_init import check_address
 
 MAX_TRIALS = 1_000_000
 # an experiment name is one directory (local or in a bucket), an Optuna study name and a Tune experiment name
@@ -39,7 +40,9 @@ def validate_train(args) -> TrainPlan:
     if starts_locally(args.address):
         check_fits(args.workers, args.cpus_per_worker, 1.0, args.gpu, local_resources(), "--workers",
                    "this machine (Ray starts locally; join a cluster with --address for more)")
-    return TrainPlan(cfg, out, check_data(cfg))
+    summary = check_data(cfg)
+    check_address(args.address)
+    return TrainPlan(cfg, out, summary)
 
 
 def check_data(cfg: Config) -> dict:
@@ -161,6 +164,7 @@ def validate_search(args) -> SearchPlan:
             check_points(s.points, load_points(s.points, space), space, base)
         if s.study_db or not exp.is_node_local():
             check_new_study(s, exp)
+    check_address(s.address or None)
     return SearchPlan(s, space, base, exp, bool(args.resume))
 
 
