@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from simmim_ray import paths
+from simmim_ray.cli import flag_rules
 from simmim_ray.config import Config
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
@@ -32,6 +33,7 @@ class TrainPlan:
 def validate_train(args) -> TrainPlan:
     from simmim_ray.configio import load_config
 
+    flag_rules.check(flag_rules.Flags("train", args), flag_rules.EARLY)
     # files are read here, in the user's directory, and named in messages as given; only what leaves this
     # process (the config the workers get, settings.json) needs absolute paths
     cfg = paths.resolve_config_paths(load_config(args.config, args.set))
@@ -94,8 +96,13 @@ def validate_check(args):
     from simmim_ray.configio import load_config
     from simmim_ray.search.space import load_space
 
+    from simmim_ray.configio import parse_set
+
+    flag_rules.check(flag_rules.Flags("check", args), flag_rules.EARLY)
     base = load_config(args.config, args.set)
-    return base, load_space(space_file(args.space), base)
+    space = load_space(space_file(args.space), base)
+    flag_rules.arch_keys(space, space.base_config(load_config(args.config)).with_overrides(parse_set(args.set)))
+    return base, space
 
 
 # what every trial reports each epoch (engine/pretrain.py's loss terms, engine/run.py's proxy); another name would
@@ -125,6 +132,7 @@ def validate_search(args) -> SearchPlan:
     from simmim_ray.search.space import load_space
     from simmim_ray.search.study_store import check_new_study, check_study
 
+    flag_rules.check(flag_rules.Flags("search", args), flag_rules.EARLY)
     if args.storage_alias is not None:
         print("simmim-ray: warning: --storage is deprecated (it names the Optuna database): use --study-db",
               file=sys.stderr)
@@ -152,6 +160,7 @@ def validate_search(args) -> SearchPlan:
     if s.scheduler == "asha" and s.asha_metric == PROXY_KNN and base.eval.proxy == "none":
         raise UserError(f"--asha-metric {PROXY_KNN}: needs `eval.proxy: knn` (with eval.proxy=none no trial reports "
                         f"it); use --scheduler fifo or another --asha-metric")
+    flag_rules.check(flag_rules.Flags("search", args, s, space, base), flag_rules.LATE)
     if starts_locally(s.address):
         check_fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, local_resources(),
                    "--workers-per-trial", "this machine (Ray starts locally; join a cluster with --address for "
