@@ -61,7 +61,8 @@ def _guarded(signum, handler):
 
 
 def install() -> None:
-    if _State.real_signal is not None:
+    """(Only the main thread receives signals: `cli.main` called from another thread, as tests do, installs none.)"""
+    if _State.real_signal is not None or threading.current_thread() is not threading.main_thread():
         return
     _State.previous = {s: signal.getsignal(s) for s in OURS}
     _State.received, _State.hint = None, None
