@@ -175,3 +175,25 @@ def test_lease_is_released_when_the_search_ends(tmp_path, capsys, monkeypatch):
     ls.acquire(str(tmp_path / "exps" / "s")).release()
     assert not (tmp_path / "exps" / "s").exists()
 
+
+
+def test_s3_lease_of_a_process_gone_from_this_host_is_taken_at_once(monkeypatch):
+    """A driver killed here (the usual crash, then --resume on the same machine) does not block for STALE_S."""
+    from simmim_ray.search import lease_s3
+
+    with moto_s3() as s3:
+        for k, v in s3.env.items():
+            monkeypatch.setenv(k, v)
+        exp = s3.uri("exps/z")
+        client, bucket, key = lease_s3.client_and_key(s3.uri("exps/z/.lease"))
+        proc = subprocess.Popen([sys.executable, "-c", "pass"])
+        proc.wait()
+        dead_here = ls.Owner(pid=proc.pid, host=socket.gethostname(), user="u", since=time.time(),
+                             heartbeat=time.time())
+        client.put_object(Bucket=bucket, Key=key, Body=dead_here.to_bytes())
+        ls.acquire(exp).release()
+        alive_elsewhere = ls.Owner(pid=proc.pid, host="another-host", user="u", since=time.time(),
+                                   heartbeat=time.time())
+        client.put_object(Bucket=bucket, Key=key, Body=alive_elsewhere.to_bytes())
+        with pytest.raises(UserError, match=f"in use by pid {proc.pid} on host another-host since "):
+            ls.acquire(exp)

@@ -10,8 +10,9 @@ holder.
   never stale: a lock that cannot be taken has a live holder. The file holds the owner's pid, host and start time
   for the message only.
 - s3:// (through boto3, when installed): the lease object is created only if absent (`If-None-Match: *`) and kept
-  alive by a heartbeat; a lease whose heartbeat is older than STALE_S is taken over with `If-Match` on the stale
-  version, so two drivers reclaiming it at once cannot both win (search/lease_s3.py).
+  alive by a heartbeat; a lease whose holder is gone (its process ended on this host) or whose heartbeat is older
+  than STALE_S is taken over with `If-Match` on the stale version, so two drivers reclaiming it at once cannot both
+  win (search/lease_s3.py).
 - Other object stores (gs://), or s3:// without boto3: no lease; a warning says so (docs/security.md).
 """
 from __future__ import annotations
@@ -53,6 +54,19 @@ class Owner:
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self)).encode()
+
+    def gone(self) -> bool:
+        """The holder's process has ended: it ran on this host and its pid is free (a pid reused since counts as
+        alive: the lease then waits for its heartbeat to go stale)."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # another user's process
+            return False
+        return False
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Owner | None":

@@ -3,7 +3,8 @@
 pyarrow's S3 file system cannot write conditionally, so boto3 (imported here: this module fails to import without
 it) talks to the same bucket, with the endpoint and region the URI's query gives pyarrow. The lease object is
 created with `If-None-Match: *` (one creator wins), renewed every HEARTBEAT_S with `If-Match` on its own version,
-and a lease not renewed for STALE_S is taken over with `If-Match` on the stale version (one reclaimer wins).
+and a lease whose holder's process is gone from this host, or that was not renewed for STALE_S, is taken over with
+`If-Match` on the stale version (one reclaimer wins).
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _take_over_if_stale(client, bucket: str, key: str, me: Owner, exp_uri: str, 
                 return etag
         raise in_use(exp_uri, None, lease_uri) from None
     holder = Owner.from_bytes(got["Body"].read())
-    if holder is not None and time.time() - holder.heartbeat < STALE_S:
+    if holder is not None and time.time() - holder.heartbeat < STALE_S and not holder.gone():
         raise in_use(exp_uri, holder, lease_uri)
     try:
         return client.put_object(Bucket=bucket, Key=key, Body=me.to_bytes(), IfMatch=got["ETag"])["ETag"]
