@@ -157,6 +157,33 @@ def test_callback_records_staged_pickles_before_tune_copies_them(tmp_path):
     assert set(cb.__getstate__()) == {"uri"}
 
 
+def test_a_resumed_search_keeps_the_record_current(tmp_path):
+    """Tune's restore copies the experiment's top-level *.json and *.pkl into its new staging directory
+    (ray/tune/execution/experiment_state.py, sync_down_experiment_state), and each save copies that directory back
+    over the experiment: the record must not travel with them, or its stale copy would replace the current one."""
+    staging, exp = tmp_path / "staging", tmp_path / "exp"
+    staging.mkdir()
+    exp.mkdir()
+    cb = PickleDigests(str(exp))
+    cb.on_step_begin(0, [staged_trial(staging, exp)])
+    (staging / "searcher-state-1.pkl").write_bytes(b"first session")
+    cb.get_state()
+    shutil.copytree(staging, exp, dirs_exist_ok=True)
+    restored = tmp_path / "staging2"  # the resumed driver
+    restored.mkdir()
+    for f in exp.iterdir():
+        if f.is_file() and f.suffix in (".json", ".pkl"):
+            shutil.copy(f, restored / f.name)
+    cb = PickleDigests(str(exp))
+    cb.on_step_begin(0, [staged_trial(restored, exp)])
+    for i in range(2):
+        (restored / "trial_b").mkdir(exist_ok=True)
+        (restored / "trial_b" / "params.pkl").write_bytes(f"second session {i}".encode())
+        cb.get_state()
+        shutil.copytree(restored, exp, dirs_exist_ok=True)
+    trust.verify(str(exp), trusted=False)
+
+
 def test_callback_records_where_the_experiment_is_now(tmp_path):
     """A callback restored from a moved experiment's tuner.pkl names where it was; Tune's trials know where it is."""
     staging, exp = tmp_path / "staging", tmp_path / "moved"

@@ -3,7 +3,7 @@
 `Tuner.restore` unpickles Ray Tune's state in the experiment (tuner.pkl, experiment_state-*.json and
 search_gen_state-*.json, which embed cloudpickle, searcher-state-*.pkl, and trials' *.pkl): a file replaced there
 runs its code in the driver. So every such file Tune writes is recorded with a keyed digest (HMAC-SHA256 of its
-path in the experiment and its bytes) in `<experiment>/pickle_digests.json`, the key kept outside the experiment
+path in the experiment and its bytes) in `<experiment>/trust/pickle_digests.json`, the key kept outside the experiment
 (`$XDG_CONFIG_HOME/simmim-ray/experiment.key`, 0600), and `--resume` refuses a file whose digest is not recorded,
 before Ray starts, unless `--trust-experiment` vouches for the experiment.
 
@@ -26,7 +26,9 @@ import pyarrow.fs as pafs
 from simmim_ray import storage as sio
 from simmim_ray.errors import UserError
 
-RECORD = "pickle_digests.json"
+# in a directory of its own: Tune copies the experiment's top-level *.json into its staging directory when it
+# restores, and copies that directory back over the experiment at each save (a stale record would replace ours)
+RECORD = "trust/pickle_digests.json"
 TUNER_PKL = "tuner.pkl"
 KEY_FILE = os.path.join("simmim-ray", "experiment.key")
 KEY_BYTES = 32
@@ -117,7 +119,8 @@ def save_record(exp_uri: str, record: dict[str, list[str]]) -> None:
     data = json.dumps({"version": 1, "files": record}, sort_keys=True).encode()
     if sio.is_node_local(exp_uri):
         path = sio.resolve_storage(sio.join(exp_uri, RECORD))[1]
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{RECORD}.")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
