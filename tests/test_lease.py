@@ -197,3 +197,9 @@ def test_s3_lease_of_a_process_gone_from_this_host_is_taken_at_once(monkeypatch)
         client.put_object(Bucket=bucket, Key=key, Body=alive_elsewhere.to_bytes())
         with pytest.raises(UserError, match=f"in use by pid {proc.pid} on host another-host since "):
             ls.acquire(exp)
+
+
+def test_a_lease_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match=r"file/x/\.lease: cannot take the experiment's lease \(Not a directory\)"):
+        ls.acquire(str(tmp_path / "file" / "x"))

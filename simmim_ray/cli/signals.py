@@ -21,6 +21,8 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from simmim_ray.errors import one_line
+
 OURS = (signal.SIGINT, signal.SIGTERM)
 GRACE_S = 3.0  # how long `bounded` waits for the main thread to take a signal itself
 
@@ -97,7 +99,10 @@ def stopping(hint: Callable[[], str], on_stop: Callable[[str], None] | None = No
     except KeyboardInterrupt as e:
         stop_ray()
         if on_stop is not None:
-            on_stop(signal.Signals(received(e)).name)
+            try:
+                on_stop(signal.Signals(received(e)).name)
+            except Exception as err:  # noqa: BLE001 - the stop goes on to its one line and exit code
+                print(f"simmim-ray: warning: {one_line(str(err) or type(err).__name__)}", file=sys.stderr, flush=True)
         raise
 
 

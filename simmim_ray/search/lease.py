@@ -121,7 +121,12 @@ def acquire(exp_uri: str) -> Lease:
     """Takes the lease of the experiment at `exp_uri` (created if missing), or raises UserError naming the holder."""
     lease_uri = sio.join(exp_uri, LEASE)
     if sio.is_node_local(exp_uri):
-        return _acquire_local(exp_uri, sio.resolve_storage(lease_uri)[1])
+        path = sio.resolve_storage(lease_uri)[1]
+        try:
+            return _acquire_local(exp_uri, path)
+        except OSError as e:  # a read-only experiment, a file system without locks
+            raise UserError(f"{path}: cannot take the experiment's lease ({e.strerror or type(e).__name__})"
+                            ) from None
     if exp_uri.startswith("s3://"):
         try:
             from simmim_ray.search import lease_s3
