@@ -116,7 +116,8 @@ def test_train_on_a_closed_address_exits_2_in_seconds_and_writes_nothing(tmp_pat
     t = time.time()
     p = subprocess.run([sys.executable, "-m", "simmim_ray", "train", "--output", str(tmp_path / "out"), *extra],
                        capture_output=True, text=True, timeout=120, env=e, cwd=tmp_path)
-    assert time.time() - t < 30 and p.returncode == 2, p.stderr
+    # bounded by our probe (5 s) plus start-up on a loaded machine; ray.init alone retried for many minutes
+    assert time.time() - t < 60 and p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port}': cannot connect to Ray: nothing answers" in lines[0], p.stderr
     assert not (tmp_path / "out").exists()
