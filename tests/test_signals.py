@@ -136,9 +136,9 @@ with signals.bounded(float(sys.argv[1]), "the call did not return"):
 def test_bounded_ends_a_native_call_past_its_limit(tmp_path):
     t = time.time()
     p = subprocess.run([sys.executable, "-c", BLOCKED, "1", str(tmp_path / "in")], capture_output=True, text=True,
-                       timeout=60, env=env())
+                       timeout=300, env=env())
     assert p.returncode == 2 and p.stderr == "simmim-ray: error: the call did not return\n"
-    assert time.time() - t < 30
+    assert time.time() - t < 60  # the 1 s limit, not the minutes the call takes
 
 
 def test_bounded_ends_a_native_call_on_sigterm(tmp_path):
