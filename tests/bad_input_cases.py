@@ -23,6 +23,7 @@ SPACES = {
     "huge_range": "params:\n  model.depth: {int: [1, 160000000000000]}\n",
     "bad_budget": "budget: 0\nparams:\n  mask.ratio: {uniform: [0.4, 0.8]}\n",
     "dup_keys": "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n  mask.ratio: {uniform: [0.1, 0.2]}\n",
+    "vit_window": "params:\n  model.window_size: {choice: [2, 4]}\n",
 }
 # Hostile files (spaces/<name>.yaml, written as bytes): see docs/bad_input.md
 HOSTILE = {
@@ -318,6 +319,65 @@ CASES = [
     ("remeasure-seeds-range", "flags", "`--remeasure-seeds` beyond 16",
      f"{S} --remeasure-seeds 99", "--remeasure-seeds",
      "argument --remeasure-seeds: `0 <= --remeasure-seeds <= 16` must hold, but got 99"),
+    # ---- CLI flags checked as a whole (simmim_ray/cli/flag_rules.py) ----------------------------------------
+    ("name-empty", "flags", "`--name ''` (an unset shell variable)",
+     f"{S} --name ''", "--name",
+     "--name must not be empty (an unset shell variable?), but got ''"),
+    ("address-empty", "flags", "`--address ''` (it would start Ray here, silently)",
+     f"{S} --address ''", "--address",
+     "--address must not be empty (an unset shell variable?), but got ''"),
+    ("study-db-empty", "flags", "`--study-db ''` (it would fall back to the default database)",
+     f"{S} --study-db ''", "--study-db",
+     "--study-db must not be empty (an unset shell variable?), but got ''"),
+    ("set-empty", "flags", "`--set ''`",
+     "train --set ''", "--set",
+     "--set must be KEY=VALUE, but got ''"),
+    ("confirm-seeds-cap", "flags", "`--confirm-seeds 1000000` (every report summarises each seed)",
+     f"{S} --confirm-seeds 1000000", "--confirm-seeds",
+     "`--confirm-seeds <= 100` must hold (each seed is a fine-tune per candidate, and every report summarises each "
+     "seed), but got 1000000"),
+    ("max-failures-cap", "flags", "`--max-failures 1000000` (unlimited in all but name)",
+     f"{S} --max-failures 1000000", "--max-failures",
+     "`--max-failures <= 100` must hold (each restart repeats a trial's start-up; a trial that fails this often "
+     "will not run), but got 1000000"),
+    ("lower-bound-one-seed", "flags", "`--feasibility lower-bound` with one seed (no interval)",
+     f"{S} --feasibility lower-bound --confirm-seeds 1", "--confirm-seeds",
+     "--feasibility lower-bound needs `--confirm-seeds >= 2` (a t-interval needs two seeds), but got "
+     "--confirm-seeds 1"),
+    ("confirm-flag-without-confirm", "flags", "`--confirm-seeds` with `--confirm 0` (no effect)",
+     f"{S} --confirm 0 --confirm-seeds 5", "--confirm-seeds",
+     "--confirm-seeds has no effect with --confirm 0 (no candidate is confirmed): drop it, or confirm K > 0 "
+     "candidates"),
+    ("gpus-without-gpu", "flags", "`--gpus-per-worker` without `--gpu` (no effect)",
+     f"{S} --gpus-per-worker 0.5", "--gpus-per-worker",
+     "--gpus-per-worker has no effect without --gpu: add --gpu, or drop it"),
+    ("fifo-grace-period", "flags", "`--grace-period` with `--scheduler fifo` (no effect)",
+     f"{S} --scheduler fifo --grace-period 3", "--grace-period",
+     "--grace-period has no effect with --scheduler fifo (only ASHA stops trials early): drop it, or use "
+     "--scheduler asha"),
+    ("trust-without-resume", "flags", "`--trust-experiment` on a new search",
+     f"{S} --trust-experiment", "--trust-experiment",
+     "--trust-experiment applies to --resume only (a new search writes its own pickles)"),
+    ("set-searched-key", "flags", "`--set` on a key the space searches (each trial overrides it)",
+     f"{S} --set mask.ratio=0.5", "mask.ratio",
+     "--set mask.ratio: the space searches `mask.ratio` (params:), so each trial's sampled value would override "
+     "it: drop the --set, or the key from the space"),
+    ("space-arch-key", "space", "a Swin-only key searched in a ViT space (`model.window_size`)",
+     "check spaces/vit_window.yaml", "model.window_size",
+     "params.model.window_size: only model.arch=swin or swinv2 reads it, but every trial of this space is "
+     "model.arch=vit: searching it changes nothing"),
+    ("env-trial-path", "flags", "`SIMMIM_RAY_TRIAL_PATH=fast` (was refused only after Ray started)",
+     f"SIMMIM_RAY_TRIAL_PATH=fast {S}", "SIMMIM_RAY_TRIAL_PATH",
+     "environment variable SIMMIM_RAY_TRIAL_PATH must be one of auto, lean, public, but got 'fast'"),
+    ("env-checkpoint-period", "flags", "`TUNE_GLOBAL_CHECKPOINT_S=often`",
+     f"TUNE_GLOBAL_CHECKPOINT_S=often {S}", "TUNE_GLOBAL_CHECKPOINT_S",
+     "environment variable TUNE_GLOBAL_CHECKPOINT_S must be auto or a number of seconds > 0, but got 'often'"),
+    ("env-ray-address-empty", "cluster", "`RAY_ADDRESS=` (set but empty)",
+     "RAY_ADDRESS= train", "RAY_ADDRESS",
+     "environment variable RAY_ADDRESS must be a Ray address (unset it to start Ray here), but got ''"),
+    ("env-ray-address-unreachable", "cluster", "unreachable `RAY_ADDRESS` (`ray.init` retried it for minutes)",
+     "RAY_ADDRESS=127.0.0.1:1 train", "RAY_ADDRESS",
+     "RAY_ADDRESS='127.0.0.1:1': cannot connect to Ray: nothing answers at 127.0.0.1:1 (Connection refused)"),
     # ---- experiment directories ------------------------------------------------------------------------------
     ("resume-empty", "experiment", "`--resume ''` (say, an unset shell variable): not a new search",
      "search --resume ''", "--resume",
@@ -476,7 +536,7 @@ CASES = [
      f"{S} --study-db sqlite:///empty_dir", "--study-db",
      "--study-db 'sqlite:///empty_dir' is a directory; give a file"),
     # ---- cluster address -------------------------------------------------------------------------------------
-    ("address-unreachable", "cluster", "unreachable `--address` (found after Ray would start)",
+    ("address-unreachable", "cluster", "unreachable `--address` (found before Ray starts)",
      f"{S} --address 127.0.0.1:1", "--address",
      "--address '127.0.0.1:1': cannot connect to Ray: nothing answers at 127.0.0.1:1 (Connection refused)"),
     ("address-client-unreachable", "cluster", "unreachable Ray Client address",

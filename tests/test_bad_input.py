@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -109,17 +110,28 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-def command(case) -> list[str]:
+ENV_WORD = re.compile(r"[A-Z_][A-Z0-9_]*=")
+
+
+def command(case) -> tuple[dict[str, str], list[str]]:
+    """-> (environment variables, argv): leading NAME=value words set the environment, as in a shell."""
     argv = shlex.split(case[3])
+    env = {}
+    while argv and ENV_WORD.match(argv[0]):
+        name, value = argv.pop(0).split("=", 1)
+        env[name] = value
     if argv[0] == "train" and "--output" not in argv:
         argv += ["--output", "out"]
-    return argv
+    return env, argv
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_row(case, workdir, capsys):
+def test_bad_input_row(case, workdir, capsys, monkeypatch):
     _, _, _, _, key, message = case
-    rc, err = run_cli(command(case), capsys)
+    env, argv = command(case)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    rc, err = run_cli(argv, capsys)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2, err
     assert "Traceback" not in err

@@ -1,12 +1,13 @@
 """`simmim-ray` command line: train | search | check | report | convert, one module per command.
 
 Bad input exits 2 with one line (`simmim-ray: error: ...`); no trace unless --debug. No feasible trial: exit 3.
+Ctrl-C / SIGTERM: Ray stopped, one line saying how to resume, exit 130 / 143 (cli/signals.py).
 """
 from __future__ import annotations
 
 import sys
 
-from simmim_ray.cli import check, convert, report, search, train
+from simmim_ray.cli import check, convert, report, search, signals, train
 from simmim_ray.cli.args import Parser
 from simmim_ray.errors import NoFeasibleTrial, UserError, one_line
 
@@ -23,20 +24,25 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    signals.install()  # Ctrl-C and SIGTERM, for every command and stage (cli/signals.py)
     try:
-        return COMMANDS[args.command].run(args)
-    except UserError as e:
-        if args.debug:
-            raise
-        print(f"simmim-ray: error: {one_line(e)}", file=sys.stderr)
-        return 2
-    except NoFeasibleTrial as e:
-        print(f"simmim-ray: {one_line(e)}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("simmim-ray: interrupted; resume with --resume", file=sys.stderr)
-        return 130
+        args = build_parser().parse_args(argv)
+        try:
+            return COMMANDS[args.command].run(args)
+        except UserError as e:
+            if args.debug:
+                raise
+            print(f"simmim-ray: error: {one_line(e)}", file=sys.stderr)
+            return 2
+        except NoFeasibleTrial as e:
+            print(f"simmim-ray: {one_line(e)}", file=sys.stderr)
+            return 3
+    except KeyboardInterrupt as e:
+        signals.stop_ray()
+        print(f"simmim-ray: {one_line(signals.message(e))}", file=sys.stderr, flush=True)
+        return signals.exit_code(e)
+    finally:
+        signals.uninstall()
 
 
 if __name__ == "__main__":

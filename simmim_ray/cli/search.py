@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from simmim_ray.cli import signals
 from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import ASHA_METRICS, seed_flag, space_file, validate_search
 from simmim_ray.metrics import SIZE_METRICS
@@ -70,7 +71,10 @@ def add_parser(sub) -> None:
     s.add_argument("--seed", type=seed_flag, help=f"sampler seed, in [0, 2**32) (default {d('seed')})")
     s.add_argument("--resume", metavar="DIR", type=path_arg("--resume", "an experiment directory"),
                    help="continue the experiment in DIR, as it was started (with --trials, --max-concurrent, "
-                        "--address and the --confirm* / --feasibility flags only)")
+                        "--address, --trust-experiment and the --confirm* / --feasibility flags only)")
+    s.add_argument("--trust-experiment", action="store_true", default=None,
+                   help="with --resume: unpickle Tune's state in DIR even where this machine's searches did not "
+                        "write it (docs/security.md); without it such an experiment is refused")
     s.add_argument("--address", help="Ray address: auto, ray://HOST:PORT (default: local)")
     s.add_argument("--confirm", type=int_at_least("--confirm", 0), metavar="K",
                    help=f"after the search, measure the K smallest trials feasible on validation again with fresh "
@@ -88,9 +92,31 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from simmim_ray.cli.validate import check_new_experiment
     from simmim_ray.search.driver import run_search
+    from simmim_ray.search.lease import hold
+    from simmim_ray.search.trust import verify
     from simmim_ray.train.ray_init import init_ray
 
     plan = validate_search(args)  # config, space, points, paths, settings, data, resources: all before Ray starts
-    init_ray(plan.settings.address or None, log_to_driver=False)
-    return run_search(plan.settings, plan.space, plan.base, plan.exp, resume=plan.resume)
+    exp = plan.exp
+    # one driver per experiment, from before anything is written there; on a signal, Ray stops before the lease goes
+    with hold(exp.uri), signals.stopping(lambda: resume_hint(exp), lambda e: record_interrupt(exp, e)):
+        if plan.resume:
+            verify(exp.uri, trusted=bool(args.trust_experiment))  # before Tuner.restore unpickles it
+        else:
+            check_new_experiment(exp)
+        init_ray(plan.settings.address or None, log_to_driver=False)
+        return run_search(plan.settings, plan.space, plan.base, exp, resume=plan.resume)
+
+
+INTERRUPTED_EVENT = "search_interrupted"  # signal: the ledger says when a driver was stopped, and by what
+
+
+def resume_hint(exp) -> str:
+    return f"resume with: simmim-ray search --resume {exp.uri}" if exp.exists() else "nothing was started"
+
+
+def record_interrupt(exp, signal_name: str) -> None:
+    if exp.exists():
+        exp.ledger.append(INTERRUPTED_EVENT, signal=signal_name)

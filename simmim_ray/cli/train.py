@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+from simmim_ray.cli import signals
 from simmim_ray.cli.args import path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import validate_train
 from simmim_ray.configio import dump_config
@@ -27,6 +28,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     plan = validate_train(args)  # everything the driver can refuse, before anything is written or Ray starts
+    cfg, out = plan.cfg, plan.out
+    with signals.stopping(lambda: f"run the same command again to resume {out} from its last checkpoint"):
+        return fit(args, plan)
+
+
+def fit(args, plan) -> int:
     cfg, out = plan.cfg, plan.out
     os.makedirs(out, exist_ok=True)
     dump_config(cfg, os.path.join(out, "config.yaml"))

@@ -10,11 +10,13 @@ import sys
 from dataclasses import dataclass
 
 from simmim_ray import paths
+from simmim_ray.cli import flag_rules
 from simmim_ray.config import Config
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
 from simmim_ray.resources import check_fits, local_resources, starts_locally
+from simmim_ray.train.ray_init import check_address
 
 MAX_TRIALS = 1_000_000
 # an experiment name is one directory (local or in a bucket), an Optuna study name and a Tune experiment name
@@ -31,6 +33,7 @@ class TrainPlan:
 def validate_train(args) -> TrainPlan:
     from simmim_ray.configio import load_config
 
+    flag_rules.check(flag_rules.Flags("train", args), flag_rules.EARLY)
     # files are read here, in the user's directory, and named in messages as given; only what leaves this
     # process (the config the workers get, settings.json) needs absolute paths
     cfg = paths.resolve_config_paths(load_config(args.config, args.set))
@@ -40,7 +43,9 @@ def validate_train(args) -> TrainPlan:
     if starts_locally(args.address):
         check_fits(args.workers, args.cpus_per_worker, 1.0, args.gpu, local_resources(), "--workers",
                    "this machine (Ray starts locally; join a cluster with --address for more)")
-    return TrainPlan(cfg, out, check_data(cfg))
+    summary = check_data(cfg)
+    check_address(args.address)
+    return TrainPlan(cfg, out, summary)
 
 
 def check_data(cfg: Config) -> dict:
@@ -92,8 +97,13 @@ def validate_check(args):
     from simmim_ray.configio import load_config
     from simmim_ray.search.space import load_space
 
+    from simmim_ray.configio import parse_set
+
+    flag_rules.check(flag_rules.Flags("check", args), flag_rules.EARLY)
     base = load_config(args.config, args.set)
-    return base, load_space(space_file(args.space), base)
+    space = load_space(space_file(args.space), base)
+    flag_rules.arch_keys(space, space.base_config(load_config(args.config)).with_overrides(parse_set(args.set)))
+    return base, space
 
 
 # what every trial reports each epoch (engine/pretrain.py's loss terms, engine/run.py's proxy); another name would
@@ -130,9 +140,10 @@ def validate_search(args) -> SearchPlan:
     from simmim_ray.search import settings as st
     from simmim_ray.search.driver import load_points
     from simmim_ray.search.space import load_space
-    from simmim_ray.search.study_store import check_study, optuna_storage
+    from simmim_ray.search.study_store import check_new_study, check_study
 
     split_budget(args)
+    flag_rules.check(flag_rules.Flags("search", args), flag_rules.EARLY)
     if args.storage_alias is not None:
         print("simmim-ray: warning: --storage is deprecated (it names the Optuna database): use --study-db",
               file=sys.stderr)
@@ -159,6 +170,7 @@ def validate_search(args) -> SearchPlan:
     if s.scheduler in ("asha", "constraint") and s.asha_metric == PROXY_KNN and base.eval.proxy == "none":
         raise UserError(f"--asha-metric {PROXY_KNN}: needs `eval.proxy: knn` (with eval.proxy=none no trial reports "
                         f"it); use --scheduler fifo or another --asha-metric")
+    flag_rules.check(flag_rules.Flags("search", args, s, space, base), flag_rules.LATE)
     if starts_locally(s.address):
         check_fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, local_resources(),
                    "--workers-per-trial", "this machine (Ray starts locally; join a cluster with --address for "
@@ -170,7 +182,8 @@ def validate_search(args) -> SearchPlan:
         if s.points:
             check_points(s.points, load_points(s.points, space), space, base)
         if s.study_db or not exp.is_node_local():
-            optuna_storage(s, exp)
+            check_new_study(s, exp)
+    check_address(s.address or None)
     return SearchPlan(s, space, base, exp, bool(args.resume))
 
 
@@ -240,9 +253,15 @@ def new_settings(args, space, space_path: str):
         "overrides": tuple(args.set or ())})
     st.check(s, "search")
     exp = Experiment.at(s.root, s.name)
+    check_new_experiment(exp)
+    return exp, s
+
+
+def check_new_experiment(exp) -> None:
+    """A new search needs a new experiment (checked again once it holds the experiment's lease: another driver may
+    have started it since)."""
     if exp.exists():
         raise UserError(f"experiment {exp.uri} exists: continue it with --resume {exp.uri}, or pick another --name")
-    return exp, s
 
 
 def _absolute_sqlite(url: str) -> str:

@@ -47,6 +47,8 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
 
     from simmim_ray.train.launch import Resources
     from simmim_ray.search.recorder import Recorder
+    from simmim_ray.search.trust import TUNER_PKL, record_experiment
+    from simmim_ray.search.trust_callback import PickleDigests
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.study_store import close_study, optuna_storage, upload_study
     from simmim_ray.search.trial import make_trial_fn, trial_name
@@ -99,9 +101,11 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
                                         num_samples=s.trials, max_concurrent_trials=concurrency,
                                         trial_name_creator=trial_name, trial_dirname_creator=trial_name,
                                         reuse_actors=reuse_actors(lean)),
-            run_config=tune.RunConfig(name=s.name, storage_path=s.root, callbacks=[Recorder(exp.uri)], verbose=0,
+            run_config=tune.RunConfig(name=s.name, storage_path=s.root, callbacks=[Recorder(exp.uri),
+                                      PickleDigests(exp.uri)], verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
+        record_experiment(exp.uri, only=(TUNER_PKL,))  # Tune wrote it into the experiment, not its staging dir
     # Tune's own terminal output (a configuration box, and a TensorBoard hint for a directory of Ray's session
     # that holds none of our curves) gives way to one line per trial (search/progress.py) and our own hint
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

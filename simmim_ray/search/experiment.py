@@ -10,6 +10,8 @@ Layout of <experiment>/ (every name is a constant below):
     <t>/, tuner.pkl, experiment_state-*.json, ...   Ray Tune's own state (what Tuner.restore reads)
     results.parquet, history.parquet, best/, pareto.png   derived from the ledger when a search ends
     trial_path        the trial path the search runs (lean or public, simmim_ray/_compat); a resume keeps it
+    .lease            held by the one driver running the experiment (search/lease.py)
+    trust/            keyed digests of Tune's pickles, checked before --resume unpickles them (search/trust.py)
 
 The ledger is the record of the experiment; results.parquet, history.parquet, `simmim-ray report` and --resume are
 derived from it (plus Optuna's study for the sampler and Tune's state for Tuner.restore, which stay theirs).

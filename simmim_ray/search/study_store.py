@@ -60,6 +60,19 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
         raise refuse(db_url.masked(storage.url))
 
 
+def check_new_study(s: SearchSettings, exp: Experiment) -> None:
+    """A new search creates its study; Optuna would silently join a study of that name already in the database
+    (another search's trials would then steer this one's sampler and appear in its study): refuse it."""
+    import optuna
+
+    storage = optuna_storage(s, exp)
+    if s.name in optuna.get_all_study_names(storage):
+        where = (f"--study-db {storage.url!r}" if s.study_db else
+                 f"the driver's study cache {storage.url!r} for {exp.uri}")
+        raise UserError(f"{where} already holds an Optuna study {s.name!r} that is not this experiment's (a new search "
+                        f"would join it); give another --name or --study-db, or continue its search with --resume")
+
+
 def upload_study(s: SearchSettings, exp: Experiment) -> None:
     if study_in_cache(s, exp):
         exp.upload_study()

@@ -25,24 +25,60 @@ def start_local(num_cpus: int | None = None, temp_dir: str | None = None, **kwar
                configure_logging=False, **kwargs)
 
 
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fails in seconds when nothing listens at a HOST:PORT (or ray://HOST:PORT) address: ray.init would retry
-    the GCS connection for many minutes (20 tries of ~30 s) before giving up."""
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray Client server) answers
+# with a SETTINGS frame of its own, anything else does not
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+H2_SETTINGS = 4
+CONNECT_LIMIT_S = 120.0  # ray.init joining a cluster that answers gRPC but not as Ray: a bound of our own
+
+
+def check_reachable(address: str, timeout_s: float = 5.0, shown: str = "") -> None:
+    """Fails in seconds when nothing listens at a HOST:PORT (or ray://HOST:PORT) address, or something that does
+    not speak gRPC does: ray.init would retry the GCS connection for many minutes (20 tries of ~30 s) before giving
+    up. `shown` names where the address came from (default: --address)."""
+    shown = shown or f"--address {address!r}"
     if address.startswith(("http://", "https://")):
-        raise UserError(f"--address {address!r}: an http address is the dashboard (for `ray job submit`); "
+        raise UserError(f"{shown}: an http address is the dashboard (for `ray job submit`); "
                         f"use auto, HOST:PORT of the head's GCS, or ray://HOST:10001")
     if address in ("auto", "local"):
         return
     target = address.split("://", 1)[1] if address.startswith("ray://") else address
     host, sep, port = target.rpartition(":")
     if "://" in target or not sep or not host or not port.isdigit():
-        raise UserError(f"--address {address!r}: expected auto, HOST:PORT of the head's GCS (e.g. 10.0.0.5:6379) "
+        raise UserError(f"{shown}: expected auto, HOST:PORT of the head's GCS (e.g. 10.0.0.5:6379) "
                         f"or ray://HOST:PORT")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
+            if os.environ.get("RAY_USE_TLS", "0").strip().lower() not in ("1", "true"):  # as Ray reads it
+                conn.sendall(H2_PREFACE)
+                head = conn.recv(9)
+                if len(head) < 4 or head[3] != H2_SETTINGS:
+                    raise UserError(f"{shown}: {host}:{port} answers, but not as Ray (no gRPC reply); "
+                                    f"give the head's GCS port (6379 by default) or ray://HOST:10001")
+    except socket.timeout:
+        raise UserError(f"{shown}: {host}:{port} accepts connections but did not answer as Ray within "
+                        f"{timeout_s:g} s") from None
     except OSError as e:
-        raise UserError(f"--address {address!r}: cannot connect to Ray: nothing answers at {host}:{port} "
+        raise UserError(f"{shown}: cannot connect to Ray: nothing answers at {host}:{port} "
                         f"({e.strerror or type(e).__name__})") from None
+
+
+def given_address(address: str | None) -> tuple[str, str]:
+    """(the address this process will join, how messages name it): --address, else RAY_ADDRESS (what `ray.init`
+    reads for "auto"); ("", "") to start Ray here."""
+    env = os.environ.get("RAY_ADDRESS", "local")
+    if address and not (address == "auto" and env not in ("local", "auto", "")):
+        return address, f"--address {address!r}"
+    if address or env != "local":  # inside `ray job submit` (or any shell pointed at a cluster): join it
+        return env or "auto", f"RAY_ADDRESS={env!r}"
+    return "", ""
+
+
+def check_address(address: str | None) -> None:
+    """The Ray address a command will join answers as Ray (nothing to check when Ray starts here)."""
+    target, shown = given_address(address)
+    if target:
+        check_reachable(target, shown=shown)
 
 
 def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
@@ -50,6 +86,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
     shows one line per trial, and worker logs stay in Ray's session directory."""
     import ray
 
+    from simmim_ray.cli import signals
     from simmim_ray.train.launch import RAY_ENV_DEFAULTS, apply_ray_env_defaults
 
     # Ray processes of a cluster we join inherit their raylet's environment, not ours: the defaults we set (not
@@ -58,16 +95,18 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
     apply_ray_env_defaults()
     if ray.is_initialized():
         return
-    if address:
-        check_reachable(address)
-    if not address and os.environ.get("RAY_ADDRESS", "local") != "local":
-        address = "auto"  # inside `ray job submit` (or any shell pointed at a cluster): join it
+    target, shown = given_address(address)
+    if target:
+        check_reachable(target, shown=shown)
+        address = address or "auto"
     try:
         if address:
-            ray.init(address=address, configure_logging=False, log_to_driver=log_to_driver,
-                     runtime_env={"env_vars": ours} if ours else None)
+            with signals.bounded(CONNECT_LIMIT_S, f"{shown}: Ray did not answer within {CONNECT_LIMIT_S:g} s"):
+                ray.init(address=address, configure_logging=False, log_to_driver=log_to_driver,
+                         runtime_env={"env_vars": ours} if ours else None)
         else:
             start_local(num_cpus, log_to_driver=log_to_driver)
+        signals.reassert()  # ray.init replaced the CLI's SIGTERM handler with its own
     except (ConnectionError, ValueError, RuntimeError) as e:
         from simmim_ray._compat.ray_core import version_mismatch
 
