@@ -34,7 +34,7 @@ class Context:
     def settings(self) -> SearchSettings:
         t = self.table
         return SearchSettings(space_path="", name=f"replay-{self.seed}", root="", target_accuracy=t.target,
-                              trials=t.trials, size_metric=t.size_metric, seed=self.seed, grace_period=t.grace_period)
+                              trials=max(1, round(t.trials)), size_metric=t.size_metric, seed=self.seed, grace_period=t.grace_period)
 
     @property
     def base(self) -> Config:

@@ -155,7 +155,7 @@ def markdown(table: rt.Table, runs: list, methods: list[str], seeds: list[int], 
     lines = [f"Table `{table.space}` ({table.epochs} pre-training epochs per trial). {grid_line}. {truth}.", "",
              f"{len(seeds)} paired replay seeds: seed s seeds every method's sampler and draws, for each "
              "configuration, the one fine-tune seed whose validation accuracy a trial of it reports, the same "
-             f"under every method. 1x budget = {budget:,.0f} CPU s: {table.trials} full trials at the median "
+             f"under every method. 1x budget = {budget:,.0f} CPU s: {table.trials:g} full trials at the median "
              f"{full:,.0f} CPU s (every epoch and one fine-tune) and confirming {CONFIRM} candidates x 3 seeds at "
              f"the median fine-tune's {ft:,.0f} CPU s. {SLOTS} trial at a time. Answer: the {CONFIRM} smallest "
              "configurations with a trial feasible on validation, confirmed by their 3 fine-tune seeds on "

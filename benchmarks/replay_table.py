@@ -72,7 +72,7 @@ class Table:
     space: str
     target: float
     size_metric: str
-    trials: int  # the default search's budget in full trials
+    trials: float  # the default search's budget in full trials (its `budget:` in trial-epochs / epochs per trial)
     grace_period: int
     epochs: int
     keys: tuple[str, ...]
@@ -107,7 +107,7 @@ class Table:
         return replace(self, rows=keep)
 
     def budget_1x(self, confirm: int, confirm_seeds: int) -> float:
-        """The default search's nominal compute: `trials` full trials at the median full-trial CPU seconds, and the
+        """The default search's nominal compute: its budget in full trials at the median full-trial CPU seconds, and the
         confirmation of `confirm` candidates with `confirm_seeds` fine-tunes each at the median fine-tune's."""
         full = statistics.median(r.full_cpu_s for r in self.rows.values())
         ft = statistics.median(f.cpu_s for r in self.rows.values() for f in r.finetunes)
@@ -123,7 +123,8 @@ def from_dict(data: dict) -> Table:
         fts = tuple(FineTune(f["seed"], f[VAL_ACCURACY], f[TEST_ACCURACY], f["cpu_s"]) for f in r["finetune"])
         rows[key] = Row(key, dict(r["point"]), {PARAMS: int(r[PARAMS]), FLOPS: int(r[FLOPS])},
                         tuple(e[PROXY_KNN] for e in r["epochs"]), tuple(e["cpu_s"] for e in r["epochs"]), fts)
-    return Table(data["space"], float(data["target_accuracy"]), data["size_metric"], int(data["trials"]),
+    full_trials = data["budget"] / data["epochs"] if data.get("budget") else int(data["trials"])
+    return Table(data["space"], float(data["target_accuracy"]), data["size_metric"], full_trials,
                  int(data["grace_period"]), int(data["epochs"]), tuple(data["keys"]), rows, data.get("recipe", {}),
                  data.get("val_count"))
 

@@ -177,7 +177,8 @@ def init_table(path: str, space_name: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     common.atomic_write_json(path, {
         "space": space_name, "target_accuracy": space.target_accuracy, "size_metric": space.size_metric,
-        "trials": space.trials, "grace_period": space.grace_period, "epochs": base.train.epochs,
+        "trials": space.trials, "budget": space.budget, "grace_period": space.grace_period,
+        "epochs": base.train.epochs,
         "keys": space.keys(), "recipe": base.to_dict(), "machine": common.machine_info(), "configs": {}})
 
 
