@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM at every stage (simmim_ray/cli/signals.py): Ray stopped, one line saying how to resume, exit
+"""Ctrl-C and SIGTERM at every stage (simmim_ray/signals.py): Ray stopped, one line saying how to resume, exit
 130 / 143, never a native stack dump; a Ray address that does not answer fails in one line within a bound."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import time
 import pytest
 
 from proc_utils import e2e_space
-from simmim_ray.cli import main, signals
+from simmim_ray import signals
+from simmim_ray.cli import main
 from simmim_ray.errors import UserError
 from simmim_ray.search.experiment import Experiment
 from simmim_ray.train import ray_init
@@ -125,7 +126,7 @@ def test_train_on_a_closed_address_exits_2_in_seconds_and_writes_nothing(tmp_pat
 
 BLOCKED = """
 import hashlib, sys
-from simmim_ray.cli import signals
+from simmim_ray import signals
 signals.install()
 with signals.bounded(float(sys.argv[1]), "the call did not return"):
     open(sys.argv[2], "w").close()

@@ -1,13 +1,14 @@
 """`simmim-ray` command line: train | search | check | report | convert, one module per command.
 
 Bad input exits 2 with one line (`simmim-ray: error: ...`); no trace unless --debug. No feasible trial: exit 3.
-Ctrl-C / SIGTERM: Ray stopped, one line saying how to resume, exit 130 / 143 (cli/signals.py).
+Ctrl-C / SIGTERM: Ray stopped, one line saying how to resume, exit 130 / 143 (signals.py).
 """
 from __future__ import annotations
 
 import sys
 
-from simmim_ray.cli import check, convert, report, search, signals, train
+from simmim_ray import signals
+from simmim_ray.cli import check, convert, report, search, train
 from simmim_ray.cli.args import Parser
 from simmim_ray.errors import NoFeasibleTrial, UserError, one_line
 
@@ -24,7 +25,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signals.install()  # Ctrl-C and SIGTERM, for every command and stage (cli/signals.py)
+    signals.install()  # Ctrl-C and SIGTERM, for every command and stage (signals.py)
     try:
         args = build_parser().parse_args(argv)
         try:

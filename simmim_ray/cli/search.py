@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from simmim_ray.cli import signals
+from simmim_ray import signals
 from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import ASHA_METRICS, seed_flag, space_file, validate_search
 from simmim_ray.metrics import SIZE_METRICS

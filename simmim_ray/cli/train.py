@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from simmim_ray.cli import signals
+from simmim_ray import signals
 from simmim_ray.cli.args import path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import validate_train
 from simmim_ray.configio import dump_config

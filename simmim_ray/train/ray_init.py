@@ -86,7 +86,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
     shows one line per trial, and worker logs stay in Ray's session directory."""
     import ray
 
-    from simmim_ray.cli import signals
+    from simmim_ray import signals
     from simmim_ray.train.launch import RAY_ENV_DEFAULTS, apply_ray_env_defaults
 
     # Ray processes of a cluster we join inherit their raylet's environment, not ours: the defaults we set (not
