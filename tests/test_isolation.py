@@ -42,9 +42,13 @@ def test_a_search_trial_never_reads_the_test_split(tiny_cfg):
 
 
 SEARCH = ["search", "digits_quick", "--trials", "3", "--target-accuracy", "0.05", "--scheduler", "fifo",
-          "--workers-per-trial", "1", "--max-concurrent", "1", "--seed", "0", "--warm-start", "1",
+          "--workers-per-trial", "1", "--max-concurrent", "1", "--seed", "0",
           "--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
           "--set", "train.batch_size=64", "--set", "model.img_size=16", "--set", "eval.batch_size=128"]
+# three configurations, each smaller than the last: every one is feasible at this target, and a configuration that
+# cannot beat the smallest feasible one is never trained, so a larger one would not run
+POINTS = "".join(f"- {{model.embed_dim: {w}, model.depth: {d}, mask.ratio: 0.6, loss.visible_weight: 0.0}}\n"
+                 for w, d in ((64, 2), (48, 1), (32, 1)))
 DECISIONS = ("status", "val_accuracy", "val_count", "proxy_knn", "params", "flops", "feasible", "epochs", "loss")
 
 
@@ -72,14 +76,17 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
 
     real_share = launch.share_splits
     monkeypatch.setattr(launch, "share_splits", lambda cfg: shared.append(real_share(cfg)) or shared[-1])
-    assert main([*SEARCH, "--storage-path", str(tmp_path), "--name", "plain", "--confirm", "1",
+    points = tmp_path / "points.yaml"
+    points.write_text(POINTS)
+    search = [*SEARCH, "--points", str(points)]
+    assert main([*search, "--storage-path", str(tmp_path), "--name", "plain", "--confirm", "1",
                  "--confirm-seeds", "2"]) == 0
     out = capsys.readouterr().out
     # our TensorBoard hint, not Tune's configuration box and its hint to a directory of Ray's session
     assert f"tensorboard --logdir {tmp_path / 'plain' / 'tb'}" in out
     assert "Configuration for experiment" not in out and "driver_artifacts" not in out
     monkeypatch.setattr(splits_mod, "build_splits", permuted)
-    assert main([*SEARCH, "--storage-path", str(tmp_path), "--name", "shuffled", "--confirm", "0"]) == 0
+    assert main([*search, "--storage-path", str(tmp_path), "--name", "shuffled", "--confirm", "0"]) == 0
     # every trial's workers took the driver's (here: shuffled) splits from the object store
     assert len(shared) == 2 and all(x is not None for x in shared)
 

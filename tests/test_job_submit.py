@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # keep the uploaded working_dir to the sources (Ray also skips what .gitignore lists)
-EXCLUDES = [".git", ".venv", "venv", "experiments", "runs", ".pytest_cache", ".ruff_cache", "*.egg-info",
+EXCLUDES = [".git", ".venv", ".venv-floor", "venv", "experiments", "runs", ".pytest_cache", ".ruff_cache", "*.egg-info",
             "__pycache__"]
 
 
@@ -49,7 +49,8 @@ def test_quick_search_as_a_ray_job_on_a_local_head(tmp_path):
         logs = job_cli("logs", "--address", url, job_id)
         assert logs.returncode == 0, logs.stderr[-2000:]
         # the search joined the head's cluster (no private instance), and finished with a winner
-        assert "simmim-ray search: 2 trials of space 'digits_quick'" in logs.stdout
+        assert ("simmim-ray search: a budget of 480 trial-epochs (at most 2 trials) of space 'digits_quick'"
+                in logs.stdout)
         assert "Winner: trial_" in logs.stdout, logs.stdout[-3000:]
         # the trials ran on this cluster (a private Ray instance would not show here): one Train run each
         actors = run_with_cluster(cluster, [RAY_BIN, "list", "actors", "--address", url, "--format", "json",
