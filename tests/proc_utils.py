@@ -67,6 +67,17 @@ def e2e_space(root) -> str:
     return path
 
 
+def shrinking(root, n: int) -> list[str]:
+    """`--points FILE` of `n` E2E_SPACE configurations, each smaller than the last: at a target every trial meets,
+    the search skips any configuration that cannot beat the smallest feasible one, so these all run, in order."""
+    path = os.path.join(str(root), f"shrinking_{n}.yaml")
+    with open(path, "w") as f:
+        for w in (64, 48, 32, 16)[:n]:
+            f.write(f"- {{model.embed_dim: {w}, model.depth: 2, model.num_heads: 1, mask.ratio: 0.6, "
+                    f"loss.visible_weight: 0.1}}\n")
+    return ["--points", path]
+
+
 def ran(study) -> list:
     """The study trials Tune ran: not a repeat the searcher answered from its twin (`repeat_of`), not a sample that
     could not beat the incumbent (`skipped`), not an orphan of a killed driver (`orphaned`)."""

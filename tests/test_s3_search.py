@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from cluster_utils import moto_s3
-from proc_utils import e2e_space, ran
+from proc_utils import e2e_space, ran, shrinking
 from simmim_ray.search.ledger import TRIAL_ENDED
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,8 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
         cmd = [sys.executable, "-m", "simmim_ray", "search"]
         try:
             with open(tmp_path / "first.log", "w") as log:
-                first = subprocess.Popen([*cmd, e2e_space(tmp_path), "--trials", "3", "--storage-path", storage_uri,
+                first = subprocess.Popen([*cmd, e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3",
+                                          "--storage-path", storage_uri,
                                           "--target-accuracy", "0.05", *TINY], cwd=cwd, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
                 deadline, study_before_any_trial = time.time() + 300, False

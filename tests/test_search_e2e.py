@@ -12,7 +12,7 @@ import time
 import optuna
 import pyarrow.parquet as pq
 import pytest
-from proc_utils import e2e_space, ran, tree
+from proc_utils import e2e_space, ran, shrinking, tree
 
 from simmim_ray._compat import ENV_VAR, trial_path
 from simmim_ray.metrics import REPLAYED
@@ -40,7 +40,8 @@ def trial_rows(exp: str) -> list[dict]:
 
 
 def test_search_end_to_end_writes_every_output(tmp_path):
-    r = cli("search", e2e_space(tmp_path), "--trials", "3", "--storage-path", str(tmp_path), "--target-accuracy",
+    r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path", str(tmp_path),
+            "--target-accuracy",
             "0.05", "--grace-period", "1", *TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     exp = tmp_path / "digits_quick"
@@ -116,7 +117,8 @@ def test_public_path_search_end_to_end(tmp_path, monkeypatch):
     """The public trial path (Ray's TuneReportCallback and TorchConfig, no actor reuse), forced: a 2-trial search
     with ASHA finishes, each trial in its own actor, and says which path ran."""
     monkeypatch.setenv(ENV_VAR, "public")
-    r = cli("search", e2e_space(tmp_path), "--trials", "2", "--storage-path", str(tmp_path), "--target-accuracy",
+    r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 2), "--trials", "2", "--storage-path", str(tmp_path),
+            "--target-accuracy",
             "0.05", "--grace-period", "1", *TINY)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "simmim-ray: public trial path (SIMMIM_RAY_TRIAL_PATH=public)" in r.stderr
@@ -138,7 +140,8 @@ def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path
     ledger, and the searcher's budget (counted from the study) starts no fifth trial."""
     if state_period:
         monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", state_period)
-    args = ["search", e2e_space(tmp_path), "--trials", "4", "--storage-path", str(tmp_path), "--target-accuracy",
+    args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 4), "--trials", "4", "--storage-path", str(tmp_path),
+            "--target-accuracy",
             "0.05", "--scheduler", "fifo", *TINY]
     exp = tmp_path / "digits_quick"
     before = start_and_kill(args, exp, tmp_path / "first.log", ended=2)
@@ -170,7 +173,8 @@ def test_resume_works_on_the_directory_given_copied_or_moved(tmp_path):
     """A killed search copied elsewhere and resumed there: the copy finishes (its own study, ledger, Tune state,
     checkpoints) and the original is untouched, byte for byte. The original, then moved, resumes where it is."""
     exp = tmp_path / "first" / "digits_quick"
-    args = ["search", e2e_space(tmp_path), "--trials", "3", "--storage-path", str(exp.parent), "--target-accuracy",
+    args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path",
+            str(exp.parent), "--target-accuracy",
             "0.05", "--scheduler", "fifo", *TINY]
     before = start_and_kill(args, exp, tmp_path / "first.log", ended=1)
     copy = tmp_path / "copies" / "renamed"
