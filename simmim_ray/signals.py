@@ -44,6 +44,7 @@ class _State:
     previous: dict = {}
     received: int | None = None
     hint: Callable[[], str] | None = None  # how to resume, once the command knows (see `stopping`)
+    caller_ray: bool = False  # Ray was connected before the command began: the caller's to stop, not ours
 
 
 def _handler(signum, frame) -> None:
@@ -64,7 +65,10 @@ def _guarded(signum, handler):
 
 def install() -> None:
     """(Only the main thread receives signals: `cli.main` called from another thread, as tests do, installs none.)"""
-    if _State.real_signal is not None or threading.current_thread() is not threading.main_thread():
+    if _State.real_signal is not None:
+        return
+    _State.caller_ray = _ray_connected()
+    if threading.current_thread() is not threading.main_thread():
         return
     _State.previous = {s: signal.getsignal(s) for s in OURS}
     _State.received, _State.hint = None, None
@@ -106,12 +110,18 @@ def stopping(hint: Callable[[], str], on_stop: Callable[[str], None] | None = No
         raise
 
 
-def stop_ray() -> None:
-    """Ends the Ray jobs this process started (a local instance: all its processes; a cluster: this driver's jobs,
-    which Ray ends with the driver's connection)."""
+def _ray_connected() -> bool:
     ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
+    return ray is not None and ray.is_initialized()
+
+
+def stop_ray() -> None:
+    """Ends the Ray jobs this command started (a local instance: all its processes; a cluster: this driver's jobs,
+    which Ray ends with the driver's connection). A Ray the caller had connected before `cli.main` (a notebook, a
+    test session) stays up: the command's jobs end with their Tune/Train run, the connection is the caller's."""
+    if _State.caller_ray or not _ray_connected():
         return
+    ray = sys.modules["ray"]
     try:
         ray.shutdown()
     except Exception as e:  # noqa: BLE001 - stopping must go on to the message and the exit code

@@ -49,6 +49,38 @@ def test_main_stops_on_a_signal_with_one_line_and_128_plus_it(monkeypatch, capsy
     assert signal.signal is STDLIB_SIGNAL
 
 
+class FakeRay:
+    def __init__(self, up: bool) -> None:
+        self.up, self.stopped = up, False
+
+    def is_initialized(self) -> bool:
+        return self.up
+
+    def shutdown(self) -> None:
+        self.up, self.stopped = False, True
+
+
+@pytest.mark.parametrize("connected_before", [False, True])
+def test_a_signal_stops_the_ray_the_command_started_and_never_the_callers(monkeypatch, capsys, connected_before):
+    """A notebook or a test session that connected Ray before calling `main` keeps its connection (its jobs end with
+    their own Tune run); a Ray the command connected itself is stopped."""
+    import simmim_ray.cli.check as check_cmd
+
+    fake = FakeRay(up=connected_before)
+
+    def interrupted(args):
+        fake.up = True  # the command connects (or finds the caller's connection)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        raise AssertionError("the signal did not stop the command")
+
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(check_cmd, "run", interrupted)
+    assert main(["check", "s.yaml"]) == 143
+    assert fake.stopped is (not connected_before)
+    assert fake.up is connected_before
+
+
 def test_libraries_cannot_take_our_signals_while_a_command_runs(monkeypatch):
     """Tune (during fit) and Ray Train (during a run) install their own SIGINT handler, ray.init a SIGTERM one."""
     import simmim_ray.cli.check as check_cmd
