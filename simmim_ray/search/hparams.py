@@ -98,8 +98,8 @@ def write(exp: Experiment, s, rows: list[dict], history: list[dict], rep: dict) 
 def _remove_root_table(exp: Experiment) -> None:
     """An experiment written by an earlier version has the columns at the TensorBoard root (the run `.`)."""
     old = exp.path(TB, EVENTS_FILE)
-    if sio.is_node_local(old) and os.path.isfile(old):
-        os.remove(old)
+    if sio.is_node_local(old) and os.path.isfile(old.removeprefix("file://")):
+        os.remove(old.removeprefix("file://"))
 
 
 def _write(tmp: str, name: str, summaries: list, scalars: dict[str, float], step: int, dest: str) -> None:
