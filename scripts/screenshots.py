@@ -36,8 +36,8 @@ POINTS = """- {model.embed_dim: 64, model.depth: 2, mask.ratio: 0.6}
 - {model.embed_dim: 32, model.depth: 1, mask.ratio: 0.6}
 - {model.embed_dim: 16, model.depth: 1, mask.ratio: 0.75}
 """
-SEARCH_FLAGS = ["--trials", "5", "--target-accuracy", "0.4", "--grace-period", "1", "--confirm", "0",
-                "--workers-per-trial", "1",
+SEARCH_FLAGS = ["--trials", "5", "--target-accuracy", "0.5", "--grace-period", "1", "--confirm", "0",
+                "--workers-per-trial", "1", "--max-concurrent", "1",
                 "--set", "train.epochs=3", "--set", "eval.epochs=20", "--set", "train.log_images=true"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
