@@ -78,7 +78,11 @@ def main() -> int:
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
-                proc.wait(timeout=30)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:  # a server busy reading its logs may not stop at once
+                    proc.kill()
+                    proc.wait()
     return 0
 
 
