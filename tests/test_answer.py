@@ -3,6 +3,7 @@ what the ledger records, who wins (on validation, whatever test says), best/, th
 exit 3, the pixel baseline."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -177,34 +178,53 @@ def test_the_answer_reads_no_test_number(tmp_path, monkeypatch, capsys):
 
 
 def test_hparams_table_has_every_trial_and_only_the_searched_keys(tmp_path, fake_jobs):
+    """Read back as TensorBoard reads it: the columns in each trial's run (no root run `.`), integers as integers,
+    the metrics shown by default present for every trial (TensorBoard's parallel coordinates drop a trial missing
+    one), a stopped trial with what it reached, and no scalar tag that is not one of the trials' curves."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     from simmim_ray.search.driver import finish
+    from simmim_ray.search.hparams import DEFAULT_METRICS, METRICS, tag
 
     exp, s = make_experiment(tmp_path)
+    tb = tmp_path / "exp" / "tb"
+    os.makedirs(tb)
+    (tb / "events.out.tfevents.hparams").write_bytes(b"")  # the root table of an earlier version: removed
     finish(s, exp, runner())
 
     def hparams_data(run: str) -> dict:
-        acc = EventAccumulator(str(tmp_path / "exp" / "tb" / run))
+        acc = EventAccumulator(str(tb / run))
         acc.Reload()
         data = {t: plugin_data_pb2.HParamsPluginData.FromString(c)
                 for t, c in acc.PluginTagToContent("hparams").items()}
-        return data, {t: acc.Scalars(t)[-1].value for t in acc.Tags()["scalars"]}
+        return data, {t: (acc.Scalars(t)[-1].step, acc.Scalars(t)[-1].value) for t in acc.Tags()["scalars"]}
 
-    root, _ = hparams_data("")
-    columns = [h.name for h in root["_hparams_/experiment"].experiment.hparam_infos]
-    assert columns == ["status", "loss.type", "model.embed_dim"]
+    assert not glob.glob(str(tb / "events.*"))  # nothing at the root: no run `.`
     trials = ["trial_small", "trial_mid", "trial_big", "trial_low", "trial_cut"]
+    assert sorted(os.listdir(tb)) == sorted(trials)
     for t in trials:
         data, scalars = hparams_data(t)
+        exp_info = data["_hparams_/experiment"].experiment
+        columns = [h.name for h in exp_info.hparam_infos]
+        assert columns == ["status", "feasible", "loss.type", "model.embed_dim"]
+        embed = next(h for h in exp_info.hparam_infos if h.name == "model.embed_dim")
+        assert [v.string_value for v in embed.domain_discrete.values] == ["8", "16", "24", "32", "48"]  # numeric order
+        assert [m.name.tag for m in exp_info.metric_infos] == [tag(m) for m in METRICS]
+        assert tag("val_accuracy") not in [tag(m) for m in METRICS[:5]]  # TensorBoard shows the first five
         hp = data["_hparams_/session_start_info"].session_start_info.hparams
         assert set(hp) == set(columns)
-        if t == "trial_cut":  # stopped early: no accuracy, its last proxy
-            assert hp["status"].string_value == "pruned" and scalars["hparam/proxy_knn"] == pytest.approx(0.4)
-            assert "hparam/val_accuracy" not in scalars
-        if t == "trial_mid":  # confirmed on test
-            assert scalars["hparam/test_accuracy"] == pytest.approx(0.8605) and scalars["hparam/feasible"] == 1.0
+        assert hp["model.embed_dim"].string_value in ("8", "16", "24", "32", "48")  # shown as 16, not 16.000
+        assert all(k.split("/")[0] in ("eval", "train", "loss") for k in scalars)  # the curves' tags, no "hparam/"
+        shown = [m for m in DEFAULT_METRICS if m != "loss"]  # the fake ledger reports no loss
+        assert all(tag(m) in scalars for m in shown), (t, scalars)
+        assert scalars[tag("epoch")] == (2, 2.0)  # at the last epoch: the curve's last point, no new chart
+        if t == "trial_cut":  # stopped early: no accuracy, what it reached
+            assert hp["status"].string_value == "pruned" and hp["feasible"].string_value == "no"
+            assert scalars[tag("proxy_knn")][1] == pytest.approx(0.4) and tag("val_accuracy") not in scalars
+        if t == "trial_mid":
+            assert hp["feasible"].string_value == "yes" and scalars[tag("val_accuracy")][1] == pytest.approx(0.85)
+            assert scalars[tag("params")][1] == 5_000
 
 
 def test_exit_3_names_the_best_confirmed_when_nothing_confirms(tmp_path, fake_jobs, monkeypatch, capsys):

@@ -204,10 +204,20 @@ def test_fgbg_head_trains_on_digits(tiny_cfg, digits_splits):
 
 
 def test_image_grid(tiny_cfg, digits_splits):
+    """What was masked shows whatever the image: hidden patches filled with a colour no digit has (digits are grey
+    on black), the same patches tinted red in the reconstruction, the visible ones as in the original."""
+    from simmim_ray.engine.run import HIDDEN_FILL
+
     run = PretrainRun(tiny_cfg, splits=digits_splits)
     grid = run.image_grid(n=4)
     assert grid.shape == (3, 3 * 16, 4 * 16)
     assert grid.min() >= 0 and grid.max() <= 1
+    original, masked, rec = grid[:, :16], grid[:, 16:32], grid[:, 32:]
+    hidden = (masked - torch.tensor(HIDDEN_FILL).view(3, 1, 1)).abs().amax(0) < 1e-6
+    share = hidden.float().mean().item()
+    assert 0.3 < share < 0.9, share  # about the mask ratio of the patches
+    assert torch.equal(masked[:, ~hidden], original[:, ~hidden]) and torch.equal(rec[:, ~hidden], original[:, ~hidden])
+    assert (rec[0, hidden] - rec[1, hidden]).mean() > 0.15  # red tint on what the model predicted
 
 
 # ---- optimiser ---------------------------------------------------------------------------------------------

@@ -59,9 +59,12 @@ def test_one_objective_the_size_and_the_accuracy_a_constraint():
     assert study.metric_names == ["params"] and study.user_attrs["target_accuracy"] == 0.9
     for t in study.trials:
         got = synthetic(t.params)
-        assert t.values == [got["params"]]
+        # a trial below the target is worse than any that meets it: +inf, so no dashboard calls it the best
+        assert t.values == [got["params"] if got["val_accuracy"] >= 0.9 else math.inf]
+        assert t.user_attrs["size"] == got["params"]  # the size the +inf objective does not show
         assert constraint_values(t) == [pytest.approx(0.9 - got["val_accuracy"])]
         assert feasible(t) == (got["val_accuracy"] >= 0.9)
+    assert any(not feasible(t) for t in study.trials) and any(feasible(t) for t in study.trials)
 
 
 def test_constrained_tpe_finds_the_smallest_feasible_point_and_beats_random():

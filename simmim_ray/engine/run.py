@@ -31,6 +31,14 @@ def shard(ds, rank: int, world: int):
     return Subset(ds, list(range(rank, len(ds), world)))
 
 
+# the image grid's colours (image_grid): hidden patches in the masked input, and the tint on predicted patches in
+# the reconstruction; neither is black or white, the colours of digits and their backgrounds
+HIDDEN_FILL = (0.35, 0.5, 0.8)
+PREDICTED_TINT = (1.0, 0.2, 0.2)
+TINT_WEIGHT = 0.35
+GRID_LEGEND = "rows: original | masked input (blue: hidden patches) | reconstruction (red tint: predicted patches)"
+
+
 class PretrainRun:
     def __init__(self, cfg: Config, rank: int = 0, world_size: int = 1, device: torch.device | None = None,
                  wrap: Callable[[nn.Module], nn.Module] = _identity, splits=None, pretrain_loader=None) -> None:
@@ -171,7 +179,11 @@ class PretrainRun:
 
     @torch.no_grad()
     def image_grid(self, n: int = 8) -> torch.Tensor:
-        """[3, 3*H, n*W] in [0, 1]: rows are original | masked input | reconstruction (visible pixels pasted)."""
+        """[3, 3*H, n*W] in [0, 1]: rows are original | masked input | reconstruction (visible pixels pasted).
+
+        What was masked must be visible whatever the images look like (black digits' backgrounds are black): the
+        masked input fills hidden patches with HIDDEN_FILL, and the reconstruction tints the patches it predicted
+        with PREDICTED_TINT (GRID_LEGEND says so where the grid is shown)."""
         from simmim_ray.masking import upsample_mask
 
         if self.streamed:
@@ -190,7 +202,10 @@ class PretrainRun:
         def show(x: torch.Tensor) -> torch.Tensor:
             return (x * std + mean).clamp(0, 1)
 
-        rows = [show(imgs), show(imgs) * (1 - m), show(imgs * (1 - m) + rec * m)]  # masked pixels black
+        fill = torch.tensor(HIDDEN_FILL, device=self.device).view(1, 3, 1, 1)
+        tint = torch.tensor(PREDICTED_TINT, device=self.device).view(1, 3, 1, 1)
+        predicted = (1 - TINT_WEIGHT) * show(rec) + TINT_WEIGHT * tint
+        rows = [show(imgs), show(imgs) * (1 - m) + fill * m, show(imgs) * (1 - m) + predicted * m]
         return torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1).cpu()
 
 

@@ -11,6 +11,14 @@ recorded as PRUNED with the reason (`skipped`), never trained, and the sampler a
 proposing such configurations, the next one comes from the configurations of the space that are smaller and untried,
 and when there are none the search is finished: its answer cannot improve.
 
+What optuna-dashboard shows of the study (checked against the dashboard itself, tests/test_dashboard.py): the
+objective's name (the size metric), the target and size metric as study user attrs, each trial's constraint where
+the dashboard reads it (_compat/optuna.py), each epoch's proxy as an intermediate value (its learning curves), and
+an infeasible trial's objective as +inf: the goal ranks any trial that misses the target below every one that meets
+it, and the dashboard badges as "Best Trial" the smallest objective value whatever the constraints say. Samplers
+read an infeasible trial by its constraint alone, so nothing they learn changes; its size stays in the user attr
+`size`.
+
 Also: a trial stopped early (by the scheduler) is told as PRUNED with the reason, never as a measured accuracy; a
 sample that repeats an earlier trial is answered from that trial without running (Optuna's recipe for repeated
 samples); and the search stops starting trials when its compute budget (trial-epochs or trial seconds) is spent.
@@ -28,7 +36,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from simmim_ray._compat import optuna as ot_compat
-from simmim_ray.metrics import EPOCH, VAL_ACCURACY
+from simmim_ray.metrics import EPOCH, PROXY_KNN, VAL_ACCURACY
 from simmim_ray.search.untried import smaller_untried
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,9 @@ SKIPPED_ATTR = ot_compat.SKIPPED_ATTR  # a sample that could not beat the incumb
 STOPPED_ATTR = ot_compat.STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
 SIZE_ATTR = "size"  # the trial's size, known before it trains
 FINISHED_ATTR = "search_finished"  # study user attr: why the searcher proposed no more trials ("" while it does)
+# the per-epoch intermediate value: the proxy's error, so that lower is better as for the objective (TPE ranks a
+# pruned trial by its last intermediate value in the study's direction: the raw accuracy would rank it backwards)
+INTERMEDIATE = f"1 - {PROXY_KNN} (k-NN error on validation) per pre-training epoch; lower is better"
 # samples per suggestion before an untried configuration smaller than the incumbent is taken instead of the
 # sampler's proposals: only a nearly exhausted space, or a sampler fixed on the incumbent's region, gets there
 MAX_ASKS = 32
@@ -81,7 +92,8 @@ class ConstrainedOptunaSearch(Searcher):
                                          pruner=optuna.pruners.NopPruner(), study_name=study_name or "optuna",
                                          directions=self.directions(), load_if_exists=True)
         ot_compat.describe_study(self.study, self.metric_names(), {"target_accuracy": self.target_accuracy,
-                                                                   "size_metric": size_metric})
+                                                                   "size_metric": size_metric,
+                                                                   "intermediate_values": INTERMEDIATE})
         for point in points_to_evaluate or []:
             self.study.enqueue_trial(point)
         self.running: dict[str, optuna.trial.Trial] = {}  # Tune trial id -> its asked study trial
@@ -99,9 +111,13 @@ class ConstrainedOptunaSearch(Searcher):
         return [self.size_metric]
 
     def values(self, result: dict) -> list | None:
-        """The objective values of a final result; None when it lacks one (told as PRUNED)."""
+        """The objective values of a final result; None when it lacks one (told as PRUNED). +inf for a trial below
+        the target (see the module's docstring: the goal ranks it below any feasible one)."""
         size = result.get(self.size_metric)
-        return None if size is None else [size]
+        if size is None:
+            return None
+        accuracy = float(result.get(FINAL_KEY, math.nan))
+        return [size] if accuracy >= self.target_accuracy else [math.inf]
 
     # The study a restored searcher continues, set by the search driver before Tuner.restore. Tune pickles the
     # searcher into the experiment (tuner.pkl, searcher-state-*.pkl); pickled with it, the study's database
@@ -260,6 +276,17 @@ class ConstrainedOptunaSearch(Searcher):
         epochs, seconds = self.spent.get(trial_id, (0, 0.0))
         self.spent[trial_id] = (max(epochs, int(result.get(EPOCH, 0) or 0)),
                                 max(seconds, float(result.get(TIME_KEY, 0.0) or 0.0)))
+        self._report_proxy(trial_id, result)
+
+    def _report_proxy(self, trial_id: str, result: dict) -> None:
+        """The epoch's proxy as the study trial's intermediate value (INTERMEDIATE), for optuna-dashboard's
+        learning curves; nothing for a result without one, or once the trial is told."""
+        proxy, epoch = result.get(PROXY_KNN), result.get(EPOCH)
+        if proxy is None or epoch is None or trial_id in self.completed:
+            return
+        stored = self._stored(trial_id)
+        if stored is not None:
+            ot_compat.report_intermediate(self.study, stored, int(epoch), 1.0 - float(proxy))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result:
@@ -277,6 +304,9 @@ class ConstrainedOptunaSearch(Searcher):
         if stored.state.is_finished():  # told before a driver restart: keep the first answer
             return
         trial = self.running[trial_id]
+        if result and SIZE_ATTR not in stored.user_attrs and result.get(self.size_metric) is not None:
+            # the size an infeasible trial's +inf objective does not show (set at suggest time where size_of is)
+            trial.set_user_attr(SIZE_ATTR, float(result[self.size_metric]))
         values = None
         if error:
             state = TrialState.FAIL
@@ -291,7 +321,10 @@ class ConstrainedOptunaSearch(Searcher):
             values = self.values(result)
             state = TrialState.COMPLETE if values is not None else TrialState.PRUNED
         try:
-            self.study.tell(trial, values, state=state)
+            if state == TrialState.PRUNED:  # its intermediate values are the proxy's, not the objective
+                ot_compat.tell_pruned(self.study, trial)
+            else:
+                self.study.tell(trial, values, state=state)
         except Exception as exc:  # noqa: BLE001 - e.g. a NaN objective
             log.warning("optuna tell(%s) for %s: %s", state.name, trial_id, exc)
 
