@@ -6,7 +6,7 @@ Local Ray (num_cpus=2), one trial at a time as `simmim-ray search` runs them, tr
 - naive: Train V2 out of the box: `TorchTrainer` with Ray's defaults (controller health check every 2 s, preemption
   watcher on), each worker loads the data itself, saves model + optimiser and reports every epoch, the trial ends
   when `fit()` returns;
-- ours:  the service's own trial (`simmim_ray.search.trial.make_trial_fn`, built in the driver as the search does),
+- ours:  the service's own trial (`simmim_ray.search.trial.trial.make_trial_fn`, built in the driver as the search does),
   on the trial path this Ray gives (simmim_ray/_compat) or the one SIMMIM_RAY_TRIAL_PATH=lean|public forces; the
   result goes to the section `trial_overhead (<path> path)`.
 
@@ -135,7 +135,7 @@ def run_tuner(variant: str, tag: str, n: int, cfg, point: dict, work: str, cpu: 
     from ray import tune
 
     from simmim_ray.train.launch import Resources
-    from simmim_ray.search.trial import make_trial_fn, trial_name
+    from simmim_ray.search.trial.trial import make_trial_fn, trial_name
 
     storage, marks = os.path.join(work, tag), os.path.join(work, tag, "marks")  # fresh per experiment
     os.makedirs(marks, exist_ok=True)

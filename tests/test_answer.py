@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from simmim_ray.config import Config
-from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY, VAL_COUNT
 from simmim_ray.models import build_simmim
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
 
 TINY = {"model": {"img_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2}, "eval": {"labeled_fraction": 0.2}}
@@ -67,8 +67,8 @@ def install_jobs(monkeypatch, test_of=lambda trial, acc, seed: acc + 0.001 * (se
             if on_done(spec, {"runs": runs, PARAMS: 1, FLOPS: 2}, "", 1.5):
                 break
 
-    monkeypatch.setattr("simmim_ray.search.seed_jobs.run_jobs", run_jobs)
-    monkeypatch.setattr("simmim_ray.search.baselines.pixel_logreg",
+    monkeypatch.setattr("simmim_ray.search.answer.seed_jobs.run_jobs", run_jobs)
+    monkeypatch.setattr("simmim_ray.search.answer.baselines.pixel_logreg",
                         lambda cfg, splits=None: {TEST_ACCURACY: 0.75, "test_count": 300, "labeled_images": 60})
     return ran
 
@@ -79,7 +79,7 @@ def fake_jobs(monkeypatch):
 
 
 def runner():
-    from simmim_ray.search.answer import Runner
+    from simmim_ray.search.answer.answer import Runner
     from simmim_ray.train.launch import Resources
 
     return Runner(base=Config.from_dict(TINY), res=Resources(workers=1), concurrency=1)
@@ -87,7 +87,7 @@ def runner():
 
 def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp_path, fake_jobs, capsys):
     from simmim_ray.cli import main
-    from simmim_ray.search.confirm import confirm_seeds
+    from simmim_ray.search.answer.confirm import confirm_seeds
     from simmim_ray.search.driver import finish
 
     exp, s = make_experiment(tmp_path)
@@ -234,7 +234,7 @@ def test_pixel_baseline_fits_the_labelled_split_and_scores_the_test_split(monkey
     from sklearn.linear_model import LogisticRegression
 
     from simmim_ray.data.splits import build_splits
-    from simmim_ray.search.baselines import labels, pixel_logreg
+    from simmim_ray.search.answer.baselines import labels, pixel_logreg
 
     cfg = Config.from_dict(TINY)
     splits = build_splits(cfg)
@@ -258,8 +258,8 @@ def test_pixel_logreg_stage_on_a_streamed_search_skips_in_one_line(tmp_path):
     """A streamed source's shared data holds no in-memory splits (ref None): the stage records the skip."""
     from types import SimpleNamespace
 
-    from simmim_ray.search import answer
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.answer import answer
+    from simmim_ray.search.record.experiment import Experiment
 
     exp = Experiment(str(tmp_path / "exp"))
     base = Config().with_overrides({"data.source": "parquet", "data.path": str(tmp_path)})

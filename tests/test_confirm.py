@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from simmim_ray.search import confirm as cf
+from simmim_ray.search.answer import confirm as cf
 
 SEEDS = (1000, 1001, 1002)
 

@@ -83,7 +83,7 @@ def test_a_search_resumes_only_on_the_trial_path_it_started_with(tmp_path):
     """Tune restores the actor reuse a search started with, which fits only that trial path (simmim_ray/_compat)."""
     from simmim_ray.search.driver import check_trial_path, reuse_actors
 
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.record.experiment import Experiment
 
     exp = Experiment(str(tmp_path))
     assert reuse_actors(True) and not reuse_actors(False)

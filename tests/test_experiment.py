@@ -12,8 +12,8 @@ import pytest
 from proc_utils import tree
 
 from simmim_ray.cli import main
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import INPUTS, SETTINGS, Experiment
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.experiment import INPUTS, SETTINGS, Experiment
 from simmim_ray.search.settings import SearchSettings
 
 SPACE = "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\nfixed:\n  train.epochs: 2\n"

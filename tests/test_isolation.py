@@ -59,8 +59,8 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
     the test split differs (the pixel baseline). The first also confirms its smallest candidate on Ray."""
     from simmim_ray.cli import main
     from simmim_ray.data import splits as splits_mod
-    from simmim_ray.search import results
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.answer import tables as results
+    from simmim_ray.search.record.experiment import Experiment
     from simmim_ray.train import launch
 
     real_build, shared = splits_mod.build_splits, []

@@ -13,7 +13,7 @@ import pytest
 from cluster_utils import moto_s3
 from simmim_ray.cli import main
 from simmim_ray.errors import UserError
-from simmim_ray.search import lease as ls
+from simmim_ray.search.record import lease as ls
 
 
 def test_second_holder_is_refused_with_the_holders_pid_host_and_lease(tmp_path):
@@ -41,7 +41,7 @@ def test_lease_of_a_killed_holder_is_taken(tmp_path):
     """SIGKILL leaves the lease file behind, with the dead holder's pid in it: the lock went with the process."""
     exp = str(tmp_path / "x")
     ready = tmp_path / "ready"
-    code = (f"import time; from simmim_ray.search.lease import acquire; acquire({exp!r}); "
+    code = (f"import time; from simmim_ray.search.record.lease import acquire; acquire({exp!r}); "
             f"open({str(ready)!r}, 'w').close(); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -110,7 +110,7 @@ def test_new_search_refuses_a_study_db_holding_its_study(tmp_path, capsys, no_ra
 
 
 def test_s3_lease_is_exclusive_and_a_stale_one_is_taken_over(monkeypatch):
-    from simmim_ray.search import lease_s3
+    from simmim_ray.search.record import lease_s3
 
     with moto_s3() as s3:
         for k, v in s3.env.items():
@@ -133,7 +133,7 @@ def test_s3_lease_is_exclusive_and_a_stale_one_is_taken_over(monkeypatch):
 
 def test_s3_reclaimers_of_one_stale_lease_cannot_both_win(monkeypatch):
     """Two drivers read the same stale lease; the one whose conditional overwrite comes second is refused."""
-    from simmim_ray.search import lease_s3
+    from simmim_ray.search.record import lease_s3
 
     with moto_s3() as s3:
         for k, v in s3.env.items():
@@ -179,7 +179,7 @@ def test_lease_is_released_when_the_search_ends(tmp_path, capsys, monkeypatch):
 
 def test_s3_lease_of_a_process_gone_from_this_host_is_taken_at_once(monkeypatch):
     """A driver killed here (the usual crash, then --resume on the same machine) does not block for STALE_S."""
-    from simmim_ray.search import lease_s3
+    from simmim_ray.search.record import lease_s3
 
     with moto_s3() as s3:
         for k, v in s3.env.items():

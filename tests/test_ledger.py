@@ -14,8 +14,8 @@ import pytest
 
 from simmim_ray.errors import UserError
 from simmim_ray.metrics import EPOCH, VAL_ACCURACY
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.ledger import Ledger
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.ledger import Ledger
 
 
 def test_events_go_to_their_stream_and_merge_oldest_first(tmp_path):
@@ -151,8 +151,8 @@ def test_files_that_are_not_regular_are_skipped_with_a_warning(tmp_path):
 
 FIFO_SCRIPT = """
 import os, sys
-from simmim_ray import storage as sio
-from simmim_ray.search.ledger import Ledger
+from simmim_ray.io import storage as sio
+from simmim_ray.search.record.ledger import Ledger
 root = sys.argv[1]
 os.mkfifo(os.path.join(root, "ledger", "x.jsonl"))
 os.mkfifo(os.path.join(root, "ledger", "trial_p.jsonl"))

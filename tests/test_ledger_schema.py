@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from test_ledger import ledger_with
 
 from simmim_ray.metrics import DONE, EPOCH, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY, VAL_COUNT
-from simmim_ray.search import ledger as lg
-from simmim_ray.search import ledger_schema as schema
-from simmim_ray.search import report, results
-from simmim_ray.search.answer import labeled_fraction
-from simmim_ray.search.confirm import confirm_seeds
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record import ledger_schema as schema
+from simmim_ray.search.answer import report, tables as results
+from simmim_ray.search.answer.answer import labeled_fraction
+from simmim_ray.search.answer.confirm import confirm_seeds
 from simmim_ray.search.driver import no_answer_message
-from simmim_ray.search.experiment import Experiment
-from simmim_ray.search.ledger import Ledger
+from simmim_ray.search.record.experiment import Experiment
+from simmim_ray.search.record.ledger import Ledger
 from simmim_ray.search.settings import SearchSettings
 
 S = SearchSettings(space_path="/nowhere/s.yaml", name="exp", root="/nowhere", target_accuracy=0.5, confirm=2,

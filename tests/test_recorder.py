@@ -6,8 +6,8 @@ import pickle
 from types import SimpleNamespace
 
 from simmim_ray.metrics import EPOCH, PARAMS, PROXY_KNN, VAL_ACCURACY
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
 
 
@@ -31,8 +31,8 @@ def make_exp(path, **kw) -> Experiment:
 
 
 def test_trial_events_carry_what_a_row_needs(tmp_path, capsys):
-    from simmim_ray.search import results
-    from simmim_ray.search.recorder import Recorder
+    from simmim_ray.search.answer import tables as results
+    from simmim_ray.search.record.recorder import Recorder
 
     exp = make_exp(tmp_path / "exp")
     # an earlier driver of this (resumed) search ended trial_0; the progress count goes on from it
@@ -58,7 +58,7 @@ def test_trial_events_carry_what_a_row_needs(tmp_path, capsys):
 
 
 def test_pruned_and_errored_trials_end_with_their_status(tmp_path, capsys):
-    from simmim_ray.search.recorder import Recorder
+    from simmim_ray.search.record.recorder import Recorder
 
     exp = make_exp(tmp_path / "exp")
     rec = Recorder(exp.uri)
@@ -77,7 +77,7 @@ def test_pruned_and_errored_trials_end_with_their_status(tmp_path, capsys):
 def test_a_restored_recorder_writes_where_the_experiment_is_now(tmp_path):
     """Tune pickles its callbacks into the experiment and restores them from there: resuming a copy must write
     the copy's ledger, never the original's (Tune's restored trials know the new location)."""
-    from simmim_ray.search.recorder import Recorder
+    from simmim_ray.search.record.recorder import Recorder
 
     original = make_exp(tmp_path / "original")
     restored = pickle.loads(pickle.dumps(Recorder(original.uri)))
@@ -91,7 +91,7 @@ def test_a_restored_recorder_writes_where_the_experiment_is_now(tmp_path):
 def test_trials_earlier_drivers_started_and_this_search_never_continued_are_ended(tmp_path):
     """Tune had not saved them when their driver died: one recorded its final result (complete), one did not
     (interrupted); a trial this search ran, or one already ended, is left alone."""
-    from simmim_ray.search.recorder import Recorder
+    from simmim_ray.search.record.recorder import Recorder
 
     exp = make_exp(tmp_path / "exp")
     for name in ("trial_done", "trial_cut", "trial_ran", "trial_old"):
@@ -109,8 +109,8 @@ def test_trials_earlier_drivers_started_and_this_search_never_continued_are_ende
 
 
 def test_object_store_study_is_copied_before_the_end_is_recorded(tmp_path, monkeypatch, capsys):
-    from simmim_ray.search import recorder
-    from simmim_ray.search.recorder import Recorder, rebased
+    from simmim_ray.search.record import recorder
+    from simmim_ray.search.record.recorder import Recorder, rebased
 
     exp = make_exp(tmp_path / "exp")
     rec = Recorder(exp.uri)

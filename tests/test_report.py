@@ -8,9 +8,9 @@ import random
 import pytest
 
 from simmim_ray.metrics import CONFIRM_VAL_SEED_FIELDS, TEST_SEED_FIELDS
-from simmim_ray.search import confirm as cf
-from simmim_ray.search import ledger as lg
-from simmim_ray.search import report
+from simmim_ray.search.answer import confirm as cf
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.answer import report
 from simmim_ray.search.settings import SearchSettings
 
 S = SearchSettings(space_path="s.yaml", name="exp", root="/nowhere", target_accuracy=0.9, confirm=3,

@@ -11,11 +11,11 @@ import torch
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial
-from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, PROXY_KNN, VAL_ACCURACY
 from simmim_ray.models import build_simmim, count_params
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
 
 TINY = {"model": {"img_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2}}
@@ -65,7 +65,7 @@ def experiment(tmp_path):
 
 
 def test_results_table_statuses_and_winner(experiment):
-    from simmim_ray.search import results
+    from simmim_ray.search.answer import tables as results
 
     exp, small = experiment
     rows = results.write_outputs(exp, 0.8, "params")
@@ -88,8 +88,8 @@ def test_results_table_statuses_and_winner(experiment):
 
 
 def test_best_export_loads_with_one_call(experiment):
-    from simmim_ray.export import load_encoder
-    from simmim_ray.search import results
+    from simmim_ray.io.export import load_encoder
+    from simmim_ray.search.answer import tables as results
 
     exp, small = experiment
     results.write_outputs(exp, 0.8, "params")
@@ -140,7 +140,7 @@ def test_rows_from_a_ledger_cut_by_driver_kills(experiment):
     came between them), a trial ended twice (errored when its driver died, completed after the resume), and an
     epoch reported twice (a restarted worker group). Each gives one row, the completed answer wins, and history
     keeps one row per epoch, the latest report."""
-    from simmim_ray.search import results
+    from simmim_ray.search.answer import tables as results
 
     exp, small = experiment
     final = {EPOCH: 2, VAL_ACCURACY: 0.9, PARAMS: 50_000, FLOPS: 7, "done": True, "checkpoint_path": "/ck/g"}

@@ -112,7 +112,7 @@ def test_what_the_train_controller_loads_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, simmim_ray._compat.ray_train, simmim_ray.search.trial_report, simmim_ray.search.trial_stop;"
+    code = ("import sys, simmim_ray._compat.ray_train, simmim_ray.search.trial.relay, simmim_ray.search.trial.stop;"
             "print(sorted(m for m in ('torch', 'ray.train.torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-2000:])

@@ -138,7 +138,7 @@ def searched_keys(f: Flags) -> None:
     """--set on a key the space searches: every trial's sampled value would override it."""
     if getattr(f.args, "resume", None):  # the search's own overrides, checked when it started
         return
-    from simmim_ray.configio import parse_set
+    from simmim_ray.io.configio import parse_set
 
     both = sorted(set(parse_set(f.settings.overrides)) & set(f.space.keys()))
     if both:

@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from simmim_ray.cli.validate import open_experiment
-    from simmim_ray.search import report, results
-    from simmim_ray.search.answer import labeled_fraction
+    from simmim_ray.search.answer import report, tables as results
+    from simmim_ray.search.answer.answer import labeled_fraction
 
     exp = open_experiment(args.dir.rstrip("/"), "report")
     s = exp.load_settings()  # a truncated or edited settings.json: one line naming it

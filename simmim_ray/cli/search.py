@@ -94,8 +94,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from simmim_ray.cli.validate import check_new_experiment
     from simmim_ray.search.driver import run_search
-    from simmim_ray.search.lease import hold
-    from simmim_ray.search.trust import verify
+    from simmim_ray.search.record.lease import hold
+    from simmim_ray.search.record.trust import verify
     from simmim_ray.train.ray_init import init_ray
 
     plan = validate_search(args)  # config, space, points, paths, settings, data, resources: all before Ray starts

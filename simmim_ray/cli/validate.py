@@ -15,7 +15,7 @@ from simmim_ray.config import Config
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
-from simmim_ray.resources import check_fits, local_resources, starts_locally
+from simmim_ray.train.resources import check_fits, local_resources, starts_locally
 from simmim_ray.train.ray_init import check_address
 
 MAX_TRIALS = 1_000_000
@@ -31,7 +31,7 @@ class TrainPlan:
 
 
 def validate_train(args) -> TrainPlan:
-    from simmim_ray.configio import load_config
+    from simmim_ray.io.configio import load_config
 
     flag_rules.check(flag_rules.Flags("train", args), flag_rules.EARLY)
     # files are read here, in the user's directory, and named in messages as given; only what leaves this
@@ -60,7 +60,7 @@ def check_train_output(out: str, cfg: Config) -> None:
     """`train` on an existing --output resumes that run (Ray Train restores it by name), which is only right with
     the same config: a changed one is refused before anything is written. A non-empty directory that is no
     `train` output is refused too (config.yaml, metrics.json and tb/ would land among the user's files)."""
-    from simmim_ray.configio import read_yaml
+    from simmim_ray.io.configio import read_yaml
 
     shown = f"--output {excerpt(out, PATH_CHARS)}"
     if not os.path.isdir(out) or not os.listdir(out):
@@ -94,10 +94,10 @@ def _changed_keys(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object,
 
 def validate_check(args):
     """-> (base config, space): what `check` prints."""
-    from simmim_ray.configio import load_config
+    from simmim_ray.io.configio import load_config
     from simmim_ray.search.space import load_space
 
-    from simmim_ray.configio import parse_set
+    from simmim_ray.io.configio import parse_set
 
     flag_rules.check(flag_rules.Flags("check", args), flag_rules.EARLY)
     base = load_config(args.config, args.set)
@@ -136,11 +136,11 @@ def split_budget(args) -> None:
 
 
 def validate_search(args) -> SearchPlan:
-    from simmim_ray.configio import load_config, parse_set
+    from simmim_ray.io.configio import load_config, parse_set
     from simmim_ray.search import settings as st
     from simmim_ray.search.driver import load_points
     from simmim_ray.search.space import load_space
-    from simmim_ray.search.study_store import check_new_study, check_study
+    from simmim_ray.search.record.study_store import check_new_study, check_study
 
     split_budget(args)
     flag_rules.check(flag_rules.Flags("search", args), flag_rules.EARLY)
@@ -214,9 +214,9 @@ def check_points(path: str, points: list[dict], space, base: Config) -> None:
 def new_settings(args, space, space_path: str):
     """A new search's experiment and settings: the flags given, else the space's values, else SearchSettings'
     defaults; every path absolute, the experiment root writable, the experiment new."""
-    from simmim_ray import storage as sio
+    from simmim_ray.io import storage as sio
     from simmim_ray.search import settings as st
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.record.experiment import Experiment
 
     target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
     if target is None:
@@ -241,7 +241,7 @@ def new_settings(args, space, space_path: str):
     if "budget_epochs" not in given and "budget_seconds" not in given and space.budget is not None:
         given["budget_epochs"] = space.budget
     if given.get("study_db"):
-        from simmim_ray.search.db_url import check
+        from simmim_ray.search.record.db_url import check
 
         check(given["study_db"], "--study-db")
         given["study_db"] = _absolute_sqlite(given["study_db"])
@@ -303,7 +303,7 @@ def resumed_settings(args):
 
 def open_experiment(d: str, flag: str):
     """An existing experiment named on the command line (`flag`: how messages name it)."""
-    from simmim_ray.search.experiment import SETTINGS, Experiment
+    from simmim_ray.search.record.experiment import SETTINGS, Experiment
 
     if not paths.is_uri(d):
         paths.require_dir(d, f"{flag} {excerpt(d, PATH_CHARS)}")

@@ -11,7 +11,7 @@ from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial, UserError
 from simmim_ray.metrics import (CONFIRM_VAL_ACCURACY_MEAN, CONFIRM_VAL_ACCURACY_PER_SEED, CONFIRM_VAL_ACCURACY_STD,
                                 EPOCH, TEST_ACCURACY_MEAN, TEST_ACCURACY_STD, VAL_ACCURACY)
-from simmim_ray.search.experiment import TB, TRIAL_PATH, Experiment
+from simmim_ray.search.record.experiment import TB, TRIAL_PATH, Experiment
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.space import SearchSpace
 
@@ -34,7 +34,7 @@ def default_concurrency(s: SearchSettings, cluster: dict) -> int:
 
 
 def check_fits(s: SearchSettings, cluster: dict, where: str = "the Ray cluster") -> None:
-    from simmim_ray.resources import check_fits as fits
+    from simmim_ray.train.resources import check_fits as fits
 
     fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, cluster, "--workers-per-trial", where,
          job="one trial")
@@ -46,13 +46,13 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     from ray import tune
 
     from simmim_ray.train.launch import Resources
-    from simmim_ray.search.recorder import Recorder
-    from simmim_ray.search.trust import TUNER_PKL, record_experiment
-    from simmim_ray.search.trust_callback import PickleDigests
+    from simmim_ray.search.record.recorder import Recorder
+    from simmim_ray.search.record.trust import TUNER_PKL, record_experiment
+    from simmim_ray.search.record.trust_callback import PickleDigests
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
-    from simmim_ray.search.study_store import close_study, optuna_storage, upload_study
-    from simmim_ray.search.trial import make_trial_fn, trial_name
-    from simmim_ray import storage as sio
+    from simmim_ray.search.record.study_store import close_study, optuna_storage, upload_study
+    from simmim_ray.search.trial.trial import make_trial_fn, trial_name
+    from simmim_ray.io import storage as sio
     from simmim_ray._compat import trial_path
 
     cluster = ray.cluster_resources()
@@ -124,7 +124,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     why = finished_reason(storage, s.name)
     if why:
         print(f"simmim-ray search: no more trials: {why}", flush=True)
-    from simmim_ray.search.answer import Runner
+    from simmim_ray.search.answer.answer import Runner
 
     return finish(s, exp, Runner(base, res, concurrency, shared, s.max_failures))
 
@@ -132,7 +132,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
 def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
     """A restored Tune keeps the actor reuse the search started with, which fits only that trial path: record it,
     and refuse to resume on the other one."""
-    from simmim_ray import storage as sio
+    from simmim_ray.io import storage as sio
 
     path, record = ("lean" if lean else "public"), exp.path(TRIAL_PATH)
     if resume and sio.exists(record):
@@ -148,8 +148,8 @@ def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
     """Write results.parquet, history.parquet; confirm and measure the baselines (`runner`: search/answer.py;
     None: only what the ledger holds); best/, pareto.png, TensorBoard HParams; print the report. Exit 3 when
     nothing is feasible on validation, or no candidate confirms on validation with fresh seeds."""
-    from simmim_ray.search import hparams, report, results
-    from simmim_ray.search.answer import export, run_answer
+    from simmim_ray.search.answer import hparams, report, tables as results
+    from simmim_ray.search.answer.answer import export, run_answer
 
     table, history = results.write_tables(exp, s.target_accuracy, s.size_metric)
     if runner is not None:
@@ -171,7 +171,7 @@ def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
 def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep: dict) -> str:
     best = rep.get("best_confirmed")
     if best is not None:
-        from simmim_ray.search.report import bound_name
+        from simmim_ray.search.answer.report import bound_name
 
         return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on validation (its "
                 f"{bound_name(s.feasibility)} over {len(best[CONFIRM_VAL_ACCURACY_PER_SEED])} fresh seeds); best "
@@ -181,7 +181,7 @@ def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep
                 f"{best[TEST_ACCURACY_STD]:.4f}, reported only); report written to {exp.uri}")
     if rep.get("answer") == "pending":
         return f"confirmation did not finish; continue it with --resume {exp.uri}"
-    from simmim_ray.search.results import measured
+    from simmim_ray.search.answer.tables import measured
 
     top = max((r for r in table if measured(r, s.size_metric)), key=lambda r: r[VAL_ACCURACY], default=None)
     if top is None:
@@ -246,7 +246,7 @@ TUNE_STATE_PERIOD_S = "2"
 
 
 def tune_state_period(storage_uri: str) -> None:
-    from simmim_ray.storage import is_node_local
+    from simmim_ray.io.storage import is_node_local
 
     if is_node_local(storage_uri):
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", TUNE_STATE_PERIOD_S)
@@ -262,7 +262,7 @@ def initial_points(s: SearchSettings, space: SearchSpace, base: Config) -> list[
 
 
 def load_points(path: str, space: SearchSpace) -> list[dict]:
-    from simmim_ray.configio import read_yaml
+    from simmim_ray.io.configio import read_yaml
 
     pts = read_yaml(path, "--points")
     if not isinstance(pts, list) or not all(isinstance(p, dict) for p in pts):

@@ -12,7 +12,7 @@ from typing import Any
 
 from simmim_ray.errors import UserError
 from simmim_ray.metrics import PROXY_KNN, SIZE_METRICS
-from simmim_ray.search.db_url import without_password
+from simmim_ray.search.record.db_url import without_password
 
 SCHEDULERS = ("constraint", "asha", "fifo")  # search/schedulers.py
 FEASIBILITY = ("mean", "lower-bound")  # what of a candidate's fresh-seed validation accuracy meets the target

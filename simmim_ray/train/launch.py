@@ -24,7 +24,7 @@ RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     # `accuracy` only exists in a trial's final report (after the fine-tune); earlier epochs report the proxy.
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    # a reused trial actor waits this long for the previous trial's function to return (simmim_ray.search.trial_stop)
+    # a reused trial actor waits this long for the previous trial's function to return (simmim_ray.search.trial.stop)
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
 }
 
@@ -38,7 +38,7 @@ def train_loop(train_loop_config: dict) -> None:
     """Every Train worker's entry point (Ray passes `train_loop_config`, a dict holding our `LoopConfig`). The
     worker module (torchvision, the engine) is imported here, in the workers, so the trial process that only
     builds the trainer never pays for it."""
-    from simmim_ray.train.worker import train_loop as loop
+    from simmim_ray.train.trial_loop import train_loop as loop
 
     loop(train_loop_config[LOOP_KEY])
 

@@ -18,8 +18,8 @@ class TrialWiring:
         self.lean = lean
         self.stopper = self.results = None
         if lean:
-            from simmim_ray.search.trial_report import tune_report_channel
-            from simmim_ray.search.trial_stop import StopWithTune
+            from simmim_ray.search.trial.relay import tune_report_channel
+            from simmim_ray.search.trial.stop import StopWithTune
 
             # Tune reuses this trial's actor for the next trial (reuse_actors): when Tune stops the trial, the
             # stopper aborts the Train run, so the function returns in time to hand the actor over

@@ -21,11 +21,11 @@ import sys
 import time
 from typing import Any, Callable
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt, one_line
 from simmim_ray.metrics import DONE
-from simmim_ray.search import ledger_schema as schema
-from simmim_ray.search.ledger_schema import (BASELINE, COMPLETE, CONFIRMATION, ERROR, INTERRUPTED, NAME_RE, PRUNED,
+from simmim_ray.search.record import ledger_schema as schema
+from simmim_ray.search.record.ledger_schema import (BASELINE, COMPLETE, CONFIRMATION, ERROR, INTERRUPTED, NAME_RE, PRUNED,
                                              RUNNING, SEARCH_STARTED, STATUSES, TRIAL_ENDED, TRIAL_EVENTS,
                                              TRIAL_RESULT, TRIAL_STARTED)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from simmim_ray.config import Config
 from simmim_ray.metrics import FLOPS, PARAMS, TEST_ACCURACY, VAL_ACCURACY
-from simmim_ray.search import confirm as cf
-from simmim_ray.search import ledger as lg
-from simmim_ray.search import report
-from simmim_ray.search.baselines import PIXEL_LOGREG, SCRATCH
-from simmim_ray.search.experiment import BEST, TRAIN_RUNS, Experiment
+from simmim_ray.search.answer import confirm as cf
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.answer import report
+from simmim_ray.search.answer.baselines import PIXEL_LOGREG, SCRATCH
+from simmim_ray.search.record.experiment import BEST, TRAIN_RUNS, Experiment
 from simmim_ray.search.space import decode
 
 
@@ -70,7 +70,7 @@ def run_answer(s, exp: Experiment, rows: list[dict], runner: Runner) -> dict:
 def base_config(exp: Experiment, s) -> Config | None:
     """The search's base config (the space's `fixed:` under the user's --set) from the experiment's own copy of
     its inputs, as --resume composes it; None when the inputs are gone."""
-    from simmim_ray.configio import load_config, parse_set
+    from simmim_ray.io.configio import load_config, parse_set
     from simmim_ray.errors import UserError
     from simmim_ray.search.space import load_space
 
@@ -91,7 +91,7 @@ def labeled_fraction(exp: Experiment, s) -> float | None:
 
 
 def _pixel_logreg(exp: Experiment, runner: Runner, lf: float) -> None:
-    from simmim_ray.search.baselines import pixel_logreg
+    from simmim_ray.search.answer.baselines import pixel_logreg
 
     splits = None
     if runner.shared is not None and runner.shared.ref is not None:  # in memory (a streamed source has no ref)
@@ -109,7 +109,7 @@ def _run(s, exp: Experiment, runner: Runner, rows: list[dict], event: str, jobs:
          cands: list[dict] | None = None) -> None:
     """Runs `jobs`, recording each as it ends; with `cands` (confirmation), jobs not started yet are dropped as
     soon as the answer is decided (a smaller candidate confirmed: the larger ones cannot change it)."""
-    from simmim_ray.search.seed_jobs import JobSpec, run_jobs
+    from simmim_ray.search.answer.seed_jobs import JobSpec, run_jobs
 
     by_id = {r["trial_id"]: r for r in rows}
     specs = []
@@ -118,7 +118,7 @@ def _run(s, exp: Experiment, runner: Runner, rows: list[dict], event: str, jobs:
         cfg = runner.base.with_overrides(decode({k: v for k, v in row.items() if "." in k}))
         init = ""
         if job.mode == "finetune":
-            from simmim_ray.export import latest_checkpoint
+            from simmim_ray.io.export import latest_checkpoint
 
             init = latest_checkpoint(exp.path(TRAIN_RUNS, job.trial_id), row.get("checkpoint_path") or "") or ""
         specs.append(JobSpec(job, cfg.to_dict(), init))
@@ -156,8 +156,8 @@ def _run(s, exp: Experiment, runner: Runner, rows: list[dict], event: str, jobs:
 def export(exp: Experiment, rows: list[dict], rep: dict) -> None:
     """best/ holds the answer: the confirmed winner (or, with --confirm 0, the validation winner, marked
     unconfirmed); with no answer, no best/."""
-    from simmim_ray import storage as sio
-    from simmim_ray.export import export_best, latest_checkpoint
+    from simmim_ray.io import storage as sio
+    from simmim_ray.io.export import export_best, latest_checkpoint
 
     w = rep["winner"]
     if w is None:  # a resume with other confirmation settings can undo an earlier answer

@@ -18,7 +18,7 @@ import torch
 from simmim_ray.engine.evaluate import all_sum
 from simmim_ray.metrics import DONE, FLOPS, PARAMS, TEST_ACCURACY, TEST_COUNT, VAL_ACCURACY, VAL_COUNT
 from simmim_ray.train.loop_config import LoopConfig
-from simmim_ray.train.worker import CHECKPOINT_FILE, make_run, worker_context
+from simmim_ray.train.trial_loop import CHECKPOINT_FILE, make_run, worker_context
 
 RUNS_FILE = "seed_runs.json"
 RUNS = "runs"  # the report key holding every seed's result so far (a list of dicts)
@@ -69,7 +69,7 @@ def seed_runs_loop(loop: LoopConfig) -> None:
 def _load_state(path: str, device: torch.device) -> dict:
     import io
 
-    from simmim_ray import storage as sio
+    from simmim_ray.io import storage as sio
 
     return torch.load(io.BytesIO(sio.read_bytes(sio.join(path, CHECKPOINT_FILE))), map_location=device,
                       weights_only=True)

@@ -23,7 +23,7 @@ import tempfile
 
 import pyarrow.fs as pafs
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.errors import UserError
 
 # in a directory of its own: Tune copies the experiment's top-level *.json into its staging directory when it

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.config import Config
 
 CHECKPOINT_FILE = "state.pt"  # in every Train checkpoint directory (written by train/worker.py)
@@ -54,7 +54,7 @@ def load_encoder(path: str) -> torch.nn.Module:
     """
     from simmim_ray.errors import UserError
     from simmim_ray.models import build_encoder
-    from simmim_ray.yamlio import parse_yaml
+    from simmim_ray.io.yamlio import parse_yaml
 
     config_file, weights_file = sio.join(path, "config.yaml"), sio.join(path, "encoder.pt")
     try:
@@ -74,7 +74,7 @@ def load_encoder(path: str) -> torch.nn.Module:
     misfit = _misfit(state, enc.state_dict())
     if misfit:
         raise UserError(f"{config_file} describes {_model(cfg)}, but {weights_file} {misfit}; the two files must come "
-                        f"from one export (simmim_ray.export.export_best)")
+                        f"from one export (simmim_ray.io.export.export_best)")
     enc.load_state_dict(state)
     return enc.eval()
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import math
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.metrics import (EPOCH, FLOPS, PARAMS, ROW_METRICS, SIZE_METRICS, VAL_ACCURACY, VAL_ACCURACY_HIGH,
                                 VAL_ACCURACY_LOW, VAL_COUNT)
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import BEST, HISTORY, PARETO, RESULTS, TRAIN_RUNS, Experiment
-from simmim_ray.search.stats import wilson_interval
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.experiment import BEST, HISTORY, PARETO, RESULTS, TRAIN_RUNS, Experiment
+from simmim_ray.search.answer.stats import wilson_interval
 
 METRICS = ROW_METRICS
 # A trial restored after a driver kill may end twice; a completed answer outranks anything logged around a restart
@@ -95,7 +95,7 @@ def write_outputs(exp: Experiment, target: float, size_metric: str) -> list[dict
     best = winner(rows, size_metric)
     plot_pareto(exp, rows, target, size_metric, best)
     if best is not None:
-        from simmim_ray.export import export_best, latest_checkpoint
+        from simmim_ray.io.export import export_best, latest_checkpoint
 
         ckpt = latest_checkpoint(exp.path(TRAIN_RUNS, best["trial_id"]), best.get("checkpoint_path") or "")
         try:

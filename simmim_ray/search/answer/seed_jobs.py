@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from simmim_ray.config import Config
-from simmim_ray.search.confirm import Job
+from simmim_ray.search.answer.confirm import Job
 
 INIT_PATH_MODES = ("finetune",)  # modes that start from the trial's pre-trained checkpoint
 

@@ -25,11 +25,11 @@ from simmim_ray.metrics import (CONFIRM_VAL_ACCURACY_CI95, CONFIRM_VAL_ACCURACY_
                                 TEST_ACCURACY_MEAN, TEST_ACCURACY_PER_SEED, TEST_ACCURACY_STD, TEST_COUNT,
                                 TEST_SEED_FIELDS, VAL_ACCURACY, VAL_ACCURACY_CI95, VAL_ACCURACY_HIGH,
                                 VAL_ACCURACY_LOW, VAL_COUNT)
-from simmim_ray.search import confirm as cf
-from simmim_ray.search import ledger as lg
-from simmim_ray.search import results
-from simmim_ray.search.baselines import PIXEL_LOGREG, SCRATCH
-from simmim_ray.search.stats import SeedSummary
+from simmim_ray.search.answer import confirm as cf
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.answer import tables as results
+from simmim_ray.search.answer.baselines import PIXEL_LOGREG, SCRATCH
+from simmim_ray.search.answer.stats import SeedSummary
 
 CONFIRMED, UNCONFIRMED, NONE_CONFIRMED, PENDING, NO_TRIAL = (
     "confirmed", "unconfirmed", "none confirmed", "pending", "no trial")

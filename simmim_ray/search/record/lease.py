@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 
 LEASE = ".lease"
@@ -129,7 +129,7 @@ def acquire(exp_uri: str) -> Lease:
                             ) from None
     if exp_uri.startswith("s3://"):
         try:
-            from simmim_ray.search import lease_s3
+            from simmim_ray.search.record import lease_s3
         except ImportError:  # boto3 is not a dependency of the package
             lease_s3 = None
         if lease_s3 is not None:

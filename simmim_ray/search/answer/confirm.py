@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simmim_ray.metrics import VAL_ACCURACY
-from simmim_ray.search.stats import SeedSummary, seed_summary
+from simmim_ray.search.answer.stats import SeedSummary, seed_summary
 
 # What a confirmation re-seeds. "finetune": the fine-tune of the trial's own pre-trained encoder (what best/
 # exports, so the numbers describe the artifact a user deploys); "pretrain": the whole trial (pre-training and

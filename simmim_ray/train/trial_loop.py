@@ -18,7 +18,7 @@ import torch
 
 from simmim_ray.data.splits import build_splits
 from simmim_ray.engine.run import PretrainRun
-from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import DONE, REPLAYED, VAL_ACCURACY, VAL_ACCURACY_SEEDS, VAL_COUNT
 from simmim_ray.train.loop_config import LoopConfig
 
@@ -60,7 +60,7 @@ def make_run(cfg, loop: LoopConfig, w: WorkerContext) -> PretrainRun:
 
 def train_loop(loop: LoopConfig) -> None:
     if loop.seed_runs is not None:  # a confirmation or baseline job, not a search trial
-        from simmim_ray.train.seed_runs import seed_runs_loop
+        from simmim_ray.train.seed_loop import seed_runs_loop
 
         seed_runs_loop(loop)
         return
@@ -90,7 +90,7 @@ def train_loop(loop: LoopConfig) -> None:
 
     tb = None
     if loop.tb_dir and rank == 0:
-        from simmim_ray.tblog import TBLogger  # TensorBoard's import is slow; only rank 0 writes
+        from simmim_ray.io.tblog import TBLogger  # TensorBoard's import is slow; only rank 0 writes
 
         tb = TBLogger(loop.tb_dir, enabled=True)
     node_ids = _node_ids(world)

@@ -34,10 +34,10 @@ import json
 import os
 import tempfile
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.errors import UserError
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.db_url import without_password
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.db_url import without_password
 from simmim_ray.search.settings import SearchSettings, from_dict
 
 SETTINGS = "settings.json"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.errors import UserError
-from simmim_ray.search import db_url
+from simmim_ray.search.record import db_url
 
 if TYPE_CHECKING:
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.record.experiment import Experiment
     from simmim_ray.search.settings import SearchSettings
 
 
@@ -25,7 +25,7 @@ def optuna_storage(s: SearchSettings, exp: Experiment):
     now; for an s3:// or gs:// experiment, in the driver's cache (fetched from the experiment when not there)."""
     import optuna
 
-    from simmim_ray.search.experiment import STUDY_DB
+    from simmim_ray.search.record.experiment import STUDY_DB
 
     url = db_url.connect_url(s.study_db)  # the password, if any, from the command line or the environment
     if not url:
@@ -45,7 +45,7 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
     experiment's study into the driver's cache, where the restored searcher opens it."""
     import optuna
 
-    from simmim_ray.search.experiment import STUDY_DB
+    from simmim_ray.search.record.experiment import STUDY_DB
 
     def refuse(url: str) -> UserError:
         return UserError(f"--resume {exp.uri}: the search's Optuna study {s.name!r} is not in {url} "

@@ -11,10 +11,10 @@ import glob
 import os
 import tempfile
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.metrics import (FEASIBLE, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, TEST_ACCURACY_MEAN,
                                 VAL_ACCURACY)
-from simmim_ray.search.experiment import TB, Experiment
+from simmim_ray.search.record.experiment import TB, Experiment
 
 EVENTS_FILE = "events.out.tfevents.hparams"  # a fixed name, so a second write replaces the first
 STATUS = "status"

@@ -31,7 +31,7 @@ import sys
 from typing import Any, Callable, Mapping
 
 from simmim_ray.errors import excerpt
-from simmim_ray.search.confirm import RESEED_MODES
+from simmim_ray.search.answer.confirm import RESEED_MODES
 from simmim_ray.metrics import (DONE, EPOCH, FLOPS, IMAGES_PER_S, LOSS, LOSS_MASKED, LOSS_VISIBLE, PARAMS, PROXY_KNN,
                                 REPLAYED, SKIPPED_IMAGES, TEST_ACCURACY, TEST_COUNT, TRAIN_SECONDS, VAL_ACCURACY,
                                 VAL_COUNT)

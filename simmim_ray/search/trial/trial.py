@@ -5,10 +5,10 @@ from ray import tune
 
 from simmim_ray.config import Config
 from simmim_ray.metrics import REPLAYED
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.space import decode
 from simmim_ray.train.launch import Resources, make_trainer, share_splits
-from simmim_ray.search.trial_wiring import TrialWiring
+from simmim_ray.search.trial.wiring import TrialWiring
 
 
 def trial_name(trial) -> str:

@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, TIME_TOTAL_S
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage as sio
 from simmim_ray.metrics import EPOCH
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.progress import error_reason, progress_line
 from simmim_ray.search.searcher import is_final
-from simmim_ray.search.study_store import study_in_cache
+from simmim_ray.search.record.study_store import study_in_cache
 
 # Tune's own bookkeeping in every result; the ledger keeps what the trial reported (and its running time)
 TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) - {TIME_TOTAL_S} | {"trial_id", "experiment_tag", "experiment_id"}

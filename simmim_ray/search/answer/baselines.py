@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simmim_ray.search.ledger_schema import PIXEL_LOGREG, SCRATCH
+from simmim_ray.search.record.ledger_schema import PIXEL_LOGREG, SCRATCH
 
 __all__ = ["PIXEL_LOGREG", "SCRATCH", "labels", "pixel_logreg", "pixel_matrices"]
 IN_MEMORY_SOURCES = ("digits", "cifar10")  # Parquet and image folders stream (data/scan.py)

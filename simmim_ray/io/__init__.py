@@ -1,0 +1,1 @@
+"""Driver-side I/O: strict YAML, config files, experiment storage (paths and URIs), best/ export, TensorBoard."""

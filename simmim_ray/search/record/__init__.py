@@ -1,0 +1,1 @@
+"""The experiment record: its directory, ledger, lease, trust record and Optuna study."""

@@ -1,0 +1,1 @@
+"""One search trial: the Tune trial function and how its Train run talks to Tune."""
