@@ -22,7 +22,7 @@ class Untouchable(Dataset):
 
 
 def test_a_search_trial_never_reads_the_test_split(tiny_cfg):
-    """What a search trial's workers run (train/worker.py): pre-training epochs, the per-epoch proxy and the final
+    """What a search trial's workers run (train/trial_loop.py): pre-training epochs, the per-epoch proxy and the final
     evaluation on ("val",), the splits a search trial measures (train/launch.py's default)."""
     import inspect
 

@@ -1,4 +1,4 @@
-"""One driver per experiment (simmim_ray/search/lease.py): a second driver is refused in one line naming the
+"""One driver per experiment (simmim_ray/search/record/lease.py): a second driver is refused in one line naming the
 holder; a holder that died leaves a lease the next driver takes; a new search never joins another search's study."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ledger read with its schema (search/ledger_schema.py): whatever its files hold, reading never raises or hangs,
+"""The ledger read with its schema (search/record/ledger_schema.py): whatever its files hold, reading never raises or hangs,
 returns exactly the events that pass the schema, warns once per line it skips, and the results table and report
 built from what it returns do not raise either. Hypothesis damages valid ledgers; each failure seen in the field
 has a test of its own. No Ray."""

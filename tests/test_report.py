@@ -1,4 +1,4 @@
-"""The answer as search/report.py derives it from ledger-like events (no Ray, no torch): the `--json` contract, what
+"""The answer as search/answer/report.py derives it from ledger-like events (no Ray, no torch): the `--json` contract, what
 the text says about how the winner was chosen, and that test numbers are reported but never choose."""
 from __future__ import annotations
 

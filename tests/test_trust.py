@@ -1,4 +1,4 @@
-"""No unpickling of what this machine's searches did not write (simmim_ray/search/trust.py): keyed digests of Tune's
+"""No unpickling of what this machine's searches did not write (simmim_ray/search/record/trust.py): keyed digests of Tune's
 pickles, recorded before Tune copies them into the experiment, checked before `--resume` unpickles anything."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Strict, bounded YAML (simmim_ray/yamlio.py) and `--set` values."""
+"""Strict, bounded YAML (simmim_ray/io/yamlio.py) and `--set` values."""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,5 @@
 """`simmim-ray report DIR`: the answer of an experiment (finished, running or interrupted), from its ledger:
-Pareto front, confirmation, winner, baselines (the `--json` contract: search/report.py)."""
+Pareto front, confirmation, winner, baselines (the `--json` contract: search/answer/report.py)."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """One SimMIM run on one rank: data, model, optimiser, per-epoch pre-training, proxy and final evaluation.
 
-Pure PyTorch. The Ray worker (simmim_ray/train/worker.py) drives it; tests drive it directly with world_size=1.
+Pure PyTorch. The Ray worker (simmim_ray/train/trial_loop.py) drives it; tests drive it directly with world_size=1.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""YAML <-> Config (kept out of the pure core): bounded, strict YAML (yamlio.py), `--set key=value` overrides."""
+"""YAML <-> Config (kept out of the pure core): bounded, strict YAML (io/yamlio.py), `--set key=value` overrides."""
 from __future__ import annotations
 
 from typing import Any

@@ -9,7 +9,7 @@ import torch
 from simmim_ray.io import storage as sio
 from simmim_ray.config import Config
 
-CHECKPOINT_FILE = "state.pt"  # in every Train checkpoint directory (written by train/worker.py)
+CHECKPOINT_FILE = "state.pt"  # in every Train checkpoint directory (written by train/trial_loop.py)
 
 
 def latest_checkpoint(run_dir: str, hint: str = "") -> str | None:

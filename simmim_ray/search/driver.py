@@ -1,6 +1,6 @@
 """`simmim-ray search`: Ray Tune runs trials, Optuna proposes configs, the answer is the smallest feasible model.
 
-The experiment directory and its records: search/experiment.py.
+The experiment directory and its records: search/record/experiment.py.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
 
 
 def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
-    """Write results.parquet, history.parquet; confirm and measure the baselines (`runner`: search/answer.py;
+    """Write results.parquet, history.parquet; confirm and measure the baselines (`runner`: search/answer/answer.py;
     None: only what the ledger holds); best/, pareto.png, TensorBoard HParams; print the report. Exit 3 when
     nothing is feasible on validation, or no candidate confirms on validation with fresh seeds."""
     from simmim_ray.search.answer import hparams, report, tables as results

@@ -16,7 +16,7 @@ from simmim_ray.search.record.db_url import without_password
 
 SCHEDULERS = ("constraint", "asha", "fifo")  # search/schedulers.py
 FEASIBILITY = ("mean", "lower-bound")  # what of a candidate's fresh-seed validation accuracy meets the target
-RESEED = ("finetune", "pretrain")  # what confirmation re-seeds (search/confirm.py)
+RESEED = ("finetune", "pretrain")  # what confirmation re-seeds (search/answer/confirm.py)
 SAMPLERS = ("tpe", "random")
 DEFAULT_SPACE = "digits_quick"  # a bundled space (search_spaces/)
 DEFAULT_ROOT = "experiments"  # where new experiments go: <root>/<name>/
@@ -63,7 +63,7 @@ class SearchSettings:
     max_failures: int = 1
     seed: int = 0
     # Optuna storage URL; "": <experiment>/study.db (SQLite). A password in it is kept in memory only (to_dict and
-    # repr leave it out: search/db_url.py)
+    # repr leave it out: search/record/db_url.py)
     study_db: str = field(default="", repr=False)
     points: str = ""
     # size-ladder points tried first (capped at half the trials); 0: off. Off by default: on the default digits
@@ -73,7 +73,7 @@ class SearchSettings:
     config_path: str = ""
     overrides: tuple = ()
     address: str = ""
-    # after the search (search/answer.py): the `confirm` smallest trials feasible on validation are measured again
+    # after the search (search/answer/answer.py): the `confirm` smallest trials feasible on validation are measured again
     # with `confirm_seeds` fresh seeds (re-seeding `confirm_reseed`), chosen on validation, test reported; 0: off
     confirm: int = 3
     confirm_seeds: int = 3

@@ -77,7 +77,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
                  lean: bool | None = None, remeasure: Remeasure | None = None) -> TorchTrainer:
     """`shared`: the data already loaded by the caller (`share_splits`); used when it matches `cfg`'s data.
     `eval_splits`: what the final evaluation measures. `seed_runs`: a confirmation or baseline job
-    (train/seed_runs.py) instead of a trial. `lean`: the trial path (None: this Ray's,
+    (train/seed_loop.py) instead of a trial. `lean`: the trial path (None: this Ray's,
     simmim_ray._compat.trial_path). `remeasure`: a search trial's borderline final accuracy is measured again."""
     if lean is None:
         from simmim_ray._compat import trial_path

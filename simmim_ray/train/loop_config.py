@@ -10,7 +10,7 @@ from simmim_ray.config import Config
 
 @dataclass(frozen=True)
 class SeedRuns:
-    """A confirmation or baseline job (simmim_ray/search/confirm.py): one Train job measures one architecture on
+    """A confirmation or baseline job (simmim_ray/search/answer/confirm.py): one Train job measures one architecture on
     validation and test under several seeds, one after the other (each Train job has a fixed start-up cost that a
     fine-tune of a small model does not dwarf).
 
@@ -49,7 +49,7 @@ class LoopConfig:
     eval_splits: tuple[str, ...] = ("val",)  # splits the final evaluation measures ("test" only outside a search)
     splits_ref: Any = None  # the driver's splits in the object store (ObjectRef), or None: each worker loads them
     stream: Any = None  # a streamed source's train.datasets.StreamSetup (scan, Ray Data's CPUs); None: in memory
-    seed_runs: SeedRuns | None = None  # set: the workers run these seeds (train/seed_runs.py), not a trial
+    seed_runs: SeedRuns | None = None  # set: the workers run these seeds (train/seed_loop.py), not a trial
     remeasure: Remeasure | None = None  # a search trial: measure a borderline final accuracy again
 
     def cfg(self) -> Config:

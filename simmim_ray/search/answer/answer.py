@@ -1,7 +1,7 @@
 """The stage after a search, on the driver: confirmation of the smallest candidates (re-measured on validation with
 fresh seeds, which decides; test measured in the same runs, reported only), the baselines, best/. Each result is
 appended to the ledger as it arrives (CONFIRMATION, BASELINE events); the answer itself is derived from the ledger
-(search/report.py), so a resumed search measures nothing twice and `simmim-ray report` says exactly what the search
+(search/answer/report.py), so a resumed search measures nothing twice and `simmim-ray report` says exactly what the search
 said.
 
 Event fields. CONFIRMATION: trial_id, job (Train run name), mode (finetune | pretrain), seeds (asked), runs (one
@@ -37,7 +37,7 @@ class Runner:
 
 
 def run_answer(s, exp: Experiment, rows: list[dict], runner: Runner) -> dict:
-    """Runs whatever of the stage is not in the ledger yet; -> the report (search/report.py)."""
+    """Runs whatever of the stage is not in the ledger yet; -> the report (search/answer/report.py)."""
     lf = runner.base.eval.labeled_fraction
     if not exp.ledger.events(lg.BASELINE, name=PIXEL_LOGREG):
         _pixel_logreg(exp, runner, lf)

@@ -1,6 +1,6 @@
 """Reference points for the answer, on the same labelled images and test split as the search and confirmation:
 a logistic regression on raw pixels (here, on the driver), and the winner's architecture trained from scratch
-with the same fine-tune recipe and seeds (a Train job planned by search/confirm.py)."""
+with the same fine-tune recipe and seeds (a Train job planned by search/answer/confirm.py)."""
 from __future__ import annotations
 
 import numpy as np

@@ -5,7 +5,7 @@ measure test, which is only reported: nothing here reads it.
 The search's winner is optimistically biased (chosen as the best of many noisy measurements) and rests on one seed;
 fresh seeds give each candidate a measurement no search decision was fitted to. Choosing among the candidates by
 test would move that bias onto the reported test accuracy (the winner's curse), so the choice stays on validation
-and test remains a measurement nothing chose on. Pure decisions here; `search/seed_jobs.py` runs the Train jobs.
+and test remains a measurement nothing chose on. Pure decisions here; `search/answer/seed_jobs.py` runs the Train jobs.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class Measured:
 
 
 def merge(events: list[dict], seeds: tuple[int, ...]) -> dict[str, Measured]:
-    """Job events (as search/answer.py records them) -> {trial_id: Measured}, keeping the runs of `seeds` only; a
+    """Job events (as search/answer/answer.py records them) -> {trial_id: Measured}, keeping the runs of `seeds` only; a
     seed measured twice (a job run again after a crash between its last report and its event) counts once."""
     out: dict[str, Measured] = {}
     for e in events:

@@ -56,7 +56,7 @@ def hyperparameters(row: dict, keys: list[str]) -> dict:
 
 def write(exp: Experiment, s, rows: list[dict], history: list[dict], rep: dict) -> None:
     """Writes the table for every trial in `rows` (results rows with `feasible`), with the confirmed test
-    accuracies of `rep` (search/report.py)."""
+    accuracies of `rep` (search/answer/report.py)."""
     from torch.utils.tensorboard.summary import hparams
 
     if not rows:

@@ -1,4 +1,4 @@
-"""Runs confirmation and baseline jobs (search/confirm.py plans them) as Ray Train jobs, as many at once as the
+"""Runs confirmation and baseline jobs (search/answer/confirm.py plans them) as Ray Train jobs, as many at once as the
 search runs trials, and hands each finished job's results to the driver as it ends."""
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def _row(name: str, config: dict, results: list[dict], ended: dict) -> dict:
     checkpoint = ended.get("checkpoint_path") or next(
         (r["checkpoint_path"] for r in reversed(results) if r.get("checkpoint_path")), "")
     row = {m: (last.get(m) if status == lg.COMPLETE or m in (PARAMS, FLOPS) else None) for m in METRICS}
-    # how far the accuracy could be off by the luck of which images validation holds (search/stats.py)
+    # how far the accuracy could be off by the luck of which images validation holds (search/answer/stats.py)
     low, high = wilson_interval(row[VAL_ACCURACY], row[VAL_COUNT] or 0) if row[VAL_ACCURACY] is not None else (
         None, None)
     return {"trial_id": name, "status": status, **config, **row, VAL_ACCURACY_LOW: low, VAL_ACCURACY_HIGH: high,
@@ -90,7 +90,7 @@ def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
 
 def write_outputs(exp: Experiment, target: float, size_metric: str) -> list[dict]:
     """The tables, pareto.png and best/ of the smallest trial feasible on validation (the search itself writes
-    best/ from its confirmed answer: search/answer.py)."""
+    best/ from its confirmed answer: search/answer/answer.py)."""
     rows, _ = write_tables(exp, target, size_metric)
     best = winner(rows, size_metric)
     plot_pareto(exp, rows, target, size_metric, best)

@@ -4,14 +4,14 @@ Layout of <experiment>/ (every name is a constant below):
 
     settings.json     the search's settings (search/settings.py), written when it starts and on each --resume
     inputs/           copies of the space and base-config files: a resumed, moved or copied experiment reads these
-    ledger/           the ledger: every event of the experiment, append-only (search/ledger.py)
+    ledger/           the ledger: every event of the experiment, append-only (search/record/ledger.py)
     study.db          the Optuna study (SQLite), unless --study-db names another database
     train_runs/<t>/   Ray Train's checkpoints of trial t;   tb/<t>/  its TensorBoard files
     <t>/, tuner.pkl, experiment_state-*.json, ...   Ray Tune's own state (what Tuner.restore reads)
     results.parquet, history.parquet, best/, pareto.png   derived from the ledger when a search ends
     trial_path        the trial path the search runs (lean or public, simmim_ray/_compat); a resume keeps it
-    .lease            held by the one driver running the experiment (search/lease.py)
-    trust/            keyed digests of Tune's pickles, checked before --resume unpickles them (search/trust.py)
+    .lease            held by the one driver running the experiment (search/record/lease.py)
+    trust/            keyed digests of Tune's pickles, checked before --resume unpickles them (search/record/trust.py)
 
 The ledger is the record of the experiment; results.parquet, history.parquet, `simmim-ray report` and --resume are
 derived from it (plus Optuna's study for the sampler and Tune's state for Tuner.restore, which stay theirs).
@@ -21,9 +21,9 @@ derived from it (plus Optuna's study for the sampler and Tune's state for Tuner.
     exp.ledger.events(ledger.TRIAL_ENDED)                  # every event of a type, oldest first
     exp.ledger.latest(ledger.TRIAL_ENDED, trial_id="trial_3a")
     exp.ledger.final_result("trial_3a")                    # a trial's final report, if recorded
-    results.trial_rows(exp.ledger.events())                # one row per trial (search/results.py)
+    results.trial_rows(exp.ledger.events())                # one row per trial (search/answer/tables.py)
 
-During a search the driver's Tune callback (search/recorder.py) is the only writer of search events: each trial's
+During a search the driver's Tune callback (search/record/recorder.py) is the only writer of search events: each trial's
 start (with its config), each result as it arrives, and its end (status, final metrics, checkpoint, error line).
 Other stages append their own event types (ledger.py reserves CONFIRMATION and BASELINE) in their own files.
 """

@@ -12,7 +12,7 @@ holder.
 - s3:// (through boto3, when installed): the lease object is created only if absent (`If-None-Match: *`) and kept
   alive by a heartbeat; a lease whose holder is gone (its process ended on this host) or whose heartbeat is older
   than STALE_S is taken over with `If-Match` on the stale version, so two drivers reclaiming it at once cannot both
-  win (search/lease_s3.py).
+  win (search/record/lease_s3.py).
 - Other object stores (gs://), or s3:// without boto3: no lease; a warning says so (docs/security.md).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The experiment lease on s3:// (search/lease.py): S3's conditional writes through boto3.
+"""The experiment lease on s3:// (search/record/lease.py): S3's conditional writes through boto3.
 
 pyarrow's S3 file system cannot write conditionally, so boto3 (imported here: this module fails to import without
 it) talks to the same bucket, with the endpoint and region the URI's query gives pyarrow. The lease object is

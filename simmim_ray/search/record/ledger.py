@@ -1,6 +1,6 @@
 """The experiment's ledger: one append-only record of what happened to it, as JSON lines. No Ray.
 
-An event is one JSON object: `{"event": TYPE, "time": unix seconds, **fields}`; search/ledger_schema.py holds each
+An event is one JSON object: `{"event": TYPE, "time": unix seconds, **fields}`; search/record/ledger_schema.py holds each
 type's fields and rules. Events live under <experiment>/ledger/ in one file per stream: a search trial's events in
 `<trial_id>.jsonl`, every other event in `<event type>.jsonl`. So each file has one writer, and on an object store
 (no append: each append rewrites the object) an append rewrites one small file, not the experiment's whole history.

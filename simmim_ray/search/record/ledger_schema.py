@@ -1,17 +1,17 @@
 """The ledger's schema: each event type's fields with their types and ranges, in one place. The reader
-(search/ledger.py) keeps only the events `problem` passes; a line that fails is skipped with one warning naming the
+(search/record/ledger.py) keeps only the events `problem` passes; a line that fails is skipped with one warning naming the
 rule. Pure Python.
 
 What each writer puts in each event; `event` (the type) and `time` (unix seconds) are in every one:
 
-  search_started  search/experiment.py  settings (settings.json's object), inputs ({file name: sha256}), resumed
-  trial_started   search/recorder.py    trial_id, config ({dotted config key: the trial's value})
-  trial_result    search/recorder.py    trial_id, result (one report of the trial: REPORT)
-  trial_ended     search/recorder.py    trial_id, status (complete | pruned | error | interrupted), metrics (the final
+  search_started  search/record/experiment.py  settings (settings.json's object), inputs ({file name: sha256}), resumed
+  trial_started   search/record/recorder.py    trial_id, config ({dotted config key: the trial's value})
+  trial_result    search/record/recorder.py    trial_id, result (one report of the trial: REPORT)
+  trial_ended     search/record/recorder.py    trial_id, status (complete | pruned | error | interrupted), metrics (the final
                                         report: REPORT), checkpoint_path, error (one line), epochs, wall_s
-  confirmation    search/answer.py      trial_id, job (Train run name), mode (finetune | pretrain), seeds, runs (one
+  confirmation    search/answer/answer.py      trial_id, job (Train run name), mode (finetune | pretrain), seeds, runs (one
                                         RUN per seed measured), params, flops, error, started, wall_s, gpu_seconds
-  baseline        search/answer.py      name: scratch (the confirmation fields; mode scratch) or pixel_logreg
+  baseline        search/answer/answer.py      name: scratch (the confirmation fields; mode scratch) or pixel_logreg
                                         (test_accuracy, test_count, labeled_images, labeled_fraction, skipped)
 
 Every number is finite, and every integer fits in 64 bits (results.parquet holds them).
@@ -44,7 +44,7 @@ TRIAL_EVENTS = (TRIAL_STARTED, TRIAL_RESULT, TRIAL_ENDED)
 # by the search that resumed it (Tune had not saved it)
 COMPLETE, PRUNED, ERROR, INTERRUPTED, RUNNING = "complete", "pruned", "error", "interrupted", "running"
 STATUSES = (COMPLETE, PRUNED, ERROR, INTERRUPTED)
-PIXEL_LOGREG, SCRATCH = "pixel_logreg", "scratch"  # the baselines (search/baselines.py)
+PIXEL_LOGREG, SCRATCH = "pixel_logreg", "scratch"  # the baselines (search/answer/baselines.py)
 MODES = (*RESEED_MODES, SCRATCH)  # a confirmation's re-seed mode, or the scratch baseline's
 MAX_DEPTH = 32  # nesting of a free-form value (a report's other keys, the settings): deeper is no record of ours
 
@@ -192,7 +192,7 @@ REPORT = Fields(optional={
     **{k: Nullable(AMOUNT) for k in (PARAMS, FLOPS, IMAGES_PER_S, TRAIN_SECONDS, "time_total_s")},
     **{k: Nullable(REAL) for k in (LOSS, LOSS_MASKED, LOSS_VISIBLE)},
     DONE: FLAG, REPLAYED: FLAG, "checkpoint_path": TEXT})
-# validation decides (search/confirm.py), test is reported: a run needs both
+# validation decides (search/answer/confirm.py), test is reported: a run needs both
 RUN = Fields(required={"seed": COUNT, VAL_ACCURACY: FRACTION, TEST_ACCURACY: FRACTION}, optional={
     VAL_COUNT: COUNT, TEST_COUNT: COUNT, "seconds": AMOUNT,
     "cpu_seconds": AMOUNT, "pretrain_epochs": COUNT})

@@ -1,7 +1,7 @@
 """The search driver's Tune callback: the one writer of the ledger's trial events, and the terminal's progress.
 
 Each trial's start (with its config), each result as it arrives and its end (status, final metrics, checkpoint,
-error line) are appended to the experiment's ledger (search/ledger.py) the moment Tune hands them to the driver:
+error line) are appended to the experiment's ledger (search/record/ledger.py) the moment Tune hands them to the driver:
 Tune saves its own state only every few seconds, and a driver killed in between must lose nothing that finished.
 For an object-store experiment whose study lives in the driver's cache, the study is copied into the experiment
 before a trial's end is recorded (Tune tells the searcher before its callbacks), so a trial in the ledger is in

@@ -1,6 +1,6 @@
 """Where a search's Optuna study lives: `--study-db URL`, `<exp>/study.db`, or for an object-store experiment a
 SQLite file in the driver's cache that is copied into the experiment (SQLite cannot live on an object store; the
-copy is the experiment's: search/experiment.py)."""
+copy is the experiment's: search/record/experiment.py)."""
 from __future__ import annotations
 
 import os

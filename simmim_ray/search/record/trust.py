@@ -7,7 +7,7 @@ path in the experiment and its bytes) in `<experiment>/trust/pickle_digests.json
 (`$XDG_CONFIG_HOME/simmim-ray/experiment.key`, 0600), and `--resume` refuses a file whose digest is not recorded,
 before Ray starts, unless `--trust-experiment` vouches for the experiment.
 
-The record is written before Tune copies a file into the experiment (search/trust_callback.py), so a driver killed
+The record is written before Tune copies a file into the experiment (search/record/trust_callback.py), so a driver killed
 at any moment leaves an experiment that verifies, except tuner.pkl: Tune writes it into the experiment itself when
 the search starts, and a kill before it is recorded leaves it unrecorded: refused, with the way to accept it.
 """

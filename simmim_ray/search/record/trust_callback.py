@@ -1,4 +1,4 @@
-"""The driver's Tune callback that keeps search/trust.py's record current while the search runs.
+"""The driver's Tune callback that keeps search/record/trust.py's record current while the search runs.
 
 Tune saves its experiment state into a staging directory on the driver (the experiment state, then the searcher,
 then its callbacks' states), and only then starts copying that directory into the experiment. It asks every

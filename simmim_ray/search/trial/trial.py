@@ -41,7 +41,7 @@ def make_trial_fn(base: dict, res: Resources, exp_uri: str, max_failures: int, s
         if stored is not None:
             # A restored search re-launches trials that finished after Tune's last state save: report the
             # recorded final result instead of training again. (A run whose end never reached the ledger is
-            # restored by Train from its last checkpoint and reports its final metrics again: train/worker.py.)
+            # restored by Train from its last checkpoint and reports its final metrics again: train/trial_loop.py.)
             tune.report({**stored, REPLAYED: True})
             return
         wiring = TrialWiring(lean)  # how Train's reports reach Tune and how Tune stops the run
