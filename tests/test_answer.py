@@ -57,14 +57,14 @@ def install_jobs(monkeypatch, test_of=lambda trial, acc, seed: acc + 0.001 * (se
     that, seed) on test; -> the list of what ran."""
     ran = []
 
-    def run_jobs(specs, res, storage_path, concurrency, shared, max_failures, on_done):
-        for spec in specs:
-            job = spec.job
-            ran.append((job.kind, job.trial_id, job.mode, job.seeds, bool(spec.init_path)))
+    def run_jobs(jobs, configs, setup, storage_path, on_done):
+        for job in jobs:
+            assert job.trial_id in configs
+            ran.append((job.name.split("_")[0], job.trial_id, job.mode, job.seeds, bool(job.init_path)))
             acc = ACC[(job.trial_id, job.mode)]
             runs = [{"seed": x, VAL_ACCURACY: acc, VAL_COUNT: 300, TEST_ACCURACY: test_of(job.trial_id, acc, x),
                      "test_count": 300, "cpu_seconds": 2.0, "pretrain_epochs": 0} for x in job.seeds]
-            if on_done(spec, {"runs": runs, PARAMS: 1, FLOPS: 2}, "", 1.5):
+            if on_done(job, {"runs": runs, PARAMS: 1, FLOPS: 2}, "", 1.5):
                 break
 
     monkeypatch.setattr("simmim_ray.search.answer.seed_jobs.run_jobs", run_jobs)
@@ -78,21 +78,21 @@ def fake_jobs(monkeypatch):
     return install_jobs(monkeypatch)
 
 
-def runner():
-    from simmim_ray.search.answer.answer import Runner
+def job_setup():
+    from simmim_ray.search.answer.seed_jobs import SeedJobSetup
     from simmim_ray.train.launch import Resources
 
-    return Runner(base=Config.from_dict(TINY), res=Resources(workers=1), concurrency=1)
+    return SeedJobSetup(base=Config.from_dict(TINY), res=Resources(workers=1), concurrency=1)
 
 
 def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp_path, fake_jobs, capsys):
     from simmim_ray.cli import main
     from simmim_ray.search.answer.confirm import confirm_seeds
-    from simmim_ray.search.driver import finish
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     exp, s = make_experiment(tmp_path)
     seeds = confirm_seeds(2, s.seed)
-    assert finish(s, exp, runner()) == 0
+    assert run_answer_stage(s, exp, job_setup()) == 0
     # the smallest feasible on validation are confirmed from their own checkpoints, smallest first (one job slot);
     # the search's validation winner falls below the target with fresh seeds, trial_mid confirms, so trial_big's job
     # is not needed and never starts;
@@ -117,7 +117,7 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     assert [e["trial_id"] for e in events if e["event"] == lg.CONFIRMATION] == ["trial_small", "trial_mid"]
     # a resumed search (the same stage again) finds every seed in the ledger and runs nothing
     fake_jobs.clear()
-    assert finish(s, exp, runner()) == 0
+    assert run_answer_stage(s, exp, job_setup()) == 0
     assert fake_jobs == []
     assert len(exp.ledger.events(lg.BASELINE)) == 2  # pixel_logreg and scratch, each once
     capsys.readouterr()
@@ -154,14 +154,14 @@ def test_the_answer_reads_no_test_number(tmp_path, monkeypatch, capsys):
     """Test accuracies turned upside down (the winner's terrible, every other candidate's perfect): the same jobs
     run, the same winner and candidate states, the same best/; test is reported as measured."""
     from simmim_ray.cli import main
-    from simmim_ray.search.driver import finish
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     reps, ran = {}, {}
     for name, test_of in (("plain", lambda t, acc, seed: acc),
                           ("upside_down", lambda t, acc, seed: 0.0 if t == "trial_mid" else 1.0)):
         ran[name] = install_jobs(monkeypatch, test_of)
         exp, s = make_experiment(tmp_path / name)
-        assert finish(s, exp, runner()) == 0
+        assert run_answer_stage(s, exp, job_setup()) == 0
         best = json.loads((tmp_path / name / "exp" / "best" / "metrics.json").read_text())
         assert best["trial_id"] == "trial_mid"
         capsys.readouterr()
@@ -180,10 +180,10 @@ def test_hparams_table_has_every_trial_and_only_the_searched_keys(tmp_path, fake
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from simmim_ray.search.driver import finish
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     exp, s = make_experiment(tmp_path)
-    finish(s, exp, runner())
+    run_answer_stage(s, exp, job_setup())
 
     def hparams_data(run: str) -> dict:
         acc = EventAccumulator(str(tmp_path / "exp" / "tb" / run))
@@ -211,11 +211,12 @@ def test_exit_3_names_the_best_confirmed_when_nothing_confirms(tmp_path, fake_jo
     """Through the command line: the search (its trials replaced by a hand-made ledger) ends with exit 3."""
     import simmim_ray.search.driver as driver
     from simmim_ray.cli import main
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     def run_search(s, space, base, exp, resume):
         made, _ = make_experiment(tmp_path)  # the same experiment directory: <root>/exp
         assert made.uri == exp.uri
-        return driver.finish(s, exp, runner())
+        return run_answer_stage(s, exp, job_setup())
 
     monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)
     monkeypatch.setattr(driver, "run_search", run_search)
@@ -263,7 +264,7 @@ def test_pixel_logreg_stage_on_a_streamed_search_skips_in_one_line(tmp_path):
 
     exp = Experiment(str(tmp_path / "exp"))
     base = Config().with_overrides({"data.source": "parquet", "data.path": str(tmp_path)})
-    runner = SimpleNamespace(base=base, shared=SimpleNamespace(ref=None))
-    answer._pixel_logreg(exp, runner, 0.1)
+    setup = SimpleNamespace(base=base, shared=SimpleNamespace(ref=None))
+    answer._pixel_logreg(exp, setup, 0.1)
     (e,) = exp.ledger.events(lg.BASELINE)
     assert e["test_accuracy"] is None and "streamed" in e["skipped"]

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from simmim_ray.search.answer import confirm as cf
+from simmim_ray.search.settings import FEASIBILITY
 
 SEEDS = (1000, 1001, 1002)
 
@@ -68,15 +69,15 @@ def test_a_seed_measured_twice_counts_once_and_other_seeds_are_ignored():
 
 def test_jobs_loop_over_seeds_and_spread_over_free_slots():
     todo = {"a": SEEDS, "b": SEEDS, "c": ()}
-    one_slot = cf.plan_jobs(cf.CONFIRM, todo, "finetune", slots=1)
+    one_slot = cf.plan_jobs(todo, "finetune", slots=1)
     assert [(j.trial_id, j.seeds) for j in one_slot] == [("a", SEEDS), ("b", SEEDS)]
-    wide = cf.plan_jobs(cf.CONFIRM, todo, "finetune", slots=6)
+    wide = cf.plan_jobs(todo, "finetune", slots=6)
     assert sorted((j.trial_id, j.seeds) for j in wide) == [
         ("a", (1000,)), ("a", (1001,)), ("a", (1002,)), ("b", (1000,)), ("b", (1001,)), ("b", (1002,))]
     # Train run names: stable for the same job (resume continues it), distinct across seed sets and modes
     assert len({j.name for j in wide}) == 6 and one_slot[0].name == cf.plan_jobs(
-        cf.CONFIRM, {"a": SEEDS}, "finetune", 1)[0].name
-    assert one_slot[0].name != cf.plan_jobs(cf.CONFIRM, {"a": SEEDS}, "pretrain", 1)[0].name
+        {"a": SEEDS}, "finetune", 1)[0].name
+    assert one_slot[0].name != cf.plan_jobs({"a": SEEDS}, "pretrain", 1)[0].name
     assert set(cf.confirm_seeds(3, 0)).isdisjoint(cf.confirm_seeds(3, 1))
 
 
@@ -91,7 +92,7 @@ def decisions(events: list[dict]) -> dict:
     cands = cf.candidates(ROWS, 3, "params")
     measured = cf.merge(events, SEEDS)
     out = {}
-    for rule in cf.FEASIBILITY:
+    for rule in FEASIBILITY:
         win, final = cf.pick_winner(cands, measured, SEEDS, 0.9, rule)
         out[rule] = (win and win["trial_id"], final,
                      [cf.state(measured.get(c["trial_id"]), SEEDS, 0.9, rule) for c in cands])

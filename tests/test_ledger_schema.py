@@ -21,7 +21,7 @@ from simmim_ray.search.record import ledger_schema as schema
 from simmim_ray.search.answer import report, tables as results
 from simmim_ray.search.answer.answer import labeled_fraction
 from simmim_ray.search.answer.confirm import confirm_seeds
-from simmim_ray.search.driver import no_answer_message
+from simmim_ray.search.answer.stage import no_answer_message
 from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.record.ledger import Ledger
 from simmim_ray.search.settings import SearchSettings

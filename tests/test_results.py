@@ -116,12 +116,12 @@ def test_report_text_and_json(experiment, capsys):
 
 
 def test_no_feasible_trial_still_writes_report_and_says_best(experiment, capsys):
-    from simmim_ray.search.driver import finish
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     exp, _ = experiment
     s = SearchSettings(space_path="x", name="exp", root="/r", trials=6, target_accuracy=0.99)
     with pytest.raises(NoFeasibleTrial) as e:
-        finish(s, exp)
+        run_answer_stage(s, exp)
     assert "best was 0.9500 by trial_b" in str(e.value)
     assert os.path.exists(exp.path("results.parquet")) and os.path.exists(exp.path("pareto.png"))
     assert not os.path.exists(exp.path("best"))

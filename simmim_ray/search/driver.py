@@ -8,12 +8,14 @@ import logging
 import os
 
 from simmim_ray.config import Config
-from simmim_ray.errors import NoFeasibleTrial, UserError
-from simmim_ray.metrics import (CONFIRM_VAL_ACCURACY_MEAN, CONFIRM_VAL_ACCURACY_PER_SEED, CONFIRM_VAL_ACCURACY_STD,
-                                EPOCH, TEST_ACCURACY_MEAN, TEST_ACCURACY_STD, VAL_ACCURACY)
+from simmim_ray.errors import UserError
+from simmim_ray.metrics import EPOCH, VAL_ACCURACY
+from simmim_ray.search.answer.seed_jobs import SeedJobSetup
+from simmim_ray.search.answer.stage import run_answer_stage
 from simmim_ray.search.record.experiment import TB, TRIAL_PATH, Experiment
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.space import SearchSpace
+from simmim_ray.train.resources import check_fits
 
 
 def reuse_actors(lean: bool) -> bool:
@@ -33,10 +35,9 @@ def default_concurrency(s: SearchSettings, cluster: dict) -> int:
     return max(1, fit)
 
 
-def check_fits(s: SearchSettings, cluster: dict, where: str = "the Ray cluster") -> None:
-    from simmim_ray.train.resources import check_fits as fits
-
-    fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, cluster, "--workers-per-trial", where,
+def check_trials_fit(s: SearchSettings, cluster: dict, where: str = "the Ray cluster") -> None:
+    """One trial's workers fit `cluster` (train/resources.check_fits, with the search's flags)."""
+    check_fits(s.workers_per_trial, s.cpus_per_worker, s.gpus_per_worker, s.gpu, cluster, "--workers-per-trial", where,
          job="one trial")
 
 
@@ -57,7 +58,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
 
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
-        check_fits(s, cluster)
+        check_trials_fit(s, cluster)
     sio.check_shared_storage(exp.uri, sio.cluster_node_count())
     sio.makedirs(exp.uri)
     if not resume:
@@ -124,9 +125,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     why = finished_reason(storage, s.name)
     if why:
         print(f"simmim-ray search: no more trials: {why}", flush=True)
-    from simmim_ray.search.answer.answer import Runner
-
-    return finish(s, exp, Runner(base, res, concurrency, shared, s.max_failures))
+    return run_answer_stage(s, exp, SeedJobSetup(base, res, concurrency, shared, s.max_failures))
 
 
 def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
@@ -142,52 +141,6 @@ def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
                             f"{path} path; resume with SIMMIM_RAY_TRIAL_PATH={was} (or the Ray the search started "
                             f"with)")
     sio.write_text(record, path)
-
-
-def finish(s: SearchSettings, exp: Experiment, runner=None) -> int:
-    """Write results.parquet, history.parquet; confirm and measure the baselines (`runner`: search/answer/answer.py;
-    None: only what the ledger holds); best/, pareto.png, TensorBoard HParams; print the report. Exit 3 when
-    nothing is feasible on validation, or no candidate confirms on validation with fresh seeds."""
-    from simmim_ray.search.answer import hparams, report, tables as results
-    from simmim_ray.search.answer.answer import export, run_answer
-
-    table, history = results.write_tables(exp, s.target_accuracy, s.size_metric)
-    if runner is not None:
-        rep = run_answer(s, exp, table, runner)
-    else:
-        rep = report.build(s, table, exp.ledger.events(), None)
-        export(exp, table, rep)
-    win = rep["winner"]
-    results.plot_pareto(exp, table, s.target_accuracy, s.size_metric,
-                        next((r for r in table if win and r["trial_id"] == win["trial_id"]), None))
-    hparams.write(exp, s, table, history, rep)
-    print(report.format_text(rep, s), flush=True)
-    print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
-    if win is None:
-        raise NoFeasibleTrial(no_answer_message(s, exp, table, rep))
-    return 0
-
-
-def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep: dict) -> str:
-    best = rep.get("best_confirmed")
-    if best is not None:
-        from simmim_ray.search.answer.report import bound_name
-
-        return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on validation (its "
-                f"{bound_name(s.feasibility)} over {len(best[CONFIRM_VAL_ACCURACY_PER_SEED])} fresh seeds); best "
-                f"confirmed was {best['trial_id']} ({s.size_metric}={best[s.size_metric]:.4g}) at "
-                f"{best[CONFIRM_VAL_ACCURACY_MEAN]:.4f} ± "
-                f"{best[CONFIRM_VAL_ACCURACY_STD]:.4f} on validation (test {best[TEST_ACCURACY_MEAN]:.4f} ± "
-                f"{best[TEST_ACCURACY_STD]:.4f}, reported only); report written to {exp.uri}")
-    if rep.get("answer") == "pending":
-        return f"confirmation did not finish; continue it with --resume {exp.uri}"
-    from simmim_ray.search.answer.tables import measured
-
-    top = max((r for r in table if measured(r, s.size_metric)), key=lambda r: r[VAL_ACCURACY], default=None)
-    if top is None:
-        return f"no trial finished; see {exp.uri}/results.parquet"
-    return (f"no trial reached accuracy >= {s.target_accuracy:g}; best was {top[VAL_ACCURACY]:.4f} by "
-            f"{top['trial_id']} ({s.size_metric}={top[s.size_metric]:.4g}); report written to {exp.uri}")
 
 
 def make_searcher(s: SearchSettings, space: SearchSpace, base: Config, points: list[dict], storage=None):

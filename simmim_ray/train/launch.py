@@ -1,4 +1,5 @@
-"""Driver side of one training job: builds the Ray `TorchTrainer` around `worker.train_loop`.
+"""Driver side of one training job: builds the Ray `TorchTrainer` around `worker_loop`, which runs a training run
+(train/trial_loop.py) or a seed job (train/seed_loop.py) on every worker.
 
 Used by `simmim-ray train` (directly) and by each Tune trial of `simmim-ray search`.
 """
@@ -13,7 +14,7 @@ import ray.train
 from ray.train.torch import TorchTrainer
 
 from simmim_ray.config import Config
-from simmim_ray.train.loop_config import LoopConfig, Remeasure, SeedRuns
+from simmim_ray.train.loop_config import LoopConfig, Remeasure, SeedJob
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
@@ -34,13 +35,19 @@ def apply_ray_env_defaults() -> None:
         os.environ.setdefault(k, v)
 
 
-def train_loop(train_loop_config: dict) -> None:
-    """Every Train worker's entry point (Ray passes `train_loop_config`, a dict holding our `LoopConfig`). The
-    worker module (torchvision, the engine) is imported here, in the workers, so the trial process that only
-    builds the trainer never pays for it."""
-    from simmim_ray.train.trial_loop import train_loop as loop
+def worker_loop(train_loop_config: dict) -> None:
+    """Every Train worker's entry point (Ray's `train_loop_per_worker`; `train_loop_config` is a dict holding our
+    `LoopConfig`): a seed job's loop or a training run's. The loops (torchvision, the engine) are imported here, in
+    the workers, so the trial process that only builds the trainer never pays for them."""
+    loop = train_loop_config[LOOP_KEY]
+    if loop.seed_job is not None:  # a confirmation or the scratch baseline, not a training run
+        from simmim_ray.train.seed_loop import seed_loop
 
-    loop(train_loop_config[LOOP_KEY])
+        seed_loop(loop)
+    else:
+        from simmim_ray.train.trial_loop import trial_loop
+
+        trial_loop(loop)
 
 
 LOOP_KEY = "loop"
@@ -72,13 +79,25 @@ class Resources:
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
-                 max_failures: int = 1, callbacks: list | None = None, shared: "SharedSplits | None" = None,
-                 eval_splits: tuple[str, ...] = ("val",), seed_runs: SeedRuns | None = None,
+                 max_failures: int = 1, callbacks: list | None = None, shared: SharedSplits | None = None,
+                 eval_splits: tuple[str, ...] = ("val",), seed_job: SeedJob | None = None,
                  lean: bool | None = None, remeasure: Remeasure | None = None) -> TorchTrainer:
-    """`shared`: the data already loaded by the caller (`share_splits`); used when it matches `cfg`'s data.
-    `eval_splits`: what the final evaluation measures. `seed_runs`: a confirmation or baseline job
-    (train/seed_loop.py) instead of a trial. `lean`: the trial path (None: this Ray's,
-    simmim_ray._compat.trial_path). `remeasure`: a search trial's borderline final accuracy is measured again."""
+    """The `TorchTrainer` of one training job: a training run (`simmim-ray train`, a search trial) or a seed job.
+
+    Args:
+        cfg: the run's resolved config.
+        res: workers, CPUs / GPUs per worker, torch threads, placement, and the job's share of the cluster.
+        storage_path: where Train keeps the run (local path or URI); the run is `<storage_path>/<name>`.
+        name: the Train run name; a run of the same name is resumed from its latest checkpoint.
+        tb_dir: rank 0's TensorBoard directory; None: no TensorBoard.
+        max_failures: worker-group restarts Train makes before the job fails.
+        callbacks: Train run callbacks (a search trial's wiring to Tune).
+        shared: the data already loaded by the caller (`share_splits`); used when it matches `cfg`'s data.
+        eval_splits: what the final evaluation measures ("test" only outside a search).
+        seed_job: run this seed job (train/seed_loop.py) instead of a training run.
+        lean: the trial path (None: this Ray's, simmim_ray._compat.trial_path).
+        remeasure: a search trial's borderline final accuracy is measured again with more fine-tune seeds.
+    """
     if lean is None:
         from simmim_ray._compat import trial_path
 
@@ -97,12 +116,12 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     elif match and (shared.has_masks or cfg.loss.fgbg_weight == 0):
         ref = shared.ref
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream=stream, seed_runs=seed_runs, remeasure=remeasure)
+                      splits_ref=ref, stream=stream, seed_job=seed_job, remeasure=remeasure)
     worker_res = {"CPU": worker_cpus}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker
     return trainer_cls(
-        train_loop,
+        worker_loop,
         train_loop_config={LOOP_KEY: loop},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpu,
                                                resources_per_worker=worker_res,

@@ -1,68 +1,66 @@
-"""Runs confirmation and baseline jobs (search/answer/confirm.py plans them) as Ray Train jobs, as many at once as the
-search runs trials, and hands each finished job's results to the driver as it ends."""
+"""Runs seed jobs (train/loop_config.SeedJob: a confirmation or the scratch baseline; search/answer/confirm.py plans
+them) as Ray Train jobs, as many at once as the search runs trials, and hands each finished job's results to the
+driver as it ends."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from simmim_ray.config import Config
-from simmim_ray.search.answer.confirm import Job
+from simmim_ray.search.progress import summarise_error
+from simmim_ray.train.loop_config import SeedJob
 
-INIT_PATH_MODES = ("finetune",)  # modes that start from the trial's pre-trained checkpoint
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """What a job needs besides its `Job`: the trial's resolved config and (finetune) its checkpoint."""
-
-    job: Job
-    config: dict
-    init_path: str = ""
+if TYPE_CHECKING:  # the driver's Ray Train types: importing them here would start Ray's import for `report`
+    from simmim_ray.train.launch import Resources, SharedSplits
 
 
-def _fit(spec: JobSpec, res, storage_path: str, shared, max_failures: int) -> dict:
+@dataclass
+class SeedJobSetup:
+    """What every seed job of a search shares: the search's base config, its trial resources, how many jobs run at
+    once (as many as the search runs trials), the data the driver already loaded, and Train's failure budget."""
+
+    base: Config
+    res: Resources
+    concurrency: int
+    shared: SharedSplits | None = None
+    max_failures: int = 1
+
+
+def _fit(job: SeedJob, config: dict, setup: SeedJobSetup, storage_path: str) -> dict:
     """In a Ray task: one Train job; -> its final report (every seed's result). The task holds no CPU: it only
     waits on its Train controller, as a search trial's function does."""
-    from simmim_ray.train.launch import make_trainer
-    from simmim_ray.train.loop_config import SeedRuns
+    from simmim_ray.train.launch import make_trainer  # Ray Train: imported in the task, not by `report`
 
-    job = spec.job
-    trainer = make_trainer(Config.from_dict(spec.config), res, storage_path=storage_path, name=job.name,
-                           tb_dir=None, max_failures=max_failures, shared=shared,
-                           seed_runs=SeedRuns(job.mode, job.seeds, spec.init_path))
+    trainer = make_trainer(Config.from_dict(config), setup.res, storage_path=storage_path, name=job.name,
+                           tb_dir=None, max_failures=setup.max_failures, shared=setup.shared, seed_job=job)
     result = trainer.fit()
     return dict(result.metrics or {})
 
 
-def run_jobs(specs: list[JobSpec], res, storage_path: str, concurrency: int, shared, max_failures: int,
-             on_done: Callable[[JobSpec, dict, str, float], bool]) -> None:
-    """Runs `specs` in order, at most `concurrency` at once; `on_done(spec, metrics, error, wall_s)` as each one
-    ends (`error`: one line, metrics {} when the job failed); when it returns True, no further job starts. Jobs
-    run in Ray tasks so several Train jobs proceed together; the driver only waits."""
-    import ray
+def run_jobs(jobs: list[SeedJob], configs: dict[str, dict], setup: SeedJobSetup, storage_path: str,
+             on_done: Callable[[SeedJob, dict, str, float], bool]) -> None:
+    """Runs `jobs` in order (`configs`: each trial's resolved config, by trial id), at most `setup.concurrency` at
+    once; `on_done(job, metrics, error, wall_s)` as each one ends (`error`: one line, metrics {} when the job
+    failed); when it returns True, no further job starts. Jobs run in Ray tasks so several Train jobs proceed
+    together; the driver only waits."""
+    import ray  # the answer stage's pure parts (and `report`) import this module without Ray
 
-    if not specs:
+    if not jobs:
         return
     fit = ray.remote(num_cpus=0, max_retries=0)(_fit)
-    pending = list(specs)
+    pending = list(jobs)
     running: dict = {}
     while pending or running:
-        while pending and len(running) < max(1, concurrency):
-            spec = pending.pop(0)
-            running[fit.remote(spec, res, storage_path, shared, max_failures)] = (spec, time.time())
+        while pending and len(running) < max(1, setup.concurrency):
+            job = pending.pop(0)
+            running[fit.remote(job, configs[job.trial_id], setup, storage_path)] = (job, time.time())
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
-            spec, started = running.pop(ref)
+            job, started = running.pop(ref)
             try:
                 metrics, error = ray.get(ref), ""
             except Exception as e:  # noqa: BLE001 - one failed job leaves its candidate unconfirmed, not the rest
-                metrics, error = {}, _one_line(e)
-            if on_done(spec, metrics, error, time.time() - started):
+                metrics, error = {}, summarise_error(str(e)) or type(e).__name__
+            if on_done(job, metrics, error, time.time() - started):
                 pending.clear()  # decided: jobs not started yet are not needed (running ones finish)
-
-
-def _one_line(e: Exception) -> str:
-    from simmim_ray.search.progress import summarise_error
-
-    return summarise_error(str(e)) or type(e).__name__
