@@ -17,7 +17,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
-from simmim_ray.search.record.lease import Lease, Owner, in_use
+from simmim_ray.search.record.lease_owner import Lease, Owner, in_use
 
 HEARTBEAT_S = 30.0
 # a holder that missed several heartbeats is gone (a killed driver cannot release its lease)
