@@ -13,7 +13,7 @@ from simmim_ray.config import Config
 from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY, VAL_COUNT
 from simmim_ray.models import build_simmim
-from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record import ledger
 from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
 
@@ -24,14 +24,14 @@ ACC = {("trial_small", "finetune"): 0.70, ("trial_mid", "finetune"): 0.86, ("tri
        ("trial_mid", "scratch"): 0.60, ("trial_small", "scratch"): 0.50}
 
 
-def add_trial(exp: Experiment, name: str, embed: int, val: float | None, params: int, status=lg.COMPLETE):
-    exp.ledger.append(lg.TRIAL_STARTED, trial_id=name, config={"model.embed_dim": embed, "loss.type": "l1"})
-    exp.ledger.append(lg.TRIAL_RESULT, trial_id=name, result={EPOCH: 1, PROXY_KNN: 0.3, PARAMS: params, FLOPS: 1})
+def add_trial(exp: Experiment, name: str, embed: int, val: float | None, params: int, status=ledger.COMPLETE):
+    exp.ledger.append(ledger.TRIAL_STARTED, trial_id=name, config={"model.embed_dim": embed, "loss.type": "l1"})
+    exp.ledger.append(ledger.TRIAL_RESULT, trial_id=name, result={EPOCH: 1, PROXY_KNN: 0.3, PARAMS: params, FLOPS: 1})
     final = {EPOCH: 2, PROXY_KNN: 0.4, PARAMS: params, FLOPS: 2 * params}
     if val is not None:
         final.update({VAL_ACCURACY: val, VAL_COUNT: 300, "done": True})
-    exp.ledger.append(lg.TRIAL_RESULT, trial_id=name, result=final)
-    exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=status, metrics=final, checkpoint_path="", error="",
+    exp.ledger.append(ledger.TRIAL_RESULT, trial_id=name, result=final)
+    exp.ledger.append(ledger.TRIAL_ENDED, trial_id=name, status=status, metrics=final, checkpoint_path="", error="",
                       epochs=2, wall_s=5.0)
     cfg = Config.from_dict(TINY).with_overrides({"model.embed_dim": embed})
     ck = os.path.join(exp.train_runs(), name, "checkpoint_2026-01-01_00-00-00.000000")
@@ -48,7 +48,7 @@ def make_experiment(root, **settings) -> tuple[Experiment, SearchSettings]:
     add_trial(exp, "trial_mid", 32, 0.85, 5_000)
     add_trial(exp, "trial_big", 48, 0.95, 9_000)
     add_trial(exp, "trial_low", 8, 0.50, 500)  # below target on validation
-    add_trial(exp, "trial_cut", 24, None, 3_000, status=lg.PRUNED)
+    add_trial(exp, "trial_cut", 24, None, 3_000, status=ledger.PRUNED)
     return exp, s
 
 
@@ -114,12 +114,12 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     assert "SimMIM: 0.861 ± 0.001 at 5,000 params; same model from scratch 0.601 ± 0.001; pixel logistic " \
            "regression 0.750" in out
     events = exp.ledger.events()
-    assert [e["trial_id"] for e in events if e["event"] == lg.CONFIRMATION] == ["trial_small", "trial_mid"]
+    assert [e["trial_id"] for e in events if e["event"] == ledger.CONFIRMATION] == ["trial_small", "trial_mid"]
     # a resumed search (the same stage again) finds every seed in the ledger and runs nothing
     fake_jobs.clear()
     assert run_answer_stage(s, exp, job_setup()) == 0
     assert fake_jobs == []
-    assert len(exp.ledger.events(lg.BASELINE)) == 2  # pixel_logreg and scratch, each once
+    assert len(exp.ledger.events(ledger.BASELINE)) == 2  # pixel_logreg and scratch, each once
     capsys.readouterr()
 
     assert main(["report", exp.uri, "--json"]) == 0
@@ -266,5 +266,5 @@ def test_pixel_logreg_stage_on_a_streamed_search_skips_in_one_line(tmp_path):
     base = Config().with_overrides({"data.source": "parquet", "data.path": str(tmp_path)})
     setup = SimpleNamespace(base=base, shared=SimpleNamespace(ref=None))
     answer._pixel_logreg(exp, setup, 0.1)
-    (e,) = exp.ledger.events(lg.BASELINE)
+    (e,) = exp.ledger.events(ledger.BASELINE)
     assert e["test_accuracy"] is None and "streamed" in e["skipped"]

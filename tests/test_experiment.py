@@ -12,7 +12,7 @@ import pytest
 from proc_utils import tree
 
 from simmim_ray.cli import main
-from simmim_ray.search.record import ledger as lg
+from simmim_ray.search.record.ledger import TRIAL_STARTED
 from simmim_ray.search.record.experiment import INPUTS, SETTINGS, Experiment
 from simmim_ray.search.settings import SearchSettings
 
@@ -33,7 +33,7 @@ def started(tmp_path, monkeypatch):
     exp.snapshot_inputs(s)
     exp.save_settings(s)
     exp.record_start(s, resumed=False)
-    exp.ledger.append(lg.TRIAL_STARTED, trial_id="trial_1", config={"mask.ratio": 0.5})
+    exp.ledger.append(TRIAL_STARTED, trial_id="trial_1", config={"mask.ratio": 0.5})
     optuna.create_study(study_name="q", storage=f"sqlite:///{exp.uri}/study.db", directions=["minimize", "maximize"])
     calls = []
     monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)

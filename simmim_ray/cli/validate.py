@@ -137,7 +137,7 @@ def split_budget(args) -> None:
 
 def validate_search(args) -> SearchPlan:
     from simmim_ray.io.configio import load_config, parse_set
-    from simmim_ray.search import settings as st
+    from simmim_ray.search import settings
     from simmim_ray.search.driver import load_points
     from simmim_ray.search.space import load_space
     from simmim_ray.search.record.study_store import check_new_study, check_study
@@ -155,7 +155,7 @@ def validate_search(args) -> SearchPlan:
         space_path, config_path = exp.input_file(s.space_path), exp.input_file(s.config_path)
     else:
         exp = s = None
-        space_path, config_path = space_file(args.space or st.DEFAULT_SPACE), args.config
+        space_path, config_path = space_file(args.space or settings.DEFAULT_SPACE), args.config
     overrides = list(s.overrides) if s else args.set or []
     base = load_config(config_path or None, overrides)
     space = load_space(space_path, base)
@@ -214,8 +214,8 @@ def check_points(path: str, points: list[dict], space, base: Config) -> None:
 def new_settings(args, space, space_path: str):
     """A new search's experiment and settings: the flags given, else the space's values, else SearchSettings'
     defaults; every path absolute, the experiment root writable, the experiment new."""
-    from simmim_ray.io import storage as sio
-    from simmim_ray.search import settings as st
+    from simmim_ray.io import storage
+    from simmim_ray.search import settings
     from simmim_ray.search.record.experiment import Experiment
 
     target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
@@ -223,15 +223,15 @@ def new_settings(args, space, space_path: str):
         raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
     if not 0 < target <= 1:
         raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {excerpt(target)}")
-    root = sio.resolve_storage(args.storage_path or st.DEFAULT_ROOT)[2]  # bad scheme, no bucket, credentials
-    if sio.is_node_local(root):
+    root = storage.resolve_storage(args.storage_path or settings.DEFAULT_ROOT)[2]  # bad scheme, no bucket, credentials
+    if storage.is_node_local(root):
         paths.check_writable_dir(root, "--storage-path")
     name = space.name if args.name is None else args.name
     if not NAME_RE.fullmatch(name):
         flag = "--name" if args.name is not None else f"the space's name {excerpt(name)} (give --name)"
         raise UserError(f"{flag}: an experiment name must be 1-128 letters, digits and _ . + = - "
                         f"(one directory, no / or spaces), but got {excerpt(name)}")
-    trials = args.trials or space.trials or st.default("trials")
+    trials = args.trials or space.trials or settings.default("trials")
     if trials > MAX_TRIALS:
         raise UserError(f"`trials <= {MAX_TRIALS:,}` (--trials, or `trials:` in the space) must hold, but got "
                         f"{excerpt(trials)}")
@@ -245,13 +245,13 @@ def new_settings(args, space, space_path: str):
 
         check(given["study_db"], "--study-db")
         given["study_db"] = _absolute_sqlite(given["study_db"])
-    s = st.SearchSettings(**{
+    s = settings.SearchSettings(**{
         **given, "space_path": paths.absolute(space_path), "name": name, "root": root, "trials": trials,
         "target_accuracy": float(target), "size_metric": args.size_metric or space.size_metric,
         "points": paths.absolute(args.points, "--points") if args.points else "",
         "config_path": paths.absolute(args.config, "--config") if args.config else "",
         "overrides": tuple(args.set or ())})
-    st.check(s, "search")
+    settings.check(s, "search")
     exp = Experiment.at(s.root, s.name)
     check_new_experiment(exp)
     return exp, s
@@ -282,21 +282,21 @@ def _flag(field: str) -> str:
 def resumed_settings(args):
     """The experiment in --resume DIR (where it is now) and its settings; refuses flags that would change the
     search, and settings or inputs changed since it started, before anything is written."""
-    from simmim_ray.search import settings as st
+    from simmim_ray.search import settings
 
     d = args.resume.rstrip("/")
     exp = open_experiment(d, "--resume")
     changing = ["SPACE" if k == "space" else f"--{k.replace('_', '-')}" for k in (*DEFINING, *FIELDS)
-                if k not in st.RESUMABLE and getattr(args, k) not in (None, [])]
+                if k not in settings.RESUMABLE and getattr(args, k) not in (None, [])]
     if changing:
         raise UserError(f"--resume {excerpt(d, PATH_CHARS)} continues the search as it was started; "
                         f"{', '.join(changing)} would change it (with --resume give only "
-                        f"{', '.join(dict.fromkeys(_flag(k) for k in st.RESUMABLE))}), or start a new search")
+                        f"{', '.join(dict.fromkeys(_flag(k) for k in settings.RESUMABLE))}), or start a new search")
     s = exp.load_settings()
-    for k in st.RESUMABLE:
+    for k in settings.RESUMABLE:
         if getattr(args, k) is not None:
             setattr(s, k, getattr(args, k))
-    st.check(s, "--resume")
+    settings.check(s, "--resume")
     exp.check_unchanged(s)
     return exp, s
 

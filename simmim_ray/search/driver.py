@@ -53,14 +53,14 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.record.study_store import close_study, optuna_storage, upload_study
     from simmim_ray.search.trial.trial import make_trial_fn, trial_name
-    from simmim_ray.io import storage as sio
+    from simmim_ray.io import storage
     from simmim_ray._compat import trial_path
 
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
         check_trials_fit(s, cluster)
-    sio.check_shared_storage(exp.uri, sio.cluster_node_count())
-    sio.makedirs(exp.uri)
+    storage.check_shared_storage(exp.uri, storage.cluster_node_count())
+    storage.makedirs(exp.uri)
     if not resume:
         exp.snapshot_inputs(s)
     exp.save_settings(s)
@@ -84,9 +84,9 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     # would leave too little for the workers (2 x 1 CPU on 2 cores): ask for a little logical memory instead.
     trainable = tune.with_resources(trial_fn, {"memory": 64 * 1024 * 1024})
     tune_state_period(exp.uri)  # read by Tune when the search starts
-    storage = optuna_storage(s, exp)
+    study_db = optuna_storage(s, exp)
     # Tune restores the searcher from the experiment's pickles, which name the study where the experiment was
-    ConstrainedOptunaSearch.restore_storage = storage
+    ConstrainedOptunaSearch.restore_storage = study_db
 
     if resume:
         # Tune restores its callbacks too; the Recorder finds the experiment where it is now (a copy, a move)
@@ -94,7 +94,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
                                    restart_errored=False)
     else:
         points = initial_points(s, space, base)
-        searcher = make_searcher(s, space, base, points, storage)
+        searcher = make_searcher(s, space, base, points, study_db)
         upload_study(s, exp)  # the new study is in an object-store experiment before any trial ends
         tuner = tune.Tuner(
             trainable,
@@ -122,7 +122,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     print(f"TensorBoard: tensorboard --logdir {exp.path(TB)}", flush=True)
     tuner.fit()
     close_study(s, exp)
-    why = finished_reason(storage, s.name)
+    why = finished_reason(study_db, s.name)
     if why:
         print(f"simmim-ray search: no more trials: {why}", flush=True)
     return run_answer_stage(s, exp, SeedJobSetup(base, res, concurrency, shared, s.max_failures))
@@ -131,16 +131,16 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
 def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
     """A restored Tune keeps the actor reuse the search started with, which fits only that trial path: record it,
     and refuse to resume on the other one."""
-    from simmim_ray.io import storage as sio
+    from simmim_ray.io import storage
 
     path, record = ("lean" if lean else "public"), exp.path(TRIAL_PATH)
-    if resume and sio.exists(record):
-        was = sio.read_bytes(record).decode().strip()
+    if resume and storage.exists(record):
+        was = storage.read_bytes(record).decode().strip()
         if was != path:
             raise UserError(f"--resume {exp.uri}: the search ran the {was} trial path, but this Ray gives the "
                             f"{path} path; resume with SIMMIM_RAY_TRIAL_PATH={was} (or the Ray the search started "
                             f"with)")
-    sio.write_text(record, path)
+    storage.write_text(record, path)
 
 
 def make_searcher(s: SearchSettings, space: SearchSpace, base: Config, points: list[dict], storage=None):

@@ -27,7 +27,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from simmim_ray._compat import optuna as ot_compat
+from simmim_ray._compat.optuna import (SKIPPED_ATTR, STOPPED_ATTR, constraint_values, describe_study, fail_with_attr,
+                                       set_constraint, tpe_sampler, trial_of)
 from simmim_ray.metrics import EPOCH, VAL_ACCURACY
 from simmim_ray.search.untried import smaller_untried
 
@@ -37,8 +38,8 @@ TUNE_ID_ATTR = "tune_trial_id"
 SEARCH_ATTR = "search_id"
 ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
 REPEAT_ATTR = "repeat_of"  # a sample that repeated this earlier study trial's params, answered without running
-SKIPPED_ATTR = ot_compat.SKIPPED_ATTR  # a sample that could not beat the incumbent: never trained (why)
-STOPPED_ATTR = ot_compat.STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
+SKIPPED_ATTR = SKIPPED_ATTR  # a sample that could not beat the incumbent: never trained (why)
+STOPPED_ATTR = STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
 SIZE_ATTR = "size"  # the trial's size, known before it trains
 FINISHED_ATTR = "search_finished"  # study user attr: why the searcher proposed no more trials ("" while it does)
 # samples per suggestion before an untried configuration smaller than the incumbent is taken instead of the
@@ -58,7 +59,7 @@ def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
     # independent (univariate) TPE: on the default space's benchmark table it reached the smallest size that
     # confirms on validation in 28% of 50 seeds at 1x the default budget and 92% at 2x, multivariate TPE in 14% and
     # 80% (a what-if replay, benchmarks/replay_methods.py); constraints come from the trial
-    return ot_compat.tpe_sampler(seed=seed, multivariate=False, n_startup_trials=4)
+    return tpe_sampler(seed=seed, multivariate=False, n_startup_trials=4)
 
 
 class ConstrainedOptunaSearch(Searcher):
@@ -80,7 +81,7 @@ class ConstrainedOptunaSearch(Searcher):
         self.study = optuna.create_study(storage=storage, sampler=make_sampler(sampler, seed),
                                          pruner=optuna.pruners.NopPruner(), study_name=study_name or "optuna",
                                          directions=self.directions(), load_if_exists=True)
-        ot_compat.describe_study(self.study, self.metric_names(), {"target_accuracy": self.target_accuracy,
+        describe_study(self.study, self.metric_names(), {"target_accuracy": self.target_accuracy,
                                                                    "size_metric": size_metric})
         for point in points_to_evaluate or []:
             self.study.enqueue_trial(point)
@@ -125,7 +126,7 @@ class ConstrainedOptunaSearch(Searcher):
             raise RuntimeError("a restored ConstrainedOptunaSearch needs ConstrainedOptunaSearch.restore_storage")
         study = optuna.load_study(study_name=name, storage=ConstrainedOptunaSearch.restore_storage, sampler=sampler)
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        state["running"] = {tid: ot_compat.trial_of(study, by_number[n]) for tid, n in state["running"].items()
+        state["running"] = {tid: trial_of(study, by_number[n]) for tid, n in state["running"].items()
                             if n in by_number}
         state.setdefault("spent", {})
         self.__dict__.update(state, study=study)
@@ -238,8 +239,8 @@ class ConstrainedOptunaSearch(Searcher):
         runs."""
         trial.set_user_attr(REPEAT_ATTR, twin.number)
         if twin.state == TrialState.COMPLETE:
-            for v in ot_compat.constraint_values(twin)[:1]:
-                ot_compat.set_constraint(trial, FINAL_KEY, v)
+            for v in constraint_values(twin)[:1]:
+                set_constraint(trial, FINAL_KEY, v)
             self.study.tell(trial, twin.values)
         elif twin.state == TrialState.PRUNED:
             trial.set_user_attr(STOPPED_ATTR, twin.user_attrs.get(STOPPED_ATTR, "pruned"))
@@ -272,7 +273,7 @@ class ConstrainedOptunaSearch(Searcher):
         if trial_id not in self.running:
             # Tune saved the trial after the searcher's last save, then the driver was killed: this (restored)
             # searcher never asked it
-            self.running[trial_id] = ot_compat.trial_of(self.study, stored)
+            self.running[trial_id] = trial_of(self.study, stored)
         self.completed.add(trial_id)
         if stored.state.is_finished():  # told before a driver restart: keep the first answer
             return
@@ -287,7 +288,7 @@ class ConstrainedOptunaSearch(Searcher):
         else:
             accuracy = float(result[FINAL_KEY])
             if math.isfinite(accuracy):
-                ot_compat.set_constraint(trial, FINAL_KEY, self.target_accuracy - accuracy)
+                set_constraint(trial, FINAL_KEY, self.target_accuracy - accuracy)
             values = self.values(result)
             state = TrialState.COMPLETE if values is not None else TrialState.PRUNED
         try:
@@ -311,7 +312,7 @@ class ConstrainedOptunaSearch(Searcher):
 
 
 def _feasible(t: optuna.trial.FrozenTrial) -> bool:
-    vals = ot_compat.constraint_values(t)
+    vals = constraint_values(t)
     return bool(vals) and all(v <= 0 for v in vals)
 
 
@@ -320,6 +321,6 @@ def fail_orphans(study: optuna.Study) -> int:
     mark them FAIL so the study holds no phantom running trials. Returns how many."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        ot_compat.fail_with_attr(study, t, ORPHAN_ATTR, "asked before the driver was killed; never run")
+        fail_with_attr(study, t, ORPHAN_ATTR, "asked before the driver was killed; never run")
         n += 1
     return n

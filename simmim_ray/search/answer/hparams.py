@@ -11,7 +11,7 @@ import glob
 import os
 import tempfile
 
-from simmim_ray.io import storage as sio
+from simmim_ray.io import storage
 from simmim_ray.metrics import (FEASIBLE, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, TEST_ACCURACY_MEAN,
                                 VAL_ACCURACY)
 from simmim_ray.search.record.experiment import TB, Experiment
@@ -90,4 +90,4 @@ def _write(tmp: str, name: str, summaries: list, scalars: dict[str, float], dest
             w.add_scalar(tag(k), v, 0)
     (events,) = glob.glob(os.path.join(local, "events.out.tfevents.*"))
     with open(events, "rb") as f:
-        sio.write_bytes(dest, f.read())
+        storage.write_bytes(dest, f.read())

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
-from simmim_ray.io import storage as sio
+from simmim_ray.io import storage
 from simmim_ray.search.record.lease_owner import Lease, Owner, in_use
 
 LEASE = ".lease"
@@ -43,9 +43,9 @@ def hold(exp_uri: str) -> Iterator[Lease]:
 
 def acquire(exp_uri: str) -> Lease:
     """Takes the lease of the experiment at `exp_uri` (created if missing), or raises UserError naming the holder."""
-    lease_uri = sio.join(exp_uri, LEASE)
-    if sio.is_node_local(exp_uri):
-        path = sio.resolve_storage(lease_uri)[1]
+    lease_uri = storage.join(exp_uri, LEASE)
+    if storage.is_node_local(exp_uri):
+        path = storage.resolve_storage(lease_uri)[1]
         try:
             return _acquire_local(exp_uri, path)
         except OSError as e:  # a read-only experiment, a file system without locks

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from simmim_ray.io import storage as sio
+from simmim_ray.io.storage import exists, resolve_storage
 from simmim_ray.errors import UserError
 from simmim_ray.search.record import db_url
 
@@ -29,7 +29,7 @@ def optuna_storage(s: SearchSettings, exp: Experiment):
 
     url = db_url.connect_url(s.study_db)  # the password, if any, from the command line or the environment
     if not url:
-        local = exp.study_cache() if study_in_cache(s, exp) else sio.resolve_storage(exp.uri)[1]
+        local = exp.study_cache() if study_in_cache(s, exp) else resolve_storage(exp.uri)[1]
         url = f"sqlite:///{local}/{STUDY_DB}"
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
@@ -53,8 +53,8 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
 
     if not s.study_db:  # opening a missing SQLite file would create it: refuse before touching the experiment
         local = os.path.join(exp.study_cache(), STUDY_DB) if study_in_cache(s, exp) else None
-        if local is None and not sio.exists(exp.path(STUDY_DB)) or local is not None and not os.path.exists(local):
-            raise refuse(f"sqlite:///{local or sio.resolve_storage(exp.path(STUDY_DB))[1]}")
+        if local is None and not exists(exp.path(STUDY_DB)) or local is not None and not os.path.exists(local):
+            raise refuse(f"sqlite:///{local or resolve_storage(exp.path(STUDY_DB))[1]}")
     storage = optuna_storage(s, exp)  # an object-store experiment's study is fetched into the local cache here
     if s.name not in optuna.get_all_study_names(storage):
         raise refuse(db_url.masked(storage.url))
