@@ -9,7 +9,7 @@ import argparse
 
 from simmim_ray import signals
 from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
-from simmim_ray.cli.validate import ASHA_METRICS, seed_flag, space_file, validate_search
+from simmim_ray.cli.validate import ASHA_METRICS, check_new_experiment, seed_flag, space_file, validate_search
 from simmim_ray.metrics import SIZE_METRICS
 from simmim_ray.search import settings
 
@@ -93,7 +93,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.cli.validate import check_new_experiment
     from simmim_ray.search.driver import run_search
     from simmim_ray.search.record.lease import hold
     from simmim_ray.search.record.trust import verify

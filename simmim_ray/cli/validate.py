@@ -8,15 +8,21 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from simmim_ray import paths
 from simmim_ray.cli import flag_rules
-from simmim_ray.config import Config
+from simmim_ray.config import Config, coerce, field_type
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
 from simmim_ray.train.resources import check_fits, local_resources, starts_locally
 from simmim_ray.train.ray_init import check_address
+
+if TYPE_CHECKING:  # the search layer is imported by the search command only (`train` and `check` skip it)
+    from simmim_ray.search.record.experiment import Experiment
+    from simmim_ray.search.settings import SearchSettings
+    from simmim_ray.search.space import SearchSpace
 
 MAX_TRIALS = 1_000_000
 # an experiment name is one directory (local or in a bucket), an Optuna study name and a Tune experiment name
@@ -120,10 +126,10 @@ DEFINING = ("space", "storage_path", "name", "points", "config", "set")
 
 @dataclass
 class SearchPlan:
-    settings: object  # SearchSettings
-    space: object  # SearchSpace
+    settings: SearchSettings
+    space: SearchSpace
     base: Config
-    exp: object  # search.experiment.Experiment: where the search runs (a resumed one: where it is now)
+    exp: Experiment  # where the search runs (a resumed one: where it is now)
     resume: bool
 
 
@@ -190,7 +196,6 @@ def validate_search(args) -> SearchPlan:
 def check_points(path: str, points: list[dict], space, base: Config) -> None:
     """Each --points entry must be a value its distribution can propose (Optuna would run it anyway) and make a
     valid config: else its trial fails after Ray started."""
-    from simmim_ray.config import coerce, field_type
     from simmim_ray.search.space import decode
 
     where = f"--points {excerpt(path, PATH_CHARS)}: point"

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import os
 
-from simmim_ray.config import Config
-from simmim_ray.errors import UserError
+from simmim_ray.config import Config, coerce, field_type
+from simmim_ray.errors import UserError, excerpt
 from simmim_ray.metrics import EPOCH, VAL_ACCURACY
 from simmim_ray.search.answer.seed_jobs import SeedJobSetup
 from simmim_ray.search.answer.stage import run_answer_stage
 from simmim_ray.search.record.experiment import TB, TRIAL_PATH, Experiment
 from simmim_ray.search.settings import SearchSettings
-from simmim_ray.search.space import SearchSpace
+from simmim_ray.search.space import SearchSpace, encode, to_optuna
 from simmim_ray.train.resources import check_fits
 
 
@@ -148,7 +148,6 @@ def make_searcher(s: SearchSettings, space: SearchSpace, base: Config, points: l
     the trial and compute budgets (search/searcher.py)."""
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.size import SizeOf
-    from simmim_ray.search.space import to_optuna
 
     return ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
                                    study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
@@ -220,10 +219,6 @@ def load_points(path: str, space: SearchSpace) -> list[dict]:
     pts = read_yaml(path, "--points")
     if not isinstance(pts, list) or not all(isinstance(p, dict) for p in pts):
         raise UserError(f"--points {path!r}: must be a YAML list of mappings of searched keys to values")
-    from simmim_ray.config import coerce, field_type
-    from simmim_ray.errors import excerpt
-    from simmim_ray.search.space import encode
-
     keys = set(space.keys())
     for i, p in enumerate(pts):
         missing, unknown = keys - set(p), set(p) - keys

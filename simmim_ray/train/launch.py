@@ -8,13 +8,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ray
 import ray.train
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from simmim_ray.config import Config
 from simmim_ray.train.loop_config import LoopConfig, Remeasure, SeedJob
+
+if TYPE_CHECKING:  # imported where used: the scan and Ray Data only for a streamed source
+    from simmim_ray.data.scan import StreamPlan
+    from simmim_ray.train.datasets import StreamSetup
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
@@ -53,13 +58,11 @@ def worker_loop(train_loop_config: dict) -> None:
 LOOP_KEY = "loop"
 
 
-def trainer_parts(lean: bool) -> tuple[type, object]:
+def trainer_parts(lean: bool) -> tuple[type[TorchTrainer], TorchConfig]:
     """(trainer class, torch config) of a trial path (simmim_ray/_compat): Ray's own on the public path; on the lean
     path a trainer without a dataset manager actor for runs without Ray Datasets, and a torch config whose Train
     controller never imports torch (its workers do)."""
     if not lean:
-        from ray.train.torch import TorchConfig
-
         return TorchTrainer, TorchConfig()
     from simmim_ray._compat.ray_train import LazyTorchConfig
     from simmim_ray._compat.ray_trainer import LeanTorchTrainer
@@ -140,9 +143,9 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
 @dataclass(frozen=True)
 class SharedSplits:
     key: str
-    ref: "ray.ObjectRef | None"  # in-memory splits in the object store
+    ref: ray.ObjectRef | None  # in-memory splits in the object store
     has_masks: bool  # else a trial with a fg/bg loss builds its own splits, which reports the error
-    plan: object = None  # a streamed source's scan (data.scan.StreamPlan): small, travels by value
+    plan: StreamPlan | None = None  # a streamed source's scan: small, travels by value
 
 
 def data_key(cfg: Config) -> str:
@@ -176,7 +179,7 @@ def share_splits(cfg: Config) -> SharedSplits | None:
 
 @dataclass(frozen=True)
 class _Stream:
-    setup: object  # datasets.StreamSetup
+    setup: StreamSetup
     worker_cpus: float
 
 

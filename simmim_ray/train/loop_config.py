@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from simmim_ray.config import Config
+
+if TYPE_CHECKING:  # the workers' own imports: this module is the driver's and the answer stage's too (no Ray)
+    from ray import ObjectRef
+
+    from simmim_ray.train.datasets import StreamSetup
 
 
 # What a seed job re-seeds (see SeedJob.mode); the first two are a confirmation's, `--confirm-reseed`
@@ -63,8 +68,8 @@ class LoopConfig:
     tb_dir: str | None = None  # rank 0's TensorBoard directory (local path or URI); None: no TensorBoard
     threads: int = 1  # torch intra-op threads per worker
     eval_splits: tuple[str, ...] = ("val",)  # splits the final evaluation measures ("test" only outside a search)
-    splits_ref: Any = None  # the driver's splits in the object store (ObjectRef), or None: each worker loads them
-    stream: Any = None  # a streamed source's train.datasets.StreamSetup (scan, Ray Data's CPUs); None: in memory
+    splits_ref: ObjectRef | None = None  # the driver's splits in the object store; None: each worker loads them
+    stream: StreamSetup | None = None  # a streamed source (its scan, Ray Data's CPUs); None: in memory
     seed_job: SeedJob | None = None  # set: the workers run this seed job (train/seed_loop.py), not a trial
     remeasure: Remeasure | None = None  # a search trial: measure a borderline final accuracy again
 

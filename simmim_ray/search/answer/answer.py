@@ -28,7 +28,7 @@ from simmim_ray.search.answer.seed_jobs import SeedJobSetup
 from simmim_ray.search.record import ledger
 from simmim_ray.search.record.experiment import BEST, TRAIN_RUNS, Experiment
 from simmim_ray.search.settings import SearchSettings
-from simmim_ray.search.space import decode
+from simmim_ray.search.space import decode, load_space
 from simmim_ray.train.loop_config import SeedJob
 
 
@@ -67,8 +67,6 @@ def measure_answer(s: SearchSettings, exp: Experiment, rows: list[dict], setup: 
 def base_config(exp: Experiment, s) -> Config | None:
     """The search's base config (the space's `fixed:` under the user's --set) from the experiment's own copy of
     its inputs, as --resume composes it; None when the inputs are gone."""
-    from simmim_ray.search.space import load_space  # the space's YAML reader: only a report run without a base
-
     try:
         config_path = exp.input_file(s.config_path) or None
         space = load_space(exp.input_file(s.space_path), load_config(config_path, list(s.overrides)))

@@ -25,8 +25,6 @@ def make_trial_fn(base: dict, res: Resources, exp_uri: str, max_failures: int, s
     Called in the search driver, with Ray up: the data is loaded here once (or given: `shared`) and shared by
     every trial's workers. `lean`: the trial path (simmim_ray/_compat), decided here once for every trial (None:
     this Ray's). `remeasure`: train.loop_config.Remeasure for borderline final accuracies, or None."""
-    import ray
-
     from simmim_ray._compat import trial_path
 
     lean = trial_path() == "lean" if lean is None else lean
