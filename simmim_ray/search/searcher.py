@@ -27,9 +27,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from simmim_ray._compat.optuna import (SKIPPED_ATTR, STOPPED_ATTR, constraint_values, describe_study, fail_with_attr,
-                                       set_constraint, tpe_sampler, trial_of)
+from simmim_ray._compat.optuna import (SKIPPED_ATTR, STOPPED_ATTR, describe_study, fail_with_attr, set_constraint,
+                                       tpe_sampler, trial_of)
 from simmim_ray.metrics import EPOCH, VAL_ACCURACY
+from simmim_ray.search.incumbent import answer_repeat, incumbent, skip_if_cannot_win, twin_of
 from simmim_ray.search.untried import smaller_untried
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 TUNE_ID_ATTR = "tune_trial_id"
 SEARCH_ATTR = "search_id"
 ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
-REPEAT_ATTR = "repeat_of"  # a sample that repeated this earlier study trial's params, answered without running
-SKIPPED_ATTR = SKIPPED_ATTR  # a sample that could not beat the incumbent: never trained (why)
 STOPPED_ATTR = STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
 SIZE_ATTR = "size"  # the trial's size, known before it trains
 FINISHED_ATTR = "search_finished"  # study user attr: why the searcher proposed no more trials ("" while it does)
@@ -150,9 +149,7 @@ class ConstrainedOptunaSearch(Searcher):
 
     def incumbent(self) -> float | None:
         """The smallest size of a trial that finished feasible (in this study), or None."""
-        sizes = [t.values[0] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                 if t.values and _feasible(t)]
-        return min(sizes, default=None)
+        return incumbent(self.study)
 
     def _out_of_budget(self) -> str:
         if self.budget and len(self.started()) >= self.budget:
@@ -189,10 +186,11 @@ class ConstrainedOptunaSearch(Searcher):
         space smaller than the incumbent, at random; None when there is none."""
         for _ in range(MAX_ASKS):
             trial = self.study.ask(fixed_distributions=self.space)
-            twin = self._twin(trial)
+            mine = {t.number for tid, t in self.running.items() if tid not in self.completed}
+            twin = twin_of(self.study, trial, mine)
             if twin is not None:
-                self._answer_repeat(trial, twin)
-            elif not self._skip_if_cannot_win(trial):
+                answer_repeat(self.study, trial, twin, FINAL_KEY)
+            elif not skip_if_cannot_win(self.study, trial, self._record_size(trial), self.size_metric):
                 return trial
         tried = [t.params for t in self.study.get_trials(deepcopy=False) if SKIPPED_ATTR not in t.user_attrs]
         pick = smaller_untried(self.space, tried, self.size_of, self.incumbent(), seed=self.seed + len(tried))
@@ -213,40 +211,6 @@ class ConstrainedOptunaSearch(Searcher):
             return None
         trial.set_user_attr(SIZE_ATTR, size)
         return size
-
-    def _skip_if_cannot_win(self, trial: optuna.trial.Trial) -> bool:
-        size = self._record_size(trial)
-        best = self.incumbent()
-        if size is None or best is None or size < best:
-            return False
-        trial.set_user_attr(SKIPPED_ATTR, f"{self.size_metric} {size:,.0f} >= the smallest feasible {best:,.0f}")
-        self.study.tell(trial, state=TrialState.PRUNED)
-        return True
-
-    def _twin(self, trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial | None:
-        # a RUNNING study trial this searcher does not run was asked before a driver kill and never ran (an
-        # orphan): a resumed sampler proposes its params again, and they must run. A skipped sample is no twin:
-        # once the incumbent changes, the same params are judged again
-        mine = {t.number for tid, t in self.running.items() if tid not in self.completed}
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        return next((t for t in self.study.get_trials(deepcopy=False, states=states)
-                     if t.number != trial.number and t.params == trial.params and SKIPPED_ATTR not in t.user_attrs
-                     and (t.state != TrialState.RUNNING or t.number in mine)), None)
-
-    def _answer_repeat(self, trial: optuna.trial.Trial, twin: optuna.trial.FrozenTrial) -> None:
-        """The twin's answer, so the sampler learns as if the repeat had run: its values and constraint when it
-        completed, pruned (with the twin's reason) when it was pruned; FAIL (which samplers ignore) while it
-        runs."""
-        trial.set_user_attr(REPEAT_ATTR, twin.number)
-        if twin.state == TrialState.COMPLETE:
-            for v in constraint_values(twin)[:1]:
-                set_constraint(trial, FINAL_KEY, v)
-            self.study.tell(trial, twin.values)
-        elif twin.state == TrialState.PRUNED:
-            trial.set_user_attr(STOPPED_ATTR, twin.user_attrs.get(STOPPED_ATTR, "pruned"))
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
 
     def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
         """The study's record of a Tune trial: the one this searcher asked, else (a Tune trial it never asked) the
@@ -309,11 +273,6 @@ class ConstrainedOptunaSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__setstate__(pickle.load(f))
-
-
-def _feasible(t: optuna.trial.FrozenTrial) -> bool:
-    vals = constraint_values(t)
-    return bool(vals) and all(v <= 0 for v in vals)
 
 
 def fail_orphans(study: optuna.Study) -> int:
