@@ -160,3 +160,18 @@ def test_the_circle_check_finds_circles(tmp_path, files, circle):
         (tmp_path / "pkg" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "pkg" / name).write_text(text)
     assert circles(import_graph(str(tmp_path / "pkg"))) == ([circle] if circle else [])
+
+
+@pytest.mark.parametrize("package", ["simmim_ray.io", "simmim_ray.search.record", "simmim_ray.search.trial",
+                                     "simmim_ray.search.answer"])
+def test_each_package_surface_names_what_its_modules_define(package):
+    """A facade's names (simmim_ray/facade.py) are loaded on first use: a stale entry would fail only then."""
+    import importlib
+
+    pkg = importlib.import_module(package)
+    assert pkg.__all__
+    for name in pkg.__all__:
+        obj = getattr(pkg, name)
+        assert obj.__module__.startswith(package + "."), (name, obj.__module__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        pkg.nothing_here
