@@ -9,7 +9,7 @@ import os
 
 from simmim_ray.config import Config, coerce, field_type
 from simmim_ray.errors import UserError, excerpt
-from simmim_ray.metrics import EPOCH, VAL_ACCURACY
+from simmim_ray.metrics import EPOCH
 from simmim_ray.search.answer.seed_jobs import SeedJobSetup
 from simmim_ray.search.answer.stage import run_answer_stage
 from simmim_ray.search.record.experiment import TB, TRIAL_PATH, Experiment
