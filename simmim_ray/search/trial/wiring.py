@@ -3,8 +3,8 @@
 - public: Ray's `TuneReportCallback` forwards rank 0's reports to Tune; Tune does not reuse actors, so when it
   stops the trial it ends the trial actor, which takes the Train controller it owns (and so the workers) with it,
   and Train's placement-group cleaner frees the workers' CPUs.
-- lean: reports through Ray's KV store (trial_report.py) and an abort of the Train run when Tune stops the trial
-  (trial_stop.py), so that Tune can reuse the trial actor.
+- lean: reports through Ray's KV store (relay.py) and an abort of the Train run when Tune stops the trial
+  (stop.py), so that Tune can reuse the trial actor.
 
     wiring = TrialWiring(lean)
     with wiring:
