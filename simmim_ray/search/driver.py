@@ -21,7 +21,8 @@ from simmim_ray.train.resources import check_fits
 def reuse_actors(lean: bool) -> bool:
     """On the lean trial path Tune hands a finished or stopped trial's actor to the next trial: saves a process
     start and the trial module's imports (torch) per trial; safe because the trial function ends its Train run when
-    Tune stops it (search/trial/stop.py). On the public path Tune ends the trial actor instead, which ends its Train run."""
+    Tune stops it (search/trial/stop.py). On the public path Tune ends the trial actor instead, which ends its Train
+    run."""
     return lean
 
 
