@@ -9,12 +9,17 @@ import os
 
 from simmim_ray.config import Config, coerce, field_type
 from simmim_ray.errors import UserError, excerpt
+from simmim_ray.io import storage
+from simmim_ray.io.configio import read_yaml
 from simmim_ray.metrics import EPOCH
 from simmim_ray.search.answer.seed_jobs import SeedJobSetup
 from simmim_ray.search.answer.stage import run_answer_stage
 from simmim_ray.search.record.experiment import TB, TRIAL_PATH, Experiment
 from simmim_ray.search.settings import SearchSettings
+from simmim_ray.search.size import SizeOf
 from simmim_ray.search.space import SearchSpace, encode, to_optuna
+from simmim_ray.search.warm_start import size_ladder
+from simmim_ray.train.loop_config import Remeasure
 from simmim_ray.train.resources import check_fits
 
 
@@ -44,18 +49,19 @@ def check_trials_fit(s: SearchSettings, cluster: dict, where: str = "the Ray clu
 
 def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experiment, resume: bool) -> int:
     """Runs (or, with `resume`, continues) the search in experiment `exp`; -> exit code."""
+    # Ray, Tune, Optuna and what is built on them, imported when a search runs: the command line imports this
+    # module to check --points before Ray starts (cli/validate.py), and `--help` stays fast
     import ray
     from ray import tune
 
-    from simmim_ray.train.launch import Resources
+    from simmim_ray._compat import trial_path
     from simmim_ray.search.record.recorder import Recorder
+    from simmim_ray.search.record.study_store import close_study, optuna_storage, upload_study
     from simmim_ray.search.record.trust import TUNER_PKL, record_experiment
     from simmim_ray.search.record.trust_callback import PickleDigests
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
-    from simmim_ray.search.record.study_store import close_study, optuna_storage, upload_study
     from simmim_ray.search.trial.trial import make_trial_fn, trial_name
-    from simmim_ray.io import storage
-    from simmim_ray._compat import trial_path
+    from simmim_ray.train.launch import Resources, share_splits
 
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
@@ -73,11 +79,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
                     cpu_share=0.0 if s.address else cluster.get("CPU", 0) / concurrency)
     lean = trial_path() == "lean"
     check_trial_path(exp, lean, resume)
-    from simmim_ray.train.launch import share_splits
-
     shared = share_splits(base)  # the data, loaded once: every trial, confirmation and baseline uses these splits
-    from simmim_ray.train.loop_config import Remeasure
-
     remeasure = Remeasure(s.target_accuracy, s.remeasure_seeds) if s.remeasure_seeds else None
     trial_fn = make_trial_fn(base.to_dict(), res, exp.uri, s.max_failures, shared=shared, lean=lean,
                              remeasure=remeasure)
@@ -132,8 +134,6 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
 def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
     """A restored Tune keeps the actor reuse the search started with, which fits only that trial path: record it,
     and refuse to resume on the other one."""
-    from simmim_ray.io import storage
-
     path, record = ("lean" if lean else "public"), exp.path(TRIAL_PATH)
     if resume and storage.exists(record):
         was = storage.read_bytes(record).decode().strip()
@@ -144,26 +144,25 @@ def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
     storage.write_text(record, path)
 
 
-def make_searcher(s: SearchSettings, space: SearchSpace, base: Config, points: list[dict], storage=None):
+def make_searcher(s: SearchSettings, space: SearchSpace, base: Config, points: list[dict], study_db=None):
     """The search's one objective (size) under the accuracy constraint, sizes computed before training, within
     the trial and compute budgets (search/searcher.py)."""
-    from simmim_ray.search.searcher import ConstrainedOptunaSearch
-    from simmim_ray.search.size import SizeOf
+    from simmim_ray.search.searcher import ConstrainedOptunaSearch  # Optuna and Tune: only when a search runs
 
-    return ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=storage,
+    return ConstrainedOptunaSearch(to_optuna(space), s.size_metric, s.target_accuracy, storage=study_db,
                                    study_name=s.name, seed=s.seed, points_to_evaluate=points or None,
                                    sampler=s.sampler, budget=s.trials, size_of=SizeOf(base.to_dict(), s.size_metric),
                                    budget_epochs=s.budget_epochs, budget_seconds=s.budget_seconds)
 
 
-def finished_reason(storage, study_name: str) -> str:
+def finished_reason(study_db, study_name: str) -> str:
     """Why the searcher stopped proposing trials before Tune's trial count ran out ("" if it did not)."""
-    import optuna
+    import optuna  # only when a search runs, as the searcher
 
     from simmim_ray.search.searcher import FINISHED_ATTR
 
     try:
-        return optuna.load_study(study_name=study_name, storage=storage).user_attrs.get(FINISHED_ATTR, "")
+        return optuna.load_study(study_name=study_name, storage=study_db).user_attrs.get(FINISHED_ATTR, "")
     except Exception:  # noqa: BLE001 - a message only: the study's trials are what counts
         return ""
 
@@ -177,7 +176,7 @@ def rungs(s: SearchSettings, base: Config) -> list[int]:
 def make_scheduler(s: SearchSettings, base: Config, protect: list[dict] | None = None):
     """The constraint stopper (default), ASHA on the per-epoch proxy (never stopping the `protect` points: the
     warm start), or FIFO."""
-    from ray.tune.schedulers import FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler  # Tune: only when a search runs
 
     from simmim_ray.search.schedulers import ConstraintStopper, ProtectingASHA
 
@@ -199,24 +198,18 @@ TUNE_STATE_PERIOD_S = "2"
 
 
 def tune_state_period(storage_uri: str) -> None:
-    from simmim_ray.io.storage import is_node_local
-
-    if is_node_local(storage_uri):
+    if storage.is_node_local(storage_uri):
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", TUNE_STATE_PERIOD_S)
 
 
 def initial_points(s: SearchSettings, space: SearchSpace, base: Config) -> list[dict]:
     """What the search tries first: the user's --points, then the size ladder (search/warm_start.py)."""
-    from simmim_ray.search.warm_start import size_ladder
-
     points = load_points(s.points, space) if s.points else []
     ladder = size_ladder(space, base, min(s.warm_start, s.trials // 2), s.size_metric, s.seed)
     return points + [p for p in ladder if p not in points]
 
 
 def load_points(path: str, space: SearchSpace) -> list[dict]:
-    from simmim_ray.io.configio import read_yaml
-
     pts = read_yaml(path, "--points")
     if not isinstance(pts, list) or not all(isinstance(p, dict) for p in pts):
         raise UserError(f"--points {path!r}: must be a YAML list of mappings of searched keys to values")
