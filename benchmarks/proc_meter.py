@@ -58,8 +58,8 @@ def import_seconds() -> dict[str, tuple[float, float]]:
     """Each heavy import in a fresh interpreter, as a worker pays it: (wall, CPU) seconds, at this moment."""
     out = {}
     for label, pre, mod in (("ray.train.torch (torch)", "", "ray.train.torch"),
-                            ("simmim_ray.train.worker on top (torchvision, engine)", "import ray.train.torch; ",
-                             "simmim_ray.train.worker"),
+                            ("simmim_ray.train.trial_loop on top (torchvision, engine)", "import ray.train.torch; ",
+                             "simmim_ray.train.trial_loop"),
                             ("sklearn.datasets (digits loader)", "", "sklearn.datasets")):
         code = (f"{pre}import time; t, c = time.perf_counter(), time.process_time(); import {mod}; "
                 "print(time.perf_counter() - t, time.process_time() - c)")

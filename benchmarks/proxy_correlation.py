@@ -261,7 +261,7 @@ def main(argv=None) -> None:
     import torch
 
     from benchmarks import common
-    from simmim_ray.configio import parse_set
+    from simmim_ray.io.configio import parse_set
     from simmim_ray.data import build_splits
     from simmim_ray.search.space import load_space
 

@@ -6,7 +6,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from simmim_ray.search.stats import wilson_interval
+from simmim_ray.search.answer.stats import wilson_interval
 
 from benchmarks import replay_table as rt
 from benchmarks.replay_methods import CONFIRM_SEEDS, METHODS, NEW_DEFAULT, confirms

@@ -6,7 +6,7 @@ Local Ray (num_cpus=2), one trial at a time as `simmim-ray search` runs them, tr
 - naive: Train V2 out of the box: `TorchTrainer` with Ray's defaults (controller health check every 2 s, preemption
   watcher on), each worker loads the data itself, saves model + optimiser and reports every epoch, the trial ends
   when `fit()` returns;
-- ours:  the service's own trial (`simmim_ray.search.trial.make_trial_fn`, built in the driver as the search does),
+- ours:  the service's own trial (`simmim_ray.search.trial.trial.make_trial_fn`, built in the driver as the search does),
   on the trial path this Ray gives (simmim_ray/_compat) or the one SIMMIM_RAY_TRIAL_PATH=lean|public forces; the
   result goes to the section `trial_overhead (<path> path)`.
 
@@ -135,7 +135,7 @@ def run_tuner(variant: str, tag: str, n: int, cfg, point: dict, work: str, cpu: 
     from ray import tune
 
     from simmim_ray.train.launch import Resources
-    from simmim_ray.search.trial import make_trial_fn, trial_name
+    from simmim_ray.search.trial.trial import make_trial_fn, trial_name
 
     storage, marks = os.path.join(work, tag), os.path.join(work, tag, "marks")  # fresh per experiment
     os.makedirs(marks, exist_ok=True)
@@ -200,14 +200,14 @@ def measure(cfg, point: dict, rounds: int, per_tuner: int, reuse: bool) -> list[
 
 WHY = """What ours changes, row by row (the lean path; the public path keeps only the actor-free changes: shared
 data, 0.2 s polls, no preemption watcher, the final report's `done`, TensorBoard on rank 0): Tune reuses the trial actor (`reuse_actors`; the trial function aborts its
-Train run when Tune stops the trial, `simmim_ray/search/trial_stop.py`, so a pruned trial hands its actor over at
+Train run when Tune stops the trial, `simmim_ray/search/trial/stop.py`, so a pruned trial hands its actor over at
 once): no trial process to start and no torch import in it (Tune: start trial actor); no dataset manager actor when
 the run has no Ray Datasets (CPU table); the driver loads the data once and shares it through the object store
 (data + model setup; no scikit-learn import in the workers); the Train controller never imports torch
 (`simmim_ray/_compat/ray_train.py`: Ray's torch backend steps are sent to the workers as functions of a light module
 that call Ray's worker-side functions there; about 1.5 CPU-seconds less in the controller, which the workers' start
 got back: controller row and CPU table); Train's reports reach Tune through Ray's KV store
-(`simmim_ray/search/trial_report.py`), not a queue actor started per trial (CPU table: no _QueueActor); the
+(`simmim_ray/search/trial/relay.py`), not a queue actor started per trial (CPU table: no _QueueActor); the
 controller polls every 0.2 s instead of 2 s
 (checkpoint + report: a report can wait for the next poll); the final report carries `done`, so Tune ends the trial
 there instead of waiting for the next poll and the worker group's shutdown (last report -> fit() returns; the last

@@ -26,7 +26,7 @@ IMAGES_PER_S = "images_per_s"
 TRAIN_SECONDS = "train_seconds"
 SKIPPED_IMAGES = "skipped_images"
 
-# The answer (search/report.py: the `report --json` contract). A results row's 95% Wilson interval of VAL_ACCURACY
+# The answer (search/answer/report.py: the `report --json` contract). A row's 95% Wilson interval of VAL_ACCURACY
 # on VAL_COUNT images; an accuracy over a confirmation's fresh seeds: mean, sample std, 95% t-interval, every seed's
 # value. CONFIRM_VAL_*: validation, what the winner is chosen on; TEST_*: test, measured alongside and only reported.
 VAL_ACCURACY_LOW = "val_accuracy_low"

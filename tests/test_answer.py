@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from simmim_ray.config import Config
-from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY, VAL_COUNT
 from simmim_ray.models import build_simmim
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record import ledger
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
 
 TINY = {"model": {"img_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2}, "eval": {"labeled_fraction": 0.2}}
@@ -25,14 +25,14 @@ ACC = {("trial_small", "finetune"): 0.70, ("trial_mid", "finetune"): 0.86, ("tri
        ("trial_mid", "scratch"): 0.60, ("trial_small", "scratch"): 0.50}
 
 
-def add_trial(exp: Experiment, name: str, embed: int, val: float | None, params: int, status=lg.COMPLETE):
-    exp.ledger.append(lg.TRIAL_STARTED, trial_id=name, config={"model.embed_dim": embed, "loss.type": "l1"})
-    exp.ledger.append(lg.TRIAL_RESULT, trial_id=name, result={EPOCH: 1, PROXY_KNN: 0.3, PARAMS: params, FLOPS: 1})
+def add_trial(exp: Experiment, name: str, embed: int, val: float | None, params: int, status=ledger.COMPLETE):
+    exp.ledger.append(ledger.TRIAL_STARTED, trial_id=name, config={"model.embed_dim": embed, "loss.type": "l1"})
+    exp.ledger.append(ledger.TRIAL_RESULT, trial_id=name, result={EPOCH: 1, PROXY_KNN: 0.3, PARAMS: params, FLOPS: 1})
     final = {EPOCH: 2, PROXY_KNN: 0.4, PARAMS: params, FLOPS: 2 * params}
     if val is not None:
         final.update({VAL_ACCURACY: val, VAL_COUNT: 300, "done": True})
-    exp.ledger.append(lg.TRIAL_RESULT, trial_id=name, result=final)
-    exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=status, metrics=final, checkpoint_path="", error="",
+    exp.ledger.append(ledger.TRIAL_RESULT, trial_id=name, result=final)
+    exp.ledger.append(ledger.TRIAL_ENDED, trial_id=name, status=status, metrics=final, checkpoint_path="", error="",
                       epochs=2, wall_s=5.0)
     cfg = Config.from_dict(TINY).with_overrides({"model.embed_dim": embed})
     ck = os.path.join(exp.train_runs(), name, "checkpoint_2026-01-01_00-00-00.000000")
@@ -49,7 +49,7 @@ def make_experiment(root, **settings) -> tuple[Experiment, SearchSettings]:
     add_trial(exp, "trial_mid", 32, 0.85, 5_000)
     add_trial(exp, "trial_big", 48, 0.95, 9_000)
     add_trial(exp, "trial_low", 8, 0.50, 500)  # below target on validation
-    add_trial(exp, "trial_cut", 24, None, 3_000, status=lg.PRUNED)
+    add_trial(exp, "trial_cut", 24, None, 3_000, status=ledger.PRUNED)
     return exp, s
 
 
@@ -58,18 +58,18 @@ def install_jobs(monkeypatch, test_of=lambda trial, acc, seed: acc + 0.001 * (se
     that, seed) on test; -> the list of what ran."""
     ran = []
 
-    def run_jobs(specs, res, storage_path, concurrency, shared, max_failures, on_done):
-        for spec in specs:
-            job = spec.job
-            ran.append((job.kind, job.trial_id, job.mode, job.seeds, bool(spec.init_path)))
+    def run_jobs(jobs, configs, setup, storage_path, on_done):
+        for job in jobs:
+            assert job.trial_id in configs
+            ran.append((job.name.split("_")[0], job.trial_id, job.mode, job.seeds, bool(job.init_path)))
             acc = ACC[(job.trial_id, job.mode)]
             runs = [{"seed": x, VAL_ACCURACY: acc, VAL_COUNT: 300, TEST_ACCURACY: test_of(job.trial_id, acc, x),
                      "test_count": 300, "cpu_seconds": 2.0, "pretrain_epochs": 0} for x in job.seeds]
-            if on_done(spec, {"runs": runs, PARAMS: 1, FLOPS: 2}, "", 1.5):
+            if on_done(job, {"runs": runs, PARAMS: 1, FLOPS: 2}, "", 1.5):
                 break
 
-    monkeypatch.setattr("simmim_ray.search.seed_jobs.run_jobs", run_jobs)
-    monkeypatch.setattr("simmim_ray.search.baselines.pixel_logreg",
+    monkeypatch.setattr("simmim_ray.search.answer.seed_jobs.run_jobs", run_jobs)
+    monkeypatch.setattr("simmim_ray.search.answer.baselines.pixel_logreg",
                         lambda cfg, splits=None: {TEST_ACCURACY: 0.75, "test_count": 300, "labeled_images": 60})
     return ran
 
@@ -79,21 +79,21 @@ def fake_jobs(monkeypatch):
     return install_jobs(monkeypatch)
 
 
-def runner():
-    from simmim_ray.search.answer import Runner
+def job_setup():
+    from simmim_ray.search.answer.seed_jobs import SeedJobSetup
     from simmim_ray.train.launch import Resources
 
-    return Runner(base=Config.from_dict(TINY), res=Resources(workers=1), concurrency=1)
+    return SeedJobSetup(base=Config.from_dict(TINY), res=Resources(workers=1), concurrency=1)
 
 
 def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp_path, fake_jobs, capsys):
     from simmim_ray.cli import main
-    from simmim_ray.search.confirm import confirm_seeds
-    from simmim_ray.search.driver import finish
+    from simmim_ray.search.answer.confirm import confirm_seeds
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     exp, s = make_experiment(tmp_path)
     seeds = confirm_seeds(2, s.seed)
-    assert finish(s, exp, runner()) == 0
+    assert run_answer_stage(s, exp, job_setup()) == 0
     # the smallest feasible on validation are confirmed from their own checkpoints, smallest first (one job slot);
     # the search's validation winner falls below the target with fresh seeds, trial_mid confirms, so trial_big's job
     # is not needed and never starts;
@@ -115,12 +115,12 @@ def test_the_smallest_confirmed_candidate_wins_and_nothing_is_measured_twice(tmp
     assert "SimMIM: 0.861 ± 0.001 at 5,000 params; same model from scratch 0.601 ± 0.001; pixel logistic " \
            "regression 0.750" in out
     events = exp.ledger.events()
-    assert [e["trial_id"] for e in events if e["event"] == lg.CONFIRMATION] == ["trial_small", "trial_mid"]
+    assert [e["trial_id"] for e in events if e["event"] == ledger.CONFIRMATION] == ["trial_small", "trial_mid"]
     # a resumed search (the same stage again) finds every seed in the ledger and runs nothing
     fake_jobs.clear()
-    assert finish(s, exp, runner()) == 0
+    assert run_answer_stage(s, exp, job_setup()) == 0
     assert fake_jobs == []
-    assert len(exp.ledger.events(lg.BASELINE)) == 2  # pixel_logreg and scratch, each once
+    assert len(exp.ledger.events(ledger.BASELINE)) == 2  # pixel_logreg and scratch, each once
     capsys.readouterr()
 
     assert main(["report", exp.uri, "--json"]) == 0
@@ -155,14 +155,14 @@ def test_the_answer_reads_no_test_number(tmp_path, monkeypatch, capsys):
     """Test accuracies turned upside down (the winner's terrible, every other candidate's perfect): the same jobs
     run, the same winner and candidate states, the same best/; test is reported as measured."""
     from simmim_ray.cli import main
-    from simmim_ray.search.driver import finish
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     reps, ran = {}, {}
     for name, test_of in (("plain", lambda t, acc, seed: acc),
                           ("upside_down", lambda t, acc, seed: 0.0 if t == "trial_mid" else 1.0)):
         ran[name] = install_jobs(monkeypatch, test_of)
         exp, s = make_experiment(tmp_path / name)
-        assert finish(s, exp, runner()) == 0
+        assert run_answer_stage(s, exp, job_setup()) == 0
         best = json.loads((tmp_path / name / "exp" / "best" / "metrics.json").read_text())
         assert best["trial_id"] == "trial_mid"
         capsys.readouterr()
@@ -184,14 +184,14 @@ def test_hparams_table_has_every_trial_and_only_the_searched_keys(tmp_path, fake
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from simmim_ray.search.driver import finish
-    from simmim_ray.search.hparams import DEFAULT_METRICS, METRICS, tag
+    from simmim_ray.search.answer.hparams import DEFAULT_METRICS, METRICS, tag
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     exp, s = make_experiment(tmp_path)
     tb = tmp_path / "exp" / "tb"
     os.makedirs(tb)
     (tb / "events.out.tfevents.hparams").write_bytes(b"")  # the root table of an earlier version: removed
-    finish(s, exp, runner())
+    run_answer_stage(s, exp, job_setup())
 
     def hparams_data(run: str) -> dict:
         acc = EventAccumulator(str(tb / run))
@@ -231,11 +231,12 @@ def test_exit_3_names_the_best_confirmed_when_nothing_confirms(tmp_path, fake_jo
     """Through the command line: the search (its trials replaced by a hand-made ledger) ends with exit 3."""
     import simmim_ray.search.driver as driver
     from simmim_ray.cli import main
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     def run_search(s, space, base, exp, resume):
         made, _ = make_experiment(tmp_path)  # the same experiment directory: <root>/exp
         assert made.uri == exp.uri
-        return driver.finish(s, exp, runner())
+        return run_answer_stage(s, exp, job_setup())
 
     monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)
     monkeypatch.setattr(driver, "run_search", run_search)
@@ -254,7 +255,7 @@ def test_pixel_baseline_fits_the_labelled_split_and_scores_the_test_split(monkey
     from sklearn.linear_model import LogisticRegression
 
     from simmim_ray.data.splits import build_splits
-    from simmim_ray.search.baselines import labels, pixel_logreg
+    from simmim_ray.search.answer.baselines import labels, pixel_logreg
 
     cfg = Config.from_dict(TINY)
     splits = build_splits(cfg)
@@ -278,12 +279,12 @@ def test_pixel_logreg_stage_on_a_streamed_search_skips_in_one_line(tmp_path):
     """A streamed source's shared data holds no in-memory splits (ref None): the stage records the skip."""
     from types import SimpleNamespace
 
-    from simmim_ray.search import answer
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.answer import answer
+    from simmim_ray.search.record.experiment import Experiment
 
     exp = Experiment(str(tmp_path / "exp"))
     base = Config().with_overrides({"data.source": "parquet", "data.path": str(tmp_path)})
-    runner = SimpleNamespace(base=base, shared=SimpleNamespace(ref=None))
-    answer._pixel_logreg(exp, runner, 0.1)
-    (e,) = exp.ledger.events(lg.BASELINE)
+    setup = SimpleNamespace(base=base, shared=SimpleNamespace(ref=None))
+    answer._pixel_logreg(exp, setup, 0.1)
+    (e,) = exp.ledger.events(ledger.BASELINE)
     assert e["test_accuracy"] is None and "streamed" in e["skipped"]

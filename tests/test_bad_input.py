@@ -22,7 +22,7 @@ from bad_input_cases import CASES, HOSTILE, SPACES
 from data_factory import make_image_folder, png_bomb, write_fake_cifar10, write_parquet_shards
 from simmim_ray.cli import main
 from simmim_ray.config import Config
-from simmim_ray.resources import local_resources
+from simmim_ray.train.resources import local_resources
 from simmim_ray.search.settings import SearchSettings
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "docs", "bad_input.md")

@@ -1,7 +1,7 @@
 import pytest
 
 from simmim_ray.config import Config, field_type
-from simmim_ray.configio import dump_config, load_config, parse_set
+from simmim_ray.io.configio import dump_config, load_config, parse_set
 from simmim_ray.errors import UserError
 
 

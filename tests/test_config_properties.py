@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from simmim_ray.config import Config, estimated_params
 from simmim_ray.config_rules import FIELD_RULES, Choice, Items, Range, leaf_fields
-from simmim_ray.configio import load_config
+from simmim_ray.io.configio import load_config
 from simmim_ray.errors import UserError
 
 FIELDS = leaf_fields(Config)

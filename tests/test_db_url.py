@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from simmim_ray.errors import UserError
-from simmim_ray.search import db_url
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record import db_url
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
-from simmim_ray.search.study_store import optuna_storage
+from simmim_ray.search.record.study_store import optuna_storage
 
 MARKS = "ΣΩΨ"
 # a password: URL-special characters and marker letters, at least one of them

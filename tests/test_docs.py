@@ -11,7 +11,7 @@ import pytest
 
 from simmim_ray.config import Config
 from simmim_ray.config_rules import FIELD_RULES
-from simmim_ray.search import settings as st
+from simmim_ray.search import settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -108,7 +108,7 @@ def test_search_flags_documented_with_their_defaults():
     doc = text(ROOT / "docs" / "search.md")
     undocumented = [f for f in flags if f not in rows and f"`{f}`" not in doc]
     assert not undocumented, f"docs/search.md does not mention {undocumented}"
-    known = {"SPACE": st.DEFAULT_SPACE, "--storage-path": st.DEFAULT_ROOT}
+    known = {"SPACE": settings.DEFAULT_SPACE, "--storage-path": settings.DEFAULT_ROOT}
     wrong = []
     for flag, cells in rows.items():
         m = re.fullmatch(r"`([^`]*)`", cells[1]) or re.search(r"else `([^`]*)`$", cells[1])
@@ -116,7 +116,7 @@ def test_search_flags_documented_with_their_defaults():
             continue
         field = flag[2:].replace("-", "_")
         try:
-            want = known[flag] if flag in known else st.default(field)
+            want = known[flag] if flag in known else settings.default(field)
         except (KeyError, StopIteration):
             continue  # not a SearchSettings field with a default
         if value(m.group(1)) != want:

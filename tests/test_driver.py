@@ -9,7 +9,7 @@ import yaml
 from simmim_ray.config import Config
 from simmim_ray.errors import UserError
 from simmim_ray.search.settings import SearchSettings
-from simmim_ray.search.driver import check_fits, default_concurrency, load_points
+from simmim_ray.search.driver import check_trials_fit, default_concurrency, load_points
 from simmim_ray.search.space import parse_space
 
 
@@ -30,10 +30,10 @@ def test_default_concurrency_follows_cluster_resources(kw, cluster, expected):
 
 def test_a_trial_that_can_never_be_placed_is_refused_up_front():
     with pytest.raises(UserError, match="one trial could never start"):
-        check_fits(settings(workers_per_trial=4), {"CPU": 2})
+        check_trials_fit(settings(workers_per_trial=4), {"CPU": 2})
     with pytest.raises(UserError, match="GPUs"):
-        check_fits(settings(gpu=True, gpus_per_worker=1.0), {"CPU": 8, "GPU": 1})
-    check_fits(settings(), {"CPU": 2})
+        check_trials_fit(settings(gpu=True, gpus_per_worker=1.0), {"CPU": 8, "GPU": 1})
+    check_trials_fit(settings(), {"CPU": 2})
 
 
 def test_points_must_name_exactly_the_searched_keys(tmp_path):
@@ -83,7 +83,7 @@ def test_a_search_resumes_only_on_the_trial_path_it_started_with(tmp_path):
     """Tune restores the actor reuse a search started with, which fits only that trial path (simmim_ray/_compat)."""
     from simmim_ray.search.driver import check_trial_path, reuse_actors
 
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.record.experiment import Experiment
 
     exp = Experiment(str(tmp_path))
     assert reuse_actors(True) and not reuse_actors(False)

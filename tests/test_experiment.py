@@ -12,8 +12,8 @@ import pytest
 from proc_utils import tree
 
 from simmim_ray.cli import main
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import INPUTS, SETTINGS, Experiment
+from simmim_ray.search.record.ledger import TRIAL_STARTED
+from simmim_ray.search.record.experiment import INPUTS, SETTINGS, Experiment
 from simmim_ray.search.settings import SearchSettings
 
 SPACE = "params:\n  mask.ratio: {uniform: [0.4, 0.8]}\nfixed:\n  train.epochs: 2\n"
@@ -33,7 +33,7 @@ def started(tmp_path, monkeypatch):
     exp.snapshot_inputs(s)
     exp.save_settings(s)
     exp.record_start(s, resumed=False)
-    exp.ledger.append(lg.TRIAL_STARTED, trial_id="trial_1", config={"mask.ratio": 0.5})
+    exp.ledger.append(TRIAL_STARTED, trial_id="trial_1", config={"mask.ratio": 0.5})
     optuna.create_study(study_name="q", storage=f"sqlite:///{exp.uri}/study.db", directions=["minimize", "maximize"])
     calls = []
     monkeypatch.setattr("simmim_ray.train.ray_init.init_ray", lambda *a, **k: None)

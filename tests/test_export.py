@@ -8,7 +8,7 @@ import yaml
 
 from simmim_ray.config import Config
 from simmim_ray.errors import UserError
-from simmim_ray.export import load_encoder
+from simmim_ray.io.export import load_encoder
 from simmim_ray.models import build_encoder
 
 VIT = {"model": {"img_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2}}
@@ -45,7 +45,7 @@ def test_a_config_of_another_width_names_both_files_and_the_first_misfit(tmp_pat
         f"{best}/config.yaml describes model.arch=vit, model.img_size=16, model.patch_size=4, model.embed_dim=32, "
         f"model.depth=1, model.num_heads=2, model.mlp_ratio=2.0, but {best}/encoder.pt holds `{name}` of shape "
         f"{there}, where the config's model has {needed}; the two files must come from one export "
-        f"(simmim_ray.export.export_best)")
+        f"(simmim_ray.io.export.export_best)")
     assert there[-1] == 16 and needed[-1] == 32
 
 

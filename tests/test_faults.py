@@ -207,8 +207,8 @@ def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path):
     # the progress line of the failed trial names the reason too
     assert any(ln.startswith("[") and " error " in ln and "NonFiniteLoss: non-finite loss" in ln
                for ln in log.splitlines()), log[-4000:]
-    from simmim_ray.search.experiment import Experiment
-    from simmim_ray.search.ledger import TRIAL_ENDED
+    from simmim_ray.search.record.experiment import Experiment
+    from simmim_ray.search.record.ledger import TRIAL_ENDED
 
     events = Experiment(str(tmp_path / "exps" / "lr")).ledger.events(TRIAL_ENDED)
     assert sorted(e["status"] for e in events) == ["complete", "error"]

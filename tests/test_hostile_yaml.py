@@ -1,5 +1,5 @@
 """A corpus of hostile YAML inputs, given as a config, a search space and --points: each is refused with exit 2 and
-one line, quickly, before Ray could start (the bounds live in simmim_ray/yamlio.py)."""
+one line, quickly, before Ray could start (the bounds live in simmim_ray/io/yamlio.py)."""
 from __future__ import annotations
 
 import os

@@ -22,7 +22,7 @@ class Untouchable(Dataset):
 
 
 def test_a_search_trial_never_reads_the_test_split(tiny_cfg):
-    """What a search trial's workers run (train/worker.py): pre-training epochs, the per-epoch proxy and the final
+    """What a search trial's workers run (train/trial_loop.py): pre-training epochs, the per-epoch proxy and the final
     evaluation on ("val",), the splits a search trial measures (train/launch.py's default)."""
     import inspect
 
@@ -59,8 +59,8 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
     the test split differs (the pixel baseline). The first also confirms its smallest candidate on Ray."""
     from simmim_ray.cli import main
     from simmim_ray.data import splits as splits_mod
-    from simmim_ray.search import results
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.answer import tables
+    from simmim_ray.search.record.experiment import Experiment
     from simmim_ray.train import launch
 
     real_build, shared = splits_mod.build_splits, []
@@ -93,8 +93,8 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
     def decisions(name: str):
         exp = Experiment(str(tmp_path / name))
         events = exp.ledger.events()
-        rows, history = results.trial_rows(events)
-        results.mark_feasible(rows, 0.05)
+        rows, history = tables.trial_rows(events)
+        tables.mark_feasible(rows, 0.05)
         order = [e["trial_id"] for e in events if e["event"] == "trial_started"]
         by = {r["trial_id"]: r for r in rows}
         trials = [({k: v for k, v in by[t].items() if "." in k}, {k: by[t][k] for k in DECISIONS}) for t in order]

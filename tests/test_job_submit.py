@@ -81,7 +81,7 @@ def test_quick_search_as_a_ray_job_on_a_local_head(tmp_path):
     assert "working_dir_files" in settings["space_path"] and not os.path.exists(settings["space_path"])
     with open(os.path.join(REPO, "search_spaces", "digits_quick.yaml")) as f:
         assert (exp / "inputs" / "digits_quick.yaml").read_text() == f.read()
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.record.experiment import Experiment
     from simmim_ray.search.space import load_space
 
     assert load_space(Experiment(str(exp)).input_file(settings["space_path"])).name == "digits_quick"

@@ -1,4 +1,4 @@
-"""One driver per experiment (simmim_ray/search/lease.py): a second driver is refused in one line naming the
+"""One driver per experiment (simmim_ray/search/record/lease.py): a second driver is refused in one line naming the
 holder; a holder that died leaves a lease the next driver takes; a new search never joins another search's study."""
 from __future__ import annotations
 
@@ -13,25 +13,25 @@ import pytest
 from cluster_utils import moto_s3
 from simmim_ray.cli import main
 from simmim_ray.errors import UserError
-from simmim_ray.search import lease as ls
+from simmim_ray.search.record import lease
 
 
 def test_second_holder_is_refused_with_the_holders_pid_host_and_lease(tmp_path):
     exp = str(tmp_path / "exps" / "x")
-    held = ls.acquire(exp)
+    held = lease.acquire(exp)
     with pytest.raises(UserError) as e:
-        ls.acquire(exp)
+        lease.acquire(exp)
     msg = str(e.value)
     assert f"is in use by pid {os.getpid()} on host {socket.gethostname()} since " in msg
     assert f"(lease {exp}/.lease)" in msg and "\n" not in msg
     held.release()
     assert not os.path.exists(exp)  # the lease made the directory and nothing else was written: gone again
-    ls.acquire(exp).release()
+    lease.acquire(exp).release()
 
 
 def test_release_keeps_an_experiment_directory_that_holds_files(tmp_path):
     exp = tmp_path / "x"
-    held = ls.acquire(str(exp))
+    held = lease.acquire(str(exp))
     (exp / "settings.json").write_text("{}")
     held.release()
     assert sorted(os.listdir(exp)) == ["settings.json"]
@@ -41,7 +41,7 @@ def test_lease_of_a_killed_holder_is_taken(tmp_path):
     """SIGKILL leaves the lease file behind, with the dead holder's pid in it: the lock went with the process."""
     exp = str(tmp_path / "x")
     ready = tmp_path / "ready"
-    code = (f"import time; from simmim_ray.search.lease import acquire; acquire({exp!r}); "
+    code = (f"import time; from simmim_ray.search.record.lease import acquire; acquire({exp!r}); "
             f"open({str(ready)!r}, 'w').close(); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
@@ -50,12 +50,12 @@ def test_lease_of_a_killed_holder_is_taken(tmp_path):
             assert proc.poll() is None and time.time() < deadline
             time.sleep(0.05)
         with pytest.raises(UserError, match=f"in use by pid {proc.pid} "):
-            ls.acquire(exp)
+            lease.acquire(exp)
     finally:
         proc.kill()
         proc.wait()
     assert os.path.exists(os.path.join(exp, ".lease"))
-    ls.acquire(exp).release()
+    lease.acquire(exp).release()
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_second_search_on_one_experiment_exits_2_naming_the_holder(tmp_path, cap
     """The first driver holds the lease (here: this process) and has not written settings.json yet: the second
     passes every other check and is refused before Ray starts."""
     (tmp_path / "s.yaml").write_text("params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n")
-    held = ls.acquire(str(tmp_path / "exps" / "s"))
+    held = lease.acquire(str(tmp_path / "exps" / "s"))
     try:
         rc, err = run_cli(["search", str(tmp_path / "s.yaml"), "--storage-path", str(tmp_path / "exps"),
                            "--target-accuracy", "0.5"], capsys)
@@ -110,40 +110,40 @@ def test_new_search_refuses_a_study_db_holding_its_study(tmp_path, capsys, no_ra
 
 
 def test_s3_lease_is_exclusive_and_a_stale_one_is_taken_over(monkeypatch):
-    from simmim_ray.search import lease_s3
+    from simmim_ray.search.record import lease_s3
 
     with moto_s3() as s3:
         for k, v in s3.env.items():
             monkeypatch.setenv(k, v)
         exp = s3.uri("exps/x")
-        held = ls.acquire(exp)
+        held = lease.acquire(exp)
         with pytest.raises(UserError, match=f"in use by pid {os.getpid()} on host "):
-            ls.acquire(exp)
+            lease.acquire(exp)
         # a lease whose heartbeat is older than STALE_S (here: any) belongs to a driver that is gone: taken over
         monkeypatch.setattr(lease_s3, "STALE_S", 0.0)
-        second = ls.acquire(exp)
+        second = lease.acquire(exp)
         assert second.uri.startswith(f"s3://{s3.bucket}/exps/x/.lease")
         held.release()  # no longer its lease: it must not delete the new holder's
         client, bucket, key = lease_s3.client_and_key(second.uri)
-        assert ls.Owner.from_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read()) is not None
+        assert lease.Owner.from_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read()) is not None
         second.release()
         monkeypatch.setattr(lease_s3, "STALE_S", 3600.0)
-        ls.acquire(exp).release()  # released: free again
+        lease.acquire(exp).release()  # released: free again
 
 
 def test_s3_reclaimers_of_one_stale_lease_cannot_both_win(monkeypatch):
     """Two drivers read the same stale lease; the one whose conditional overwrite comes second is refused."""
-    from simmim_ray.search import lease_s3
+    from simmim_ray.search.record import lease_s3
 
     with moto_s3() as s3:
         for k, v in s3.env.items():
             monkeypatch.setenv(k, v)
         lease_uri = s3.uri("exps/y/.lease")
         client, bucket, key = lease_s3.client_and_key(lease_uri)
-        dead = ls.Owner(pid=1, host="gone", user="u", since=0.0, heartbeat=0.0)
+        dead = lease.Owner(pid=1, host="gone", user="u", since=0.0, heartbeat=0.0)
         client.put_object(Bucket=bucket, Key=key, Body=dead.to_bytes())
         stale = client.get_object(Bucket=bucket, Key=key)["ETag"]
-        client.put_object(Bucket=bucket, Key=key, Body=ls.Owner.me().to_bytes(), IfMatch=stale)  # the first
+        client.put_object(Bucket=bucket, Key=key, Body=lease.Owner.me().to_bytes(), IfMatch=stale)  # the first
         real_get = client.get_object
 
         def get_stale(**kw):  # the second read the lease before the first took it over
@@ -155,7 +155,7 @@ def test_s3_reclaimers_of_one_stale_lease_cannot_both_win(monkeypatch):
 
         monkeypatch.setattr(client, "get_object", get_stale)
         with pytest.raises(UserError, match="is in use by another process"):
-            lease_s3._take_over_if_stale(client, bucket, key, ls.Owner.me(), s3.uri("exps/y"), lease_uri)
+            lease_s3._take_over_if_stale(client, bucket, key, lease.Owner.me(), s3.uri("exps/y"), lease_uri)
 
 
 def test_lease_is_released_when_the_search_ends(tmp_path, capsys, monkeypatch):
@@ -172,14 +172,14 @@ def test_lease_is_released_when_the_search_ends(tmp_path, capsys, monkeypatch):
     rc, err = run_cli(["search", str(tmp_path / "s.yaml"), "--storage-path", str(tmp_path / "exps"),
                        "--target-accuracy", "0.5"], capsys)
     assert rc == 2 and "no Ray here" in err
-    ls.acquire(str(tmp_path / "exps" / "s")).release()
+    lease.acquire(str(tmp_path / "exps" / "s")).release()
     assert not (tmp_path / "exps" / "s").exists()
 
 
 
 def test_s3_lease_of_a_process_gone_from_this_host_is_taken_at_once(monkeypatch):
     """A driver killed here (the usual crash, then --resume on the same machine) does not block for STALE_S."""
-    from simmim_ray.search import lease_s3
+    from simmim_ray.search.record import lease_s3
 
     with moto_s3() as s3:
         for k, v in s3.env.items():
@@ -188,18 +188,18 @@ def test_s3_lease_of_a_process_gone_from_this_host_is_taken_at_once(monkeypatch)
         client, bucket, key = lease_s3.client_and_key(s3.uri("exps/z/.lease"))
         proc = subprocess.Popen([sys.executable, "-c", "pass"])
         proc.wait()
-        dead_here = ls.Owner(pid=proc.pid, host=socket.gethostname(), user="u", since=time.time(),
+        dead_here = lease.Owner(pid=proc.pid, host=socket.gethostname(), user="u", since=time.time(),
                              heartbeat=time.time())
         client.put_object(Bucket=bucket, Key=key, Body=dead_here.to_bytes())
-        ls.acquire(exp).release()
-        alive_elsewhere = ls.Owner(pid=proc.pid, host="another-host", user="u", since=time.time(),
+        lease.acquire(exp).release()
+        alive_elsewhere = lease.Owner(pid=proc.pid, host="another-host", user="u", since=time.time(),
                                    heartbeat=time.time())
         client.put_object(Bucket=bucket, Key=key, Body=alive_elsewhere.to_bytes())
         with pytest.raises(UserError, match=f"in use by pid {proc.pid} on host another-host since "):
-            ls.acquire(exp)
+            lease.acquire(exp)
 
 
 def test_a_lease_that_cannot_be_written_is_one_line(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match=r"file/x/\.lease: cannot take the experiment's lease \(Not a directory\)"):
-        ls.acquire(str(tmp_path / "file" / "x"))
+        lease.acquire(str(tmp_path / "file" / "x"))

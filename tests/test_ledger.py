@@ -14,49 +14,49 @@ import pytest
 
 from simmim_ray.errors import UserError
 from simmim_ray.metrics import EPOCH, VAL_ACCURACY
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.ledger import Ledger
+from simmim_ray.search.record import ledger
+from simmim_ray.search.record.ledger import Ledger
 
 
 def test_events_go_to_their_stream_and_merge_oldest_first(tmp_path):
     led = Ledger(str(tmp_path / "ledger"))
-    led.append(lg.SEARCH_STARTED, settings={"trials": 2}, inputs={}, resumed=False)
-    led.append(lg.TRIAL_STARTED, trial_id="trial_a", config={"model.depth": 1})
-    led.append(lg.TRIAL_STARTED, trial_id="trial_b", config={"model.depth": 2})
-    led.append(lg.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1, "done": False})
-    led.append(lg.CONFIRMATION, trial_id="trial_a", seed=1, test_accuracy=0.9)
+    led.append(ledger.SEARCH_STARTED, settings={"trials": 2}, inputs={}, resumed=False)
+    led.append(ledger.TRIAL_STARTED, trial_id="trial_a", config={"model.depth": 1})
+    led.append(ledger.TRIAL_STARTED, trial_id="trial_b", config={"model.depth": 2})
+    led.append(ledger.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1, "done": False})
+    led.append(ledger.CONFIRMATION, trial_id="trial_a", seed=1, test_accuracy=0.9)
     # a trial's events share its file; other stages' events never share a file with the search's writer
     assert sorted(p.name for p in (tmp_path / "ledger").iterdir()) == [
         "confirmation.jsonl", "search_started.jsonl", "trial_a.jsonl", "trial_b.jsonl"]
-    assert [e["event"] for e in led.events()] == [lg.SEARCH_STARTED, lg.TRIAL_STARTED, lg.TRIAL_STARTED,
-                                                  lg.TRIAL_RESULT, lg.CONFIRMATION]
-    assert [e["event"] for e in led.events(trial_id="trial_a")] == [lg.TRIAL_STARTED, lg.TRIAL_RESULT,
-                                                                    lg.CONFIRMATION]
-    assert [e["trial_id"] for e in led.events(lg.TRIAL_STARTED)] == ["trial_a", "trial_b"]
-    assert led.latest(lg.CONFIRMATION, trial_id="trial_a")["seed"] == 1
-    assert led.latest(lg.TRIAL_ENDED) is None
+    assert [e["event"] for e in led.events()] == [ledger.SEARCH_STARTED, ledger.TRIAL_STARTED, ledger.TRIAL_STARTED,
+                                                  ledger.TRIAL_RESULT, ledger.CONFIRMATION]
+    assert [e["event"] for e in led.events(trial_id="trial_a")] == [ledger.TRIAL_STARTED, ledger.TRIAL_RESULT,
+                                                                    ledger.CONFIRMATION]
+    assert [e["trial_id"] for e in led.events(ledger.TRIAL_STARTED)] == ["trial_a", "trial_b"]
+    assert led.latest(ledger.CONFIRMATION, trial_id="trial_a")["seed"] == 1
+    assert led.latest(ledger.TRIAL_ENDED) is None
     with pytest.raises(ValueError, match="needs a trial_id"):
-        led.append(lg.TRIAL_ENDED, status=lg.COMPLETE)
+        led.append(ledger.TRIAL_ENDED, status=ledger.COMPLETE)
     with pytest.raises(ValueError, match="event type must be a name"):
         led.append("bad type/../x")
 
 
 def test_final_result_is_the_report_that_carries_done(tmp_path):
     led = Ledger(str(tmp_path / "ledger"))
-    led.append(lg.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1, "done": False})
+    led.append(ledger.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1, "done": False})
     assert led.final_result("trial_a") is None and led.final_result("trial_zz") is None
-    led.append(lg.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 2, VAL_ACCURACY: 0.8, "done": True})
+    led.append(ledger.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 2, VAL_ACCURACY: 0.8, "done": True})
     assert led.final_result("trial_a") == {EPOCH: 2, VAL_ACCURACY: 0.8, "done": True}
 
 
 def test_a_line_cut_by_a_kill_is_skipped_and_the_next_event_kept(tmp_path):
     led = Ledger(str(tmp_path / "ledger"))
-    led.append(lg.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1})
+    led.append(ledger.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1})
     path = tmp_path / "ledger" / "trial_a.jsonl"
     with open(path, "a") as f:  # the driver was killed mid-write: no newline at the end
         f.write('{"event": "trial_result", "time": 1, "trial_id": "trial_a", "result": {"ep')
-    led.append(lg.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 2})  # the resumed driver's next event
-    assert [e["result"][EPOCH] for e in led.events(lg.TRIAL_RESULT)] == [1, 2]
+    led.append(ledger.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 2})  # the resumed driver's next event
+    assert [e["result"][EPOCH] for e in led.events(ledger.TRIAL_RESULT)] == [1, 2]
 
 
 @pytest.mark.parametrize("line, rule", [
@@ -71,11 +71,11 @@ def test_a_damaged_line_is_skipped_with_one_warning_naming_file_line_and_rule(tm
     skipped, and the events around it are kept."""
     warnings = []
     led = Ledger(str(tmp_path / "ledger"), warn=warnings.append)
-    led.append(lg.TRIAL_STARTED, trial_id="trial_a", config={})
+    led.append(ledger.TRIAL_STARTED, trial_id="trial_a", config={})
     with open(tmp_path / "ledger" / "trial_a.jsonl", "a") as f:
         f.write(line + "\n")
-    led.append(lg.TRIAL_RESULT, trial_id="trial_a", result={})
-    assert [e["event"] for e in led.events()] == [lg.TRIAL_STARTED, lg.TRIAL_RESULT]
+    led.append(ledger.TRIAL_RESULT, trial_id="trial_a", result={})
+    assert [e["event"] for e in led.events()] == [ledger.TRIAL_STARTED, ledger.TRIAL_RESULT]
     assert led.final_result("trial_a") is None  # one reader's warnings are told once, however often it reads
     assert warnings == [f"{tmp_path}/ledger/trial_a.jsonl line 2: {rule}; line skipped"]
 
@@ -83,10 +83,10 @@ def test_a_damaged_line_is_skipped_with_one_warning_naming_file_line_and_rule(tm
 def test_a_line_that_is_not_utf8_is_skipped_with_a_warning(tmp_path):
     warnings = []
     led = Ledger(str(tmp_path / "ledger"), warn=warnings.append)
-    led.append(lg.TRIAL_STARTED, trial_id="trial_a", config={})
+    led.append(ledger.TRIAL_STARTED, trial_id="trial_a", config={})
     with open(tmp_path / "ledger" / "trial_a.jsonl", "ab") as f:
         f.write(b"\xff\xfe{}\n")
-    led.append(lg.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1, "done": True})
+    led.append(ledger.TRIAL_RESULT, trial_id="trial_a", result={EPOCH: 1, "done": True})
     assert led.final_result("trial_a") == {EPOCH: 1, "done": True}
     assert warnings == [f"{tmp_path}/ledger/trial_a.jsonl line 2: a ledger line must be UTF-8 JSON, but byte 0 is "
                         f"not UTF-8; line skipped"]
@@ -99,18 +99,19 @@ def test_an_older_experiments_trials_jsonl_reads_as_trial_events(tmp_path):
                                   "result": {EPOCH: 2, VAL_ACCURACY: 0.6, "done": True, "checkpoint_path": "/c"}})
                       + "\n" + '{"trial_id": "trial_2", "sta')  # cut by a kill
     led = Ledger(str(tmp_path / "ledger"), legacy=str(legacy))
-    assert [e["event"] for e in led.events()] == [lg.TRIAL_STARTED, lg.TRIAL_RESULT, lg.TRIAL_ENDED]
-    assert led.latest(lg.TRIAL_ENDED)["checkpoint_path"] == "/c"
+    assert [e["event"] for e in led.events()] == [ledger.TRIAL_STARTED, ledger.TRIAL_RESULT, ledger.TRIAL_ENDED]
+    assert led.latest(ledger.TRIAL_ENDED)["checkpoint_path"] == "/c"
     assert led.final_result("trial_1")[VAL_ACCURACY] == 0.6  # a resumed old search never retrains it
-    led.append(lg.TRIAL_STARTED, trial_id="trial_3", config={"model.depth": 3})  # the old search resumed by this version
-    assert [e.get("trial_id") for e in led.events(lg.TRIAL_STARTED)] == ["trial_1", "trial_3"]
+    # the old search resumed by this version
+    led.append(ledger.TRIAL_STARTED, trial_id="trial_3", config={"model.depth": 3})
+    assert [e.get("trial_id") for e in led.events(ledger.TRIAL_STARTED)] == ["trial_1", "trial_3"]
 
 
 def ledger_with(tmp_path, *lines: str) -> tuple[Ledger, list[str]]:
     """A ledger holding one valid trial, then `lines` appended to its file."""
     warnings = []
     led = Ledger(str(tmp_path / "ledger"), warn=warnings.append)
-    led.append(lg.TRIAL_STARTED, trial_id="trial_ab12", config={"model.depth": 2})
+    led.append(ledger.TRIAL_STARTED, trial_id="trial_ab12", config={"model.depth": 2})
     with open(tmp_path / "ledger" / "trial_ab12.jsonl", "a") as f:
         f.write("".join(ln + "\n" for ln in lines))
     return led, warnings
@@ -121,7 +122,7 @@ def test_the_writer_writes_numbers_that_are_not_finite_as_null(tmp_path):
     import numpy as np
 
     led = Ledger(str(tmp_path / "ledger"))
-    led.append(lg.TRIAL_ENDED, trial_id="trial_a", status=lg.COMPLETE, metrics={
+    led.append(ledger.TRIAL_ENDED, trial_id="trial_a", status=ledger.COMPLETE, metrics={
         VAL_ACCURACY: np.float32(0.5), "grad_norm": math.inf, "loss": math.nan, "images": np.int64(3)})
     assert b"NaN" not in (tmp_path / "ledger" / "trial_a.jsonl").read_bytes()
     (e,) = led.events()
@@ -151,8 +152,8 @@ def test_files_that_are_not_regular_are_skipped_with_a_warning(tmp_path):
 
 FIFO_SCRIPT = """
 import os, sys
-from simmim_ray import storage as sio
-from simmim_ray.search.ledger import Ledger
+from simmim_ray.io import storage
+from simmim_ray.search.record.ledger import Ledger
 root = sys.argv[1]
 os.mkfifo(os.path.join(root, "ledger", "x.jsonl"))
 os.mkfifo(os.path.join(root, "ledger", "trial_p.jsonl"))
@@ -161,8 +162,8 @@ seen = []
 led = Ledger(os.path.join(root, "ledger"), legacy=os.path.join(root, "trials.jsonl"), warn=seen.append)
 print(len(led.events()), led.final_result("trial_p"))
 try:
-    sio.read_bytes(os.path.join(root, "ledger", "x.jsonl"))  # a file swapped for a pipe after it was listed
-except sio.NotRegularFile as e:
+    storage.read_bytes(os.path.join(root, "ledger", "x.jsonl"))  # a file swapped for a pipe after it was listed
+except storage.NotRegularFile as e:
     print("refused:", e)
 print(*seen, sep="\\n")
 """

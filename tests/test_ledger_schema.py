@@ -1,4 +1,4 @@
-"""The ledger read with its schema (search/ledger_schema.py): whatever its files hold, reading never raises or hangs,
+"""The ledger read with its schema (search/record/ledger_schema.py): whatever its files hold, reading never raises or hangs,
 returns exactly the events that pass the schema, warns once per line it skips, and the results table and report
 built from what it returns do not raise either. Hypothesis damages valid ledgers; each failure seen in the field
 has a test of its own. No Ray."""
@@ -16,14 +16,14 @@ from hypothesis import strategies as st
 from test_ledger import ledger_with
 
 from simmim_ray.metrics import DONE, EPOCH, FLOPS, PARAMS, PROXY_KNN, TEST_ACCURACY, VAL_ACCURACY, VAL_COUNT
-from simmim_ray.search import ledger as lg
-from simmim_ray.search import ledger_schema as schema
-from simmim_ray.search import report, results
-from simmim_ray.search.answer import labeled_fraction
-from simmim_ray.search.confirm import confirm_seeds
-from simmim_ray.search.driver import no_answer_message
-from simmim_ray.search.experiment import Experiment
-from simmim_ray.search.ledger import Ledger
+from simmim_ray.search.record import ledger
+from simmim_ray.search.record import ledger_schema
+from simmim_ray.search.answer import report, tables
+from simmim_ray.search.answer.answer import labeled_fraction
+from simmim_ray.search.answer.confirm import confirm_seeds
+from simmim_ray.search.answer.stage import no_answer_message
+from simmim_ray.search.record.experiment import Experiment
+from simmim_ray.search.record.ledger import Ledger
 from simmim_ray.search.settings import SearchSettings
 
 S = SearchSettings(space_path="/nowhere/s.yaml", name="exp", root="/nowhere", target_accuracy=0.5, confirm=2,
@@ -57,16 +57,16 @@ def event(kind: str, **fields) -> st.SearchStrategy:
 
 
 VALID = st.one_of(
-    event(lg.SEARCH_STARTED, settings=st.just(S.to_dict()), inputs=st.just({"s.yaml": "ab12"}),
+    event(ledger.SEARCH_STARTED, settings=st.just(S.to_dict()), inputs=st.just({"s.yaml": "ab12"}),
           resumed=st.booleans()),
-    event(lg.TRIAL_STARTED, trial_id=TRIAL, config=st.fixed_dictionaries({"model.depth": st.integers(1, 4),
+    event(ledger.TRIAL_STARTED, trial_id=TRIAL, config=st.fixed_dictionaries({"model.depth": st.integers(1, 4),
                                                                           "loss.type": st.just("l1")})),
-    event(lg.TRIAL_RESULT, trial_id=TRIAL, result=REPORT),
-    event(lg.TRIAL_ENDED, trial_id=TRIAL, status=st.sampled_from((lg.COMPLETE, *lg.STATUSES)), metrics=FINAL,
+    event(ledger.TRIAL_RESULT, trial_id=TRIAL, result=REPORT),
+    event(ledger.TRIAL_ENDED, trial_id=TRIAL, status=st.sampled_from((ledger.COMPLETE, *ledger.STATUSES)), metrics=FINAL,
           checkpoint_path=st.just(""), error=st.just(""), epochs=st.integers(0, 5), wall_s=st.floats(0, 99)),
-    event(lg.CONFIRMATION, mode=st.sampled_from(["finetune", "pretrain"]), **JOB),
-    event(lg.BASELINE, name=st.just("scratch"), mode=st.just("scratch"), **JOB),
-    event(lg.BASELINE, name=st.just("pixel_logreg"), test_accuracy=st.none() | ACC, test_count=st.integers(0, 99),
+    event(ledger.CONFIRMATION, mode=st.sampled_from(["finetune", "pretrain"]), **JOB),
+    event(ledger.BASELINE, name=st.just("scratch"), mode=st.just("scratch"), **JOB),
+    event(ledger.BASELINE, name=st.just("pixel_logreg"), test_accuracy=st.none() | ACC, test_count=st.integers(0, 99),
           labeled_images=st.integers(0, 99), labeled_fraction=st.floats(0.01, 1)),
 )
 # what a hand edit, a bug or a damaged disk could leave instead: any JSON, with the values that broke readers
@@ -122,13 +122,13 @@ def story(draw) -> dict[str, list[dict]]:
     job = {"trial_id": "trial_a", "seeds": list(SEEDS), "error": "", "started": 1.0, "wall_s": 1.0}
     return {
         "trial_a.jsonl": [
-            {"event": lg.TRIAL_STARTED, "time": 1, "trial_id": "trial_a", "config": {"model.depth": 2}},
-            {"event": lg.TRIAL_ENDED, "time": 2, "trial_id": "trial_a", "status": lg.COMPLETE,
+            {"event": ledger.TRIAL_STARTED, "time": 1, "trial_id": "trial_a", "config": {"model.depth": 2}},
+            {"event": ledger.TRIAL_ENDED, "time": 2, "trial_id": "trial_a", "status": ledger.COMPLETE,
              "metrics": {VAL_ACCURACY: val, PARAMS: 10, FLOPS: 20, DONE: True}}],
-        "confirmation.jsonl": [{"event": lg.CONFIRMATION, "time": 3, "mode": "finetune", "runs": tests, **job}],
+        "confirmation.jsonl": [{"event": ledger.CONFIRMATION, "time": 3, "mode": "finetune", "runs": tests, **job}],
         "baseline.jsonl": [
-            {"event": lg.BASELINE, "time": 4, "name": "scratch", "mode": "scratch", "runs": scratch, **job},
-            {"event": lg.BASELINE, "time": 5, "name": "pixel_logreg", "test_accuracy": 0.5, "test_count": 9,
+            {"event": ledger.BASELINE, "time": 4, "name": "scratch", "mode": "scratch", "runs": scratch, **job},
+            {"event": ledger.BASELINE, "time": 5, "name": "pixel_logreg", "test_accuracy": 0.5, "test_count": 9,
              "labeled_images": 9, "labeled_fraction": 0.1}]}
 
 
@@ -146,7 +146,7 @@ def ledger_files(draw) -> dict[str, list[bytes]]:
 def passes(raw: bytes) -> bool:
     """Independent of the reader: the line parses as JSON and the schema accepts it."""
     try:
-        return schema.problem(json.loads(raw.decode("utf-8"))) is None
+        return ledger_schema.problem(json.loads(raw.decode("utf-8"))) is None
     except (ValueError, RecursionError):
         return False
 
@@ -155,7 +155,7 @@ def passes(raw: bytes) -> bool:
 @settings(max_examples=60, deadline=None)
 def test_the_schema_accepts_every_event_its_writers_write(events):
     for e in events:
-        assert schema.problem(e) is None, e
+        assert ledger_schema.problem(e) is None, e
 
 
 @given(files=ledger_files())
@@ -173,18 +173,17 @@ def test_a_damaged_ledger_reads_as_its_valid_events_and_reports_without_raising(
         exp = Experiment(root)
         exp.ledger = Ledger(exp.path("ledger"), warn=warnings.append)
         events = exp.ledger.events()
-        assert all(schema.problem(e) is None for e in events)
+        assert all(ledger_schema.problem(e) is None for e in events)
         assert sorted(map(json.dumps, events)) == sorted(map(json.dumps, kept))  # every valid event, no other
         told = {(m[1], int(m[2])) for w in warnings
                 if (m := re.match(rf"{re.escape(root)}/ledger/(\S+) line (\d+): .*; line skipped$", w))}
         assert len(told) == len(warnings) and told <= skipped  # one warning per skipped line, naming it
-        rows, _ = results.trial_rows(events)
-        results.mark_feasible(rows, S.target_accuracy)
+        rows, _ = tables.trial_rows(events)
+        tables.mark_feasible(rows, S.target_accuracy)
         rep = report.build(S, rows, events, labeled_fraction(exp, S))
         assert report.format_text(rep, S) and json.dumps(rep, default=str)
-        assert results.format_report(rows, S.target_accuracy, S.size_metric)
         assert no_answer_message(S, exp, rows, rep)  # what a search that found no answer ends with
-        results.write_tables(exp, S.target_accuracy, S.size_metric)
+        tables.write_tables(exp, S.target_accuracy, S.size_metric)
 
 
 # ---- the failures seen in the field, one by one ----------------------------------------------------------------
@@ -210,7 +209,7 @@ def test_a_damaged_ledger_reads_as_its_valid_events_and_reports_without_raising(
 ])
 def test_a_malformed_event_is_skipped_with_one_warning_naming_file_line_and_rule(tmp_path, line, rule):
     led, warnings = ledger_with(tmp_path, line)
-    assert [e["event"] for e in led.events()] == [lg.TRIAL_STARTED]
+    assert [e["event"] for e in led.events()] == [ledger.TRIAL_STARTED]
     assert warnings == [f"{tmp_path}/ledger/trial_ab12.jsonl line 2: {rule}; line skipped"]
 
 
@@ -219,11 +218,11 @@ def test_a_confirmation_without_trial_id_is_skipped_and_the_report_built(tmp_pat
     warnings = []
     exp = Experiment(str(tmp_path / "exp"))
     exp.ledger = Ledger(exp.path("ledger"), warn=warnings.append)
-    exp.ledger.append(lg.CONFIRMATION, mode="finetune", seeds=list(SEEDS), runs=[], error="")
-    exp.ledger.append(lg.TRIAL_ENDED, trial_id="trial_a", status=lg.COMPLETE, metrics={
+    exp.ledger.append(ledger.CONFIRMATION, mode="finetune", seeds=list(SEEDS), runs=[], error="")
+    exp.ledger.append(ledger.TRIAL_ENDED, trial_id="trial_a", status=ledger.COMPLETE, metrics={
         VAL_ACCURACY: 0.9, PARAMS: 10, FLOPS: 10})
-    rows, _ = results.trial_rows(exp.ledger.events())
-    results.mark_feasible(rows, S.target_accuracy)
+    rows, _ = tables.trial_rows(exp.ledger.events())
+    tables.mark_feasible(rows, S.target_accuracy)
     rep = report.build(S, rows, exp.ledger.events(), None)
     assert rep["answer"] == report.PENDING and rep["confirmation"]["compute"]["jobs"] == 0
     assert warnings == [f"{exp.path('ledger')}/confirmation.jsonl line 1: `trial_id` is required, but missing; "
@@ -232,10 +231,10 @@ def test_a_confirmation_without_trial_id_is_skipped_and_the_report_built(tmp_pat
 
 def test_a_complete_trial_without_its_size_is_listed_but_never_ranked(tmp_path):
     exp = Experiment(str(tmp_path / "exp"))
-    exp.ledger.append(lg.TRIAL_ENDED, trial_id="trial_a", status=lg.COMPLETE, metrics={VAL_ACCURACY: 0.9, PARAMS: 9})
-    rows, _ = results.trial_rows(exp.ledger.events())
-    results.mark_feasible(rows, S.target_accuracy)
+    exp.ledger.append(ledger.TRIAL_ENDED, trial_id="trial_a", status=ledger.COMPLETE, metrics={VAL_ACCURACY: 0.9, PARAMS: 9})
+    rows, _ = tables.trial_rows(exp.ledger.events())
+    tables.mark_feasible(rows, S.target_accuracy)
     # a winner is reported with both sizes: one without its flops is never feasible
-    assert rows[0]["feasible"] is False and results.pareto_front(rows, FLOPS) == []
-    assert [r["trial_id"] for r in results.pareto_front(rows, PARAMS)] == ["trial_a"]
+    assert rows[0]["feasible"] is False and tables.pareto_front(rows, FLOPS) == []
+    assert [r["trial_id"] for r in tables.pareto_front(rows, PARAMS)] == ["trial_a"]
     assert "Answer: none" in report.format_text(report.build(S, rows, exp.ledger.events(), None), S)

@@ -60,7 +60,7 @@ def drive(spec_path: str) -> None:
     ray.init(address=spec["address"], log_to_driver=False, configure_logging=False)
     from simmim_ray.config import Config
     from simmim_ray.train.launch import Resources, apply_ray_env_defaults, make_trainer
-    from simmim_ray.storage import check_shared_storage, cluster_node_count
+    from simmim_ray.io.storage import check_shared_storage, cluster_node_count
 
     apply_ray_env_defaults()
     deadline = time.monotonic() + 60

@@ -159,8 +159,8 @@ def test_every_path_flag_refuses_an_empty_value(argv, flag, capsys):
 
 
 def test_experiment_files_that_are_pipes_are_refused_not_read(tmp_path):
-    """The ledger, settings and inputs are read through storage.py: a FIFO there would block `report` forever."""
-    from simmim_ray import storage
+    """The ledger, settings and inputs are read through io/storage.py: a FIFO there would block `report` forever."""
+    from simmim_ray.io import storage
 
     os.mkfifo(tmp_path / "settings.json")
     with pytest.raises(UserError, match=r"settings.json is a named pipe, not a regular file"):

@@ -43,7 +43,7 @@ def test_no_cpu_left_for_ray_data_is_refused_naming_the_flag():
 @pytest.mark.slow
 def test_default_parquet_train_on_a_two_cpu_ray_completes_with_exact_counts(tmp_path):
     from cluster_utils import LocalCluster, run_with_cluster
-    from simmim_ray.configio import load_config
+    from simmim_ray.io.configio import load_config
     from simmim_ray.data.scan import scan
     from simmim_ray.data.stream_batches import local_batches
 

@@ -74,7 +74,7 @@ def test_train_cli_end_to_end(tmp_path):
     assert "final: val_accuracy=" in log
     assert " trial path (" in log  # one line says which trial path (simmim_ray/_compat) runs
 
-    from simmim_ray.configio import load_config
+    from simmim_ray.io.configio import load_config
 
     cfg = load_config(str(out / "config.yaml"))
     assert cfg.train.epochs == 2 and cfg.model.img_size == 16

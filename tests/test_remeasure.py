@@ -39,7 +39,7 @@ class FakeRun:
 
 
 def test_a_borderline_trial_reports_the_mean_over_its_seeds_and_each_seed():
-    from simmim_ray.train.worker import final_eval
+    from simmim_ray.train.trial_loop import final_eval
 
     run = FakeRun({1: 0.925, 2: 0.90, 3: 0.905})
     m = final_eval(run, LoopConfig(config={}, remeasure=Remeasure(0.92, seeds=2)))
@@ -49,7 +49,7 @@ def test_a_borderline_trial_reports_the_mean_over_its_seeds_and_each_seed():
 
 
 def test_a_clear_trial_is_measured_once():
-    from simmim_ray.train.worker import final_eval
+    from simmim_ray.train.trial_loop import final_eval
 
     for acc in (0.99, 0.5):
         run = FakeRun({1: acc})

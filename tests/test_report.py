@@ -1,4 +1,4 @@
-"""The answer as search/report.py derives it from ledger-like events (no Ray, no torch): the `--json` contract, what
+"""The answer as search/answer/report.py derives it from ledger-like events (no Ray, no torch): the `--json` contract, what
 the text says about how the winner was chosen, and that test numbers are reported but never choose."""
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ import random
 import pytest
 
 from simmim_ray.metrics import CONFIRM_VAL_SEED_FIELDS, TEST_SEED_FIELDS
-from simmim_ray.search import confirm as cf
-from simmim_ray.search import ledger as lg
-from simmim_ray.search import report
+from simmim_ray.search.answer import confirm
+from simmim_ray.search.record import ledger
+from simmim_ray.search.answer import report
 from simmim_ray.search.settings import SearchSettings
 
 S = SearchSettings(space_path="s.yaml", name="exp", root="/nowhere", target_accuracy=0.9, confirm=3,
                    confirm_seeds=3)
-SEEDS = cf.confirm_seeds(3, S.seed)
+SEEDS = confirm.confirm_seeds(3, S.seed)
 
 
 def row(t: str, params: int, val: float) -> dict:
-    return {"trial_id": t, "status": lg.COMPLETE, "params": params, "flops": 10 * params, "val_accuracy": val,
+    return {"trial_id": t, "status": ledger.COMPLETE, "params": params, "flops": 10 * params, "val_accuracy": val,
             "val_accuracy_low": val - 0.03, "val_accuracy_high": val + 0.03, "val_count": 300,
             "feasible": val >= 0.9, "model.embed_dim": params // 100}
 
@@ -29,7 +29,7 @@ ROWS = [row("trial_small", 1000, 0.93), row("trial_mid", 5000, 0.92), row("trial
 
 
 def confirmation(t: str, val: list[float], test: list[float]) -> dict:
-    return {"event": lg.CONFIRMATION, "time": 100.0, "started": 90.0, "trial_id": t, "mode": "finetune",
+    return {"event": ledger.CONFIRMATION, "time": 100.0, "started": 90.0, "trial_id": t, "mode": "finetune",
             "seeds": list(SEEDS), "error": "", "wall_s": 10.0,
             "runs": [{"seed": s, "val_accuracy": v, "val_count": 300, "test_accuracy": a, "test_count": 300,
                       "cpu_seconds": 1.0} for s, v, a in zip(SEEDS, val, test)]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from simmim_ray.errors import UserError
-from simmim_ray.resources import check_fits, local_resources, starts_locally
+from simmim_ray.train.resources import check_fits, local_resources, starts_locally
 
 
 def test_check_fits_names_flags_and_the_machine():

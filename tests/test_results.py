@@ -11,23 +11,37 @@ import torch
 
 from simmim_ray.config import Config
 from simmim_ray.errors import NoFeasibleTrial
-from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import EPOCH, FLOPS, PARAMS, PROXY_KNN, VAL_ACCURACY
 from simmim_ray.models import build_simmim, count_params
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.answer import tables
+from simmim_ray.search.record import ledger
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.settings import SearchSettings
 
 TINY = {"model": {"img_size": 16, "embed_dim": 16, "depth": 1, "num_heads": 2}}
 
 
+def write_outputs(exp: Experiment, target: float = 0.8) -> list[dict]:
+    """What the answer stage writes without confirmation (--confirm 0): the tables, best/ of the smallest trial
+    feasible on validation (answer.export), pareto.png; -> the rows."""
+    from simmim_ray.search.answer import answer, report
+
+    s = SearchSettings(space_path="x", name="exp", root="/r", target_accuracy=target, confirm=0)
+    rows, _ = tables.write_tables(exp, target, s.size_metric)
+    rep = report.build(s, rows, exp.ledger.events(), None)
+    answer.export(exp, rows, rep)
+    tables.plot_pareto(exp, rows, target, s.size_metric, tables.winner(rows, s.size_metric))
+    return rows
+
+
 def make_trial(exp: Experiment, name, params, results, end=None, ckpt_cfg=None):
     """Ledger events as the driver's Recorder writes them; with `ckpt_cfg`, a Train checkpoint of that model."""
-    exp.ledger.append(lg.TRIAL_STARTED, trial_id=name, config=params)
+    exp.ledger.append(ledger.TRIAL_STARTED, trial_id=name, config=params)
     for r in results:
-        exp.ledger.append(lg.TRIAL_RESULT, trial_id=name, result=r)
+        exp.ledger.append(ledger.TRIAL_RESULT, trial_id=name, result=r)
     if end:
-        exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, metrics=results[-1] if results else {},
+        exp.ledger.append(ledger.TRIAL_ENDED, trial_id=name, metrics=results[-1] if results else {},
                           checkpoint_path="", **end)
     if ckpt_cfg is not None:
         cfg = Config.from_dict(ckpt_cfg)
@@ -49,26 +63,24 @@ def experiment(tmp_path):
     make_trial(exp, "trial_a", {"model.embed_dim": 16}, [
         {EPOCH: 1, PROXY_KNN: 0.5, PARAMS: small, FLOPS: 10},
         {EPOCH: 2, PROXY_KNN: 0.6, VAL_ACCURACY: 0.85, PARAMS: small, FLOPS: 10, "done": True}],
-        {"status": lg.COMPLETE, "wall_s": 12.0, "epochs": 2, "error": ""}, ckpt_cfg=TINY)
+        {"status": ledger.COMPLETE, "wall_s": 12.0, "epochs": 2, "error": ""}, ckpt_cfg=TINY)
     make_trial(exp, "trial_b", {"model.embed_dim": 64}, [
         {EPOCH: 2, VAL_ACCURACY: 0.95, PARAMS: 10 ** 6, FLOPS: 10 ** 7, "done": True}],
-        {"status": lg.COMPLETE, "wall_s": 20.0, "epochs": 2, "error": ""})
+        {"status": ledger.COMPLETE, "wall_s": 20.0, "epochs": 2, "error": ""})
     make_trial(exp, "trial_c", {"model.embed_dim": 8}, [
         {EPOCH: 2, VAL_ACCURACY: 0.5, PARAMS: 100, FLOPS: 5, "done": True}],
-        {"status": lg.COMPLETE, "wall_s": 9.0, "epochs": 2, "error": ""})
+        {"status": ledger.COMPLETE, "wall_s": 9.0, "epochs": 2, "error": ""})
     make_trial(exp, "trial_d", {"model.embed_dim": 32}, [{EPOCH: 1, PROXY_KNN: 0.99, PARAMS: 50, FLOPS: 1}],
-               {"status": lg.PRUNED, "wall_s": 5.0, "epochs": 1, "error": ""})
+               {"status": ledger.PRUNED, "wall_s": 5.0, "epochs": 1, "error": ""})
     make_trial(exp, "trial_e", {"model.embed_dim": 48}, [],
-               {"status": lg.ERROR, "wall_s": 1.0, "epochs": 0, "error": "NonFiniteLoss: non-finite loss"})
+               {"status": ledger.ERROR, "wall_s": 1.0, "epochs": 0, "error": "NonFiniteLoss: non-finite loss"})
     make_trial(exp, "trial_f", {"model.embed_dim": 40}, [{EPOCH: 1, PROXY_KNN: 0.3, PARAMS: 70, FLOPS: 2}])
     return exp, small
 
 
 def test_results_table_statuses_and_winner(experiment):
-    from simmim_ray.search import results
-
     exp, small = experiment
-    rows = results.write_outputs(exp, 0.8, "params")
+    rows = write_outputs(exp)
     table = pq.read_table(exp.path("results.parquet"))
     assert {"trial_id", "status", "model.embed_dim", "val_accuracy", "params", "flops", "feasible", "epochs",
             "wall_s", "error"} <= set(table.column_names)
@@ -79,8 +91,8 @@ def test_results_table_statuses_and_winner(experiment):
     # the pruned trial's high proxy is not an accuracy and never makes it feasible
     assert by["trial_d"]["val_accuracy"] is None and not by["trial_d"]["feasible"]
     assert [by[f"trial_{t}"]["feasible"] for t in "abc"] == [True, True, False]
-    assert results.winner(rows, "params")["trial_id"] == "trial_a"
-    assert [r["trial_id"] for r in results.pareto_front(rows, "params")] == ["trial_c", "trial_a", "trial_b"]
+    assert tables.winner(rows, "params")["trial_id"] == "trial_a"
+    assert [r["trial_id"] for r in tables.pareto_front(rows, "params")] == ["trial_c", "trial_a", "trial_b"]
     history = pq.read_table(exp.path("history.parquet")).to_pylist()
     assert sorted((h["trial_id"], h["epoch"]) for h in history if h["trial_id"] == "trial_a") == [
         ("trial_a", 1), ("trial_a", 2)]
@@ -88,11 +100,9 @@ def test_results_table_statuses_and_winner(experiment):
 
 
 def test_best_export_loads_with_one_call(experiment):
-    from simmim_ray.export import load_encoder
-    from simmim_ray.search import results
-
+    from simmim_ray.io.export import load_encoder
     exp, small = experiment
-    results.write_outputs(exp, 0.8, "params")
+    write_outputs(exp)
     enc = load_encoder(exp.path("best"))
     assert count_params(enc) == small
     out = enc(torch.zeros(2, 3, 16, 16))
@@ -116,12 +126,12 @@ def test_report_text_and_json(experiment, capsys):
 
 
 def test_no_feasible_trial_still_writes_report_and_says_best(experiment, capsys):
-    from simmim_ray.search.driver import finish
+    from simmim_ray.search.answer.stage import run_answer_stage
 
     exp, _ = experiment
     s = SearchSettings(space_path="x", name="exp", root="/r", trials=6, target_accuracy=0.99)
     with pytest.raises(NoFeasibleTrial) as e:
-        finish(s, exp)
+        run_answer_stage(s, exp)
     assert "best was 0.9500 by trial_b" in str(e.value)
     assert os.path.exists(exp.path("results.parquet")) and os.path.exists(exp.path("pareto.png"))
     assert not os.path.exists(exp.path("best"))
@@ -140,18 +150,16 @@ def test_rows_from_a_ledger_cut_by_driver_kills(experiment):
     came between them), a trial ended twice (errored when its driver died, completed after the resume), and an
     epoch reported twice (a restarted worker group). Each gives one row, the completed answer wins, and history
     keeps one row per epoch, the latest report."""
-    from simmim_ray.search import results
-
     exp, small = experiment
     final = {EPOCH: 2, VAL_ACCURACY: 0.9, PARAMS: 50_000, FLOPS: 7, "done": True, "checkpoint_path": "/ck/g"}
     make_trial(exp, "trial_g", {"model.embed_dim": 24}, [{EPOCH: 1, PROXY_KNN: 0.1}, final])
     make_trial(exp, "trial_h", {"model.embed_dim": 56}, [{EPOCH: 1, PROXY_KNN: 0.2}],
-               {"status": lg.ERROR, "wall_s": 3.0, "epochs": 1, "error": "RayActorError: died"})
+               {"status": ledger.ERROR, "wall_s": 3.0, "epochs": 1, "error": "RayActorError: died"})
     for r in ({EPOCH: 1, PROXY_KNN: 0.4}, {EPOCH: 2, VAL_ACCURACY: 0.7, PARAMS: 9, FLOPS: 1, "done": True}):
-        exp.ledger.append(lg.TRIAL_RESULT, trial_id="trial_h", result=r)
-    exp.ledger.append(lg.TRIAL_ENDED, trial_id="trial_h", status=lg.COMPLETE, metrics=r, checkpoint_path="",
+        exp.ledger.append(ledger.TRIAL_RESULT, trial_id="trial_h", result=r)
+    exp.ledger.append(ledger.TRIAL_ENDED, trial_id="trial_h", status=ledger.COMPLETE, metrics=r, checkpoint_path="",
                       error="", epochs=2, wall_s=4.0)
-    rows = results.write_outputs(exp, 0.8, "params")
+    rows = write_outputs(exp)
     by = {r["trial_id"]: r for r in pq.read_table(exp.path("results.parquet")).to_pylist()}
     assert len(by) == 8
     g, h = by["trial_g"], by["trial_h"]
@@ -161,7 +169,7 @@ def test_rows_from_a_ledger_cut_by_driver_kills(experiment):
     history = pq.read_table(exp.path("history.parquet")).to_pylist()
     assert sorted((x[EPOCH], x[PROXY_KNN]) for x in history if x["trial_id"] == "trial_h") == [(1, 0.4), (2, None)]
     assert sorted(x[EPOCH] for x in history if x["trial_id"] == "trial_g") == [1, 2]
-    assert results.winner(rows, "params")["trial_id"] == "trial_a"  # still the smallest feasible
+    assert tables.winner(rows, "params")["trial_id"] == "trial_a"  # still the smallest feasible
 
 
 def test_an_experiment_from_before_the_ledger_still_reports(tmp_path, capsys):

@@ -25,7 +25,7 @@ import torch
 
 from cluster_utils import moto_s3
 from proc_utils import e2e_space, ran, shrinking
-from simmim_ray.search.ledger import TRIAL_ENDED
+from simmim_ray.search.record.ledger import TRIAL_ENDED
 
 pytestmark = pytest.mark.slow
 

@@ -55,7 +55,7 @@ def test_convert_to_s3_then_search_streams_from_the_bucket(tmp_path, monkeypatch
         fs, base = pafs.FileSystem.from_uri(data_uri)
         shards = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(base)) if i.path.endswith(".parquet"))
         assert len(shards) == 4
-        from simmim_ray.configio import load_config
+        from simmim_ray.io.configio import load_config
         from simmim_ray.data.scan import scan
 
         plan = scan(load_config(None, ["data.source=parquet", *sets]))

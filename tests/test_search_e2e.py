@@ -16,8 +16,8 @@ from proc_utils import e2e_space, ran, shrinking, tree
 
 from simmim_ray._compat import ENV_VAR, trial_path
 from simmim_ray.metrics import REPLAYED
-from simmim_ray.search.experiment import Experiment
-from simmim_ray.search.ledger import INTERRUPTED, TRIAL_ENDED, TRIAL_RESULT
+from simmim_ray.search.record.experiment import Experiment
+from simmim_ray.search.record.ledger import INTERRUPTED, TRIAL_ENDED, TRIAL_RESULT
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,7 @@ def test_search_end_to_end_writes_every_output(tmp_path):
     best = min(feasible, key=lambda row: row["params"])
     metrics = json.loads((exp / "best" / "metrics.json").read_text())
     assert metrics["trial_id"] == best["trial_id"]
-    from simmim_ray.export import load_encoder
+    from simmim_ray.io.export import load_encoder
     from simmim_ray.models import count_params
 
     enc = load_encoder(str(exp / "best"))

@@ -5,16 +5,16 @@ import pytest
 
 from simmim_ray.cli import build_parser
 from simmim_ray.errors import UserError
-from simmim_ray.search import settings as st
+from simmim_ray.search import settings
 
 GOOD = {"space_path": "/s/q.yaml", "name": "q", "root": "/e", "target_accuracy": 0.5}
 
 
 def test_older_key_names_are_read_and_defaults_fill_the_rest():
-    s = st.from_dict({"space_path": "/s/q.yaml", "name": "q", "storage": "/old", "study_storage": "sqlite:///x.db",
+    s = settings.from_dict({"space_path": "/s/q.yaml", "name": "q", "storage": "/old", "study_storage": "sqlite:///x.db",
                       "target_accuracy": 1, "overrides": ["a=1"]}, "settings.json")
     assert (s.root, s.study_db, s.target_accuracy, s.overrides, s.trials) == ("/old", "sqlite:///x.db", 1.0,
-                                                                              ("a=1",), st.default("trials"))
+                                                                              ("a=1",), settings.default("trials"))
     assert isinstance(s.target_accuracy, float)
 
 
@@ -38,15 +38,15 @@ def test_older_key_names_are_read_and_defaults_fill_the_rest():
 ])
 def test_bad_settings_are_one_line_naming_the_file_and_rule(change, words):
     with pytest.raises(UserError) as e:
-        st.from_dict({**GOOD, **change}, "settings.json")
+        settings.from_dict({**GOOD, **change}, "settings.json")
     assert words in str(e.value) and str(e.value).startswith("settings.json: ") and "\n" not in str(e.value)
 
 
 def test_missing_and_non_object_settings_are_refused():
     with pytest.raises(UserError, match="required key `target_accuracy` is missing"):
-        st.from_dict({k: v for k, v in GOOD.items() if k != "target_accuracy"}, "f")
+        settings.from_dict({k: v for k, v in GOOD.items() if k != "target_accuracy"}, "f")
     with pytest.raises(UserError, match="must hold a JSON object of search settings, but got list"):
-        st.from_dict([1], "f")
+        settings.from_dict([1], "f")
 
 
 def test_the_command_line_states_no_defaults_of_its_own(capsys):
@@ -57,11 +57,11 @@ def test_the_command_line_states_no_defaults_of_its_own(capsys):
     assert all(v is None for v in flags.values()), {k: v for k, v in flags.items() if v is not None}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["search", "--help"])
-    assert f"(default {st.default('sampler')})" in " ".join(capsys.readouterr().out.split())
+    assert f"(default {settings.default('sampler')})" in " ".join(capsys.readouterr().out.split())
 
 
 def test_defining_fields_leave_out_what_a_resume_may_change():
-    s = st.SearchSettings(**GOOD)
-    assert set(st.RESUMABLE).isdisjoint(s.defining()) and {"target_accuracy", "overrides"} <= set(s.defining())
+    s = settings.SearchSettings(**GOOD)
+    assert set(settings.RESUMABLE).isdisjoint(s.defining()) and {"target_accuracy", "overrides"} <= set(s.defining())
     with pytest.raises(KeyError):
-        st.default("name")
+        settings.default("name")

@@ -17,7 +17,7 @@ from proc_utils import e2e_space
 from simmim_ray import signals
 from simmim_ray.cli import main
 from simmim_ray.errors import UserError
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.train import ray_init
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

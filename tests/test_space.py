@@ -113,10 +113,10 @@ def test_the_default_space_searches_architecture_masking_and_loss_weights():
     """What the service exists for: widths/depths, masking and loss weights, all discrete (so the benchmark table
     holds every configuration), a compute budget and rungs fitted to its recipe."""
     from simmim_ray.cli.validate import space_file
-    from simmim_ray.search import settings as st
+    from simmim_ray.search import settings
     from simmim_ray.search.space import load_space
 
-    space = load_space(space_file(st.DEFAULT_SPACE))
+    space = load_space(space_file(settings.DEFAULT_SPACE))
     keys = set(space.keys())
     assert keys & {"model.embed_dim", "model.depth"} == {"model.embed_dim", "model.depth"}
     assert keys & {"mask.ratio", "mask.patch_size"}

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from simmim_ray.search.stats import seed_summary, wilson_interval
+from simmim_ray.search.answer.stats import seed_summary, wilson_interval
 
 
 @pytest.mark.parametrize("acc, n, low, high", [

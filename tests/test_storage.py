@@ -1,4 +1,4 @@
-"""simmim_ray.storage: local paths and URIs through pyarrow, the shared-storage rule, and a real S3 API (moto)."""
+"""simmim_ray.io.storage: local paths and URIs through pyarrow, the shared-storage rule, and a real S3 API (moto)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from cluster_utils import moto_s3
-from simmim_ray import storage
+from simmim_ray.io import storage
 from simmim_ray.errors import UserError
 
 

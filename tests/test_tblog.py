@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from simmim_ray.tblog import MIN_IMAGE_PX, TBLogger, image_tag, tag_of
+from simmim_ray.io.tblog import MIN_IMAGE_PX, TBLogger, image_tag, tag_of
 
 
 def fake_run(img_size: int = 16, n: int = 4):

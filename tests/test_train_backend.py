@@ -112,7 +112,22 @@ def test_what_the_train_controller_loads_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, simmim_ray._compat.ray_train, simmim_ray.search.trial_report, simmim_ray.search.trial_stop;"
+    code = ("import sys, simmim_ray._compat.ray_train, simmim_ray.search.trial.relay, simmim_ray.search.trial.stop;"
             "print(sorted(m for m in ('torch', 'ray.train.torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-2000:])
+
+
+def test_the_worker_entry_point_runs_a_seed_job_or_a_training_run(monkeypatch):
+    """launch.worker_loop is the one dispatch (the two loops do not import each other): a LoopConfig with a seed job
+    runs seed_loop, any other runs trial_loop."""
+    from simmim_ray.train import seed_loop, trial_loop
+    from simmim_ray.train.launch import LOOP_KEY, worker_loop
+    from simmim_ray.train.loop_config import LoopConfig, SeedJob
+
+    ran = []
+    monkeypatch.setattr(seed_loop, "seed_loop", lambda loop: ran.append(("seed", loop.seed_job.name)))
+    monkeypatch.setattr(trial_loop, "trial_loop", lambda loop: ran.append(("trial", loop.seed_job)))
+    worker_loop({LOOP_KEY: LoopConfig(config={}, seed_job=SeedJob("t1", "scratch", (1000, 1001)))})
+    worker_loop({LOOP_KEY: LoopConfig(config={})})
+    assert ran == [("seed", "scratch_t1_scratch_1000-1001x2"), ("trial", None)]

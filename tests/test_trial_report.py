@@ -15,7 +15,7 @@ def _report(cb, metrics: dict, checkpoint=None) -> None:
 def test_reports_arrive_in_order_once_with_the_checkpoint_path(ray_session):
     from ray.util.queue import Empty
 
-    from simmim_ray.search.trial_report import KVResults, ReportToTune
+    from simmim_ray.search.trial.relay import KVResults, ReportToTune
 
     cb, results = ReportToTune("t:order"), KVResults("t:order")
     with pytest.raises(Empty):
@@ -33,7 +33,7 @@ def test_blocking_get_waits_for_the_next_report_and_times_out(ray_session):
 
     from ray.util.queue import Empty
 
-    from simmim_ray.search.trial_report import KVResults, ReportToTune
+    from simmim_ray.search.trial.relay import KVResults, ReportToTune
 
     cb, results = ReportToTune("t:block"), KVResults("t:block")
     t0 = time.monotonic()
@@ -47,7 +47,7 @@ def test_blocking_get_waits_for_the_next_report_and_times_out(ray_session):
 def test_a_stopped_trials_late_report_never_reaches_the_next_trial(ray_session):
     from ray.util.queue import Empty
 
-    from simmim_ray.search.trial_report import KVResults, ReportToTune
+    from simmim_ray.search.trial.relay import KVResults, ReportToTune
 
     old_cb, old = ReportToTune("t:old"), KVResults("t:old")
     _report(old_cb, {"epoch": 1})
@@ -66,7 +66,7 @@ def test_an_idle_wait_reads_the_gcs_ever_less_often_but_sees_a_report_soon(ray_s
     from ray.experimental import internal_kv
     from ray.util.queue import Empty
 
-    from simmim_ray.search.trial_report import KVResults, ReportToTune
+    from simmim_ray.search.trial.relay import KVResults, ReportToTune
 
     reads = []
     real_get = internal_kv._internal_kv_get
@@ -92,8 +92,8 @@ def test_the_search_trial_reports_through_the_kv_channel(monkeypatch, tmp_path):
 
     from simmim_ray.config import Config
     from simmim_ray.train.launch import Resources
-    from simmim_ray.search import trial
-    from simmim_ray.search.trial_report import KVResults, ReportToTune
+    from simmim_ray.search.trial import trial
+    from simmim_ray.search.trial.relay import KVResults, ReportToTune
     from simmim_ray._compat.ray_train import PublishController
 
     session = SimpleNamespace(_inter_actor_queue=None, stop_event=threading.Event())

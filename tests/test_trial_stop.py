@@ -51,7 +51,7 @@ def _wait(path: str, timeout: float = 120.0) -> None:
 
 @pytest.mark.slow
 def test_stop_signal_aborts_a_running_train_run_and_frees_its_cpus(ray_session, tmp_path):
-    from simmim_ray.search.trial_stop import StopWithTune
+    from simmim_ray.search.trial.stop import StopWithTune
 
     started = str(tmp_path / "started")
     stop = threading.Event()
@@ -83,7 +83,7 @@ def test_stop_signal_aborts_a_running_train_run_and_frees_its_cpus(ray_session, 
 
 @pytest.mark.slow
 def test_without_a_stop_signal_the_run_finishes_and_errors_still_raise(ray_session, tmp_path):
-    from simmim_ray.search.trial_stop import StopWithTune
+    from simmim_ray.search.trial.stop import StopWithTune
 
     stopper = StopWithTune(stop_event=threading.Event())
     with stopper:
@@ -100,7 +100,7 @@ def test_without_a_stop_signal_the_run_finishes_and_errors_still_raise(ray_sessi
 
 
 def test_outside_tune_there_is_no_stop_event_and_nothing_watches():
-    from simmim_ray.search.trial_stop import StopWithTune
+    from simmim_ray.search.trial.stop import StopWithTune
 
     stopper = StopWithTune()
     assert stopper.stop_event is None

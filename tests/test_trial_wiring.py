@@ -33,7 +33,7 @@ def _trial(config: dict) -> None:
     from ray import tune
     from ray.train.torch import TorchTrainer
 
-    from simmim_ray.search.trial_wiring import TrialWiring
+    from simmim_ray.search.trial.wiring import TrialWiring
 
     wiring = TrialWiring(lean=False)
     trainer = TorchTrainer(_loop, train_loop_config={"epochs": config["epochs"]},

@@ -1,4 +1,4 @@
-"""No unpickling of what this machine's searches did not write (simmim_ray/search/trust.py): keyed digests of Tune's
+"""No unpickling of what this machine's searches did not write (simmim_ray/search/record/trust.py): keyed digests of Tune's
 pickles, recorded before Tune copies them into the experiment, checked before `--resume` unpickles anything."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from simmim_ray.errors import UserError
-from simmim_ray.search import trust
-from simmim_ray.search.trust_callback import PickleDigests
+from simmim_ray.search.record import trust
+from simmim_ray.search.record.trust_callback import PickleDigests
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

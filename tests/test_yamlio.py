@@ -1,12 +1,12 @@
-"""Strict, bounded YAML (simmim_ray/yamlio.py) and `--set` values."""
+"""Strict, bounded YAML (simmim_ray/io/yamlio.py) and `--set` values."""
 from __future__ import annotations
 
 import pytest
 
-from simmim_ray.configio import load_config, parse_set
+from simmim_ray.io.configio import load_config, parse_set
 from simmim_ray.errors import UserError
 from simmim_ray.search.space import parse_space
-from simmim_ray.yamlio import parse_yaml
+from simmim_ray.io.yamlio import parse_yaml
 
 
 def test_yaml_1_2_numbers_and_no_dates():

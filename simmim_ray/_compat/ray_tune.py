@@ -2,8 +2,8 @@
 
 Ray's `TuneReportCallback` hands Train's reports to the Tune session through a `ray.util.queue.Queue` (an actor per
 trial) stored as the session's `_inter_actor_queue`, which the session polls with `get(block, timeout)`. The lean
-path puts its own reader there instead (simmim_ray/search/trial_report.py). Tune sets the session's `stop_event`
-when it stops the trial or hands its actor to the next trial (simmim_ray/search/trial_stop.py).
+path puts its own reader there instead (simmim_ray/search/trial/relay.py). Tune sets the session's `stop_event`
+when it stops the trial or hands its actor to the next trial (simmim_ray/search/trial/stop.py).
 """
 from __future__ import annotations
 

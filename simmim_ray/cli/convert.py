@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from simmim_ray.cli.args import path_arg, positive_int
-from simmim_ray.data.convert import DEFAULT_ROWS_PER_SHARD
+from simmim_ray.data.convert import DEFAULT_ROWS_PER_SHARD, convert
 
 
 def add_parser(sub) -> None:
@@ -18,8 +18,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.data.convert import convert
-
     counts = convert(args.src, args.out, args.src_format, args.rows_per_shard)
     where = args.out if "://" in args.out else os.path.abspath(args.out)  # an object-store URI stays as given
     first = f", first: {counts['first_skipped']}" if counts["first_skipped"] else ""

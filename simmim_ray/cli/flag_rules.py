@@ -7,12 +7,18 @@ included, the space and the base config).
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
+from simmim_ray.config import Config
 from simmim_ray.errors import UserError, excerpt
+
+if TYPE_CHECKING:  # the search layer is imported by the search command only
+    from simmim_ray.search.settings import SearchSettings
+    from simmim_ray.search.space import SearchSpace
 
 # flag dest -> how messages name it; string flags where an empty value is a mistake (an unset shell variable)
 STRING_FLAGS = {"space": "SPACE", "name": "--name", "address": "--address", "storage_path": "--storage-path",
@@ -33,10 +39,10 @@ ARCH_KEYS = {"model.depth": ("vit",), "model.num_heads": ("vit",), "model.depths
 @dataclass
 class Flags:
     command: str  # train | search
-    args: Any  # argparse namespace
-    settings: Any = None  # SearchSettings as the search will run (LATE)
-    space: Any = None  # SearchSpace (LATE)
-    base: Any = None  # the base Config under the space (LATE)
+    args: argparse.Namespace
+    settings: SearchSettings | None = None  # as the search will run (LATE)
+    space: SearchSpace | None = None  # (LATE)
+    base: Config | None = None  # the base Config under the space (LATE)
 
     def given(self, dest: str) -> bool:
         return getattr(self.args, dest, None) is not None
@@ -138,7 +144,7 @@ def searched_keys(f: Flags) -> None:
     """--set on a key the space searches: every trial's sampled value would override it."""
     if getattr(f.args, "resume", None):  # the search's own overrides, checked when it started
         return
-    from simmim_ray.configio import parse_set
+    from simmim_ray.io.configio import parse_set
 
     both = sorted(set(parse_set(f.settings.overrides)) & set(f.space.keys()))
     if both:

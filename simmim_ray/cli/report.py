@@ -1,5 +1,5 @@
 """`simmim-ray report DIR`: the answer of an experiment (finished, running or interrupted), from its ledger:
-Pareto front, confirmation, winner, baselines (the `--json` contract: search/report.py)."""
+Pareto front, confirmation, winner, baselines (the `--json` contract: search/answer/report.py)."""
 from __future__ import annotations
 
 import json
@@ -15,13 +15,13 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from simmim_ray.cli.validate import open_experiment
-    from simmim_ray.search import report, results
-    from simmim_ray.search.answer import labeled_fraction
+    from simmim_ray.search.answer import report, tables
+    from simmim_ray.search.answer.answer import labeled_fraction
 
     exp = open_experiment(args.dir.rstrip("/"), "report")
     s = exp.load_settings()  # a truncated or edited settings.json: one line naming it
-    rows, _ = results.load_trials(exp)
-    results.mark_feasible(rows, s.target_accuracy)
+    rows, _ = tables.load_trials(exp)
+    tables.mark_feasible(rows, s.target_accuracy)
     rep = report.build(s, rows, exp.ledger.events(), labeled_fraction(exp, s))
     if args.json:
         print(json.dumps(rep, indent=2, default=str))

@@ -9,18 +9,19 @@ import argparse
 
 from simmim_ray import signals
 from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
-from simmim_ray.cli.validate import ASHA_METRICS, seed_flag, space_file, validate_search
+from simmim_ray.cli.validate import ASHA_METRICS, check_new_experiment, seed_flag, space_file, validate_search
 from simmim_ray.metrics import SIZE_METRICS
-from simmim_ray.search import settings as st
+from simmim_ray.search import settings
 
 __all__ = ["add_parser", "run", "space_file"]
 
 
 def add_parser(sub) -> None:
-    d = st.default
+    d = settings.default
     s = sub.add_parser("search", help="constrained search for the smallest backbone meeting a target accuracy")
     s.add_argument("space", nargs="?", default=None, type=path_arg("SPACE", "a search space file"),
-                   help=f"search space YAML (a path, or the name of one in search_spaces/; default {st.DEFAULT_SPACE})")
+                   help=f"search space YAML (a path, or the name of one in search_spaces/; default "
+                        f"{settings.DEFAULT_SPACE})")
     s.add_argument("--trials", type=positive_int("--trials"),
                    help=f"trials in all (default: the space's `trials:`, else {d('trials')})")
     s.add_argument("--budget", type=budget_flag, metavar="N|TIME",
@@ -29,13 +30,13 @@ def add_parser(sub) -> None:
                         "space's `budget:`, else none: --trials alone)")
     s.add_argument("--target-accuracy", type=float, help="(default: the space's `target_accuracy:`)")
     s.add_argument("--size-metric", choices=SIZE_METRICS, help="(default: the space's `size_metric:`)")
-    s.add_argument("--scheduler", choices=st.SCHEDULERS,
+    s.add_argument("--scheduler", choices=settings.SCHEDULERS,
                    help=f"constraint: stop a trial once it cannot beat the smallest feasible size or its proxy says "
                         f"it will miss the target; asha; fifo (default {d('scheduler')})")
     s.add_argument("--remeasure-seeds", type=int_in("--remeasure-seeds", 0, 16), metavar="N",
                    help=f"a final validation accuracy within 2 standard errors of the target is measured again "
                         f"with N more fine-tune seeds before it counts (0: never; default {d('remeasure_seeds')})")
-    s.add_argument("--sampler", choices=st.SAMPLERS, help=f"(default {d('sampler')})")
+    s.add_argument("--sampler", choices=settings.SAMPLERS, help=f"(default {d('sampler')})")
     s.add_argument("--asha-metric", choices=ASHA_METRICS,
                    help=f"per-epoch metric ASHA ranks trials on (default {d('asha_metric')})")
     s.add_argument("--grace-period", type=positive_int("--grace-period"), help=f"(default {d('grace_period')})")
@@ -53,7 +54,7 @@ def add_parser(sub) -> None:
                         f"{d('max_failures')})")
     s.add_argument("--storage-path", type=path_arg("--storage-path", "a directory or URI"),
                    help=f"where the experiment goes: local dir or URI (s3://, gs://, file://); "
-                        f"default {st.DEFAULT_ROOT}")
+                        f"default {settings.DEFAULT_ROOT}")
     s.add_argument("--name", help="experiment name (default: the space's name)")
     s.add_argument("--study-db", type=path_arg("--study-db", "an Optuna database URL"),
                    help="Optuna database URL (default sqlite:///<experiment>/study.db); a password in it is never "
@@ -83,19 +84,18 @@ def add_parser(sub) -> None:
                         f"unconfirmed; default {d('confirm')})")
     s.add_argument("--confirm-seeds", type=positive_int("--confirm-seeds"), metavar="S",
                    help=f"seeds per confirmed candidate (default {d('confirm_seeds')})")
-    s.add_argument("--confirm-reseed", choices=st.RESEED,
+    s.add_argument("--confirm-reseed", choices=settings.RESEED,
                    help=f"finetune: re-seed the fine-tune of the trial's pre-trained encoder (what best/ holds); "
                         f"pretrain: re-run the whole trial per seed (default {d('confirm_reseed')})")
-    s.add_argument("--feasibility", choices=st.FEASIBILITY,
+    s.add_argument("--feasibility", choices=settings.FEASIBILITY,
                    help=f"confirmed when the mean validation accuracy over the fresh seeds, or the lower end of "
                         f"its 95%% interval, meets the target (default {d('feasibility')})")
 
 
 def run(args) -> int:
-    from simmim_ray.cli.validate import check_new_experiment
     from simmim_ray.search.driver import run_search
-    from simmim_ray.search.lease import hold
-    from simmim_ray.search.trust import verify
+    from simmim_ray.search.record.lease import hold
+    from simmim_ray.search.record.trust import verify
     from simmim_ray.train.ray_init import init_ray
 
     plan = validate_search(args)  # config, space, points, paths, settings, data, resources: all before Ray starts

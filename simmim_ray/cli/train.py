@@ -8,7 +8,7 @@ import sys
 from simmim_ray import signals
 from simmim_ray.cli.args import path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import validate_train
-from simmim_ray.configio import dump_config
+from simmim_ray.io.configio import dump_config
 from simmim_ray.metrics import FLOPS, IMAGES_PER_S, LOSS, PARAMS, TEST_ACCURACY, TRAIN_SECONDS, VAL_ACCURACY
 from simmim_ray.train.ray_init import init_ray
 

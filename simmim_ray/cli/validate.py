@@ -8,15 +8,21 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from simmim_ray import paths
 from simmim_ray.cli import flag_rules
-from simmim_ray.config import Config
+from simmim_ray.config import Config, coerce, field_type
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
 from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
-from simmim_ray.resources import check_fits, local_resources, starts_locally
+from simmim_ray.train.resources import check_fits, local_resources, starts_locally
 from simmim_ray.train.ray_init import check_address
+
+if TYPE_CHECKING:  # the search layer is imported by the search command only (`train` and `check` skip it)
+    from simmim_ray.search.record.experiment import Experiment
+    from simmim_ray.search.settings import SearchSettings
+    from simmim_ray.search.space import SearchSpace
 
 MAX_TRIALS = 1_000_000
 # an experiment name is one directory (local or in a bucket), an Optuna study name and a Tune experiment name
@@ -31,7 +37,7 @@ class TrainPlan:
 
 
 def validate_train(args) -> TrainPlan:
-    from simmim_ray.configio import load_config
+    from simmim_ray.io.configio import load_config
 
     flag_rules.check(flag_rules.Flags("train", args), flag_rules.EARLY)
     # files are read here, in the user's directory, and named in messages as given; only what leaves this
@@ -60,7 +66,7 @@ def check_train_output(out: str, cfg: Config) -> None:
     """`train` on an existing --output resumes that run (Ray Train restores it by name), which is only right with
     the same config: a changed one is refused before anything is written. A non-empty directory that is no
     `train` output is refused too (config.yaml, metrics.json and tb/ would land among the user's files)."""
-    from simmim_ray.configio import read_yaml
+    from simmim_ray.io.configio import read_yaml
 
     shown = f"--output {excerpt(out, PATH_CHARS)}"
     if not os.path.isdir(out) or not os.listdir(out):
@@ -94,10 +100,10 @@ def _changed_keys(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object,
 
 def validate_check(args):
     """-> (base config, space): what `check` prints."""
-    from simmim_ray.configio import load_config
+    from simmim_ray.io.configio import load_config
     from simmim_ray.search.space import load_space
 
-    from simmim_ray.configio import parse_set
+    from simmim_ray.io.configio import parse_set
 
     flag_rules.check(flag_rules.Flags("check", args), flag_rules.EARLY)
     base = load_config(args.config, args.set)
@@ -120,10 +126,10 @@ DEFINING = ("space", "storage_path", "name", "points", "config", "set")
 
 @dataclass
 class SearchPlan:
-    settings: object  # SearchSettings
-    space: object  # SearchSpace
+    settings: SearchSettings
+    space: SearchSpace
     base: Config
-    exp: object  # search.experiment.Experiment: where the search runs (a resumed one: where it is now)
+    exp: Experiment  # where the search runs (a resumed one: where it is now)
     resume: bool
 
 
@@ -136,11 +142,11 @@ def split_budget(args) -> None:
 
 
 def validate_search(args) -> SearchPlan:
-    from simmim_ray.configio import load_config, parse_set
-    from simmim_ray.search import settings as st
+    from simmim_ray.io.configio import load_config, parse_set
+    from simmim_ray.search import settings
     from simmim_ray.search.driver import load_points
     from simmim_ray.search.space import load_space
-    from simmim_ray.search.study_store import check_new_study, check_study
+    from simmim_ray.search.record.study_store import check_new_study, check_study
 
     split_budget(args)
     flag_rules.check(flag_rules.Flags("search", args), flag_rules.EARLY)
@@ -155,7 +161,7 @@ def validate_search(args) -> SearchPlan:
         space_path, config_path = exp.input_file(s.space_path), exp.input_file(s.config_path)
     else:
         exp = s = None
-        space_path, config_path = space_file(args.space or st.DEFAULT_SPACE), args.config
+        space_path, config_path = space_file(args.space or settings.DEFAULT_SPACE), args.config
     overrides = list(s.overrides) if s else args.set or []
     base = load_config(config_path or None, overrides)
     space = load_space(space_path, base)
@@ -190,7 +196,6 @@ def validate_search(args) -> SearchPlan:
 def check_points(path: str, points: list[dict], space, base: Config) -> None:
     """Each --points entry must be a value its distribution can propose (Optuna would run it anyway) and make a
     valid config: else its trial fails after Ray started."""
-    from simmim_ray.config import coerce, field_type
     from simmim_ray.search.space import decode
 
     where = f"--points {excerpt(path, PATH_CHARS)}: point"
@@ -214,24 +219,24 @@ def check_points(path: str, points: list[dict], space, base: Config) -> None:
 def new_settings(args, space, space_path: str):
     """A new search's experiment and settings: the flags given, else the space's values, else SearchSettings'
     defaults; every path absolute, the experiment root writable, the experiment new."""
-    from simmim_ray import storage as sio
-    from simmim_ray.search import settings as st
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.io import storage
+    from simmim_ray.search import settings
+    from simmim_ray.search.record.experiment import Experiment
 
     target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
     if target is None:
         raise UserError("--target-accuracy: required (or `target_accuracy:` in the space file)")
     if not 0 < target <= 1:
         raise UserError(f"`0 < --target-accuracy <= 1` must hold, but got {excerpt(target)}")
-    root = sio.resolve_storage(args.storage_path or st.DEFAULT_ROOT)[2]  # bad scheme, no bucket, credentials
-    if sio.is_node_local(root):
+    root = storage.resolve_storage(args.storage_path or settings.DEFAULT_ROOT)[2]  # bad scheme, no bucket, credentials
+    if storage.is_node_local(root):
         paths.check_writable_dir(root, "--storage-path")
     name = space.name if args.name is None else args.name
     if not NAME_RE.fullmatch(name):
         flag = "--name" if args.name is not None else f"the space's name {excerpt(name)} (give --name)"
         raise UserError(f"{flag}: an experiment name must be 1-128 letters, digits and _ . + = - "
                         f"(one directory, no / or spaces), but got {excerpt(name)}")
-    trials = args.trials or space.trials or st.default("trials")
+    trials = args.trials or space.trials or settings.default("trials")
     if trials > MAX_TRIALS:
         raise UserError(f"`trials <= {MAX_TRIALS:,}` (--trials, or `trials:` in the space) must hold, but got "
                         f"{excerpt(trials)}")
@@ -241,17 +246,17 @@ def new_settings(args, space, space_path: str):
     if "budget_epochs" not in given and "budget_seconds" not in given and space.budget is not None:
         given["budget_epochs"] = space.budget
     if given.get("study_db"):
-        from simmim_ray.search.db_url import check
+        from simmim_ray.search.record.db_url import check
 
         check(given["study_db"], "--study-db")
         given["study_db"] = _absolute_sqlite(given["study_db"])
-    s = st.SearchSettings(**{
+    s = settings.SearchSettings(**{
         **given, "space_path": paths.absolute(space_path), "name": name, "root": root, "trials": trials,
         "target_accuracy": float(target), "size_metric": args.size_metric or space.size_metric,
         "points": paths.absolute(args.points, "--points") if args.points else "",
         "config_path": paths.absolute(args.config, "--config") if args.config else "",
         "overrides": tuple(args.set or ())})
-    st.check(s, "search")
+    settings.check(s, "search")
     exp = Experiment.at(s.root, s.name)
     check_new_experiment(exp)
     return exp, s
@@ -282,28 +287,28 @@ def _flag(field: str) -> str:
 def resumed_settings(args):
     """The experiment in --resume DIR (where it is now) and its settings; refuses flags that would change the
     search, and settings or inputs changed since it started, before anything is written."""
-    from simmim_ray.search import settings as st
+    from simmim_ray.search import settings
 
     d = args.resume.rstrip("/")
     exp = open_experiment(d, "--resume")
     changing = ["SPACE" if k == "space" else f"--{k.replace('_', '-')}" for k in (*DEFINING, *FIELDS)
-                if k not in st.RESUMABLE and getattr(args, k) not in (None, [])]
+                if k not in settings.RESUMABLE and getattr(args, k) not in (None, [])]
     if changing:
         raise UserError(f"--resume {excerpt(d, PATH_CHARS)} continues the search as it was started; "
                         f"{', '.join(changing)} would change it (with --resume give only "
-                        f"{', '.join(dict.fromkeys(_flag(k) for k in st.RESUMABLE))}), or start a new search")
+                        f"{', '.join(dict.fromkeys(_flag(k) for k in settings.RESUMABLE))}), or start a new search")
     s = exp.load_settings()
-    for k in st.RESUMABLE:
+    for k in settings.RESUMABLE:
         if getattr(args, k) is not None:
             setattr(s, k, getattr(args, k))
-    st.check(s, "--resume")
+    settings.check(s, "--resume")
     exp.check_unchanged(s)
     return exp, s
 
 
 def open_experiment(d: str, flag: str):
     """An existing experiment named on the command line (`flag`: how messages name it)."""
-    from simmim_ray.search.experiment import SETTINGS, Experiment
+    from simmim_ray.search.record.experiment import SETTINGS, Experiment
 
     if not paths.is_uri(d):
         paths.require_dir(d, f"{flag} {excerpt(d, PATH_CHARS)}")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from simmim_ray.errors import UserError
 from simmim_ray.paths import DIRECTORY, FILE, is_uri, kind, require, walk_files
+
+if TYPE_CHECKING:  # pyarrow is imported where a file is opened
+    import pyarrow.parquet
 
 # labels are class indices, and the scan and the classifier size per-class arrays by the largest one: ImageNet-21k
 # has 21,841 classes, so a label far above this is a wrong column or a hash, not a class
@@ -76,7 +80,7 @@ def _data_files(path: str, rels: list[str], required: bool = True) -> list[str]:
 
 @dataclass
 class ParquetFile:
-    file: object  # pyarrow.parquet.ParquetFile
+    file: pyarrow.parquet.ParquetFile
     has_split: bool
     has_mask: bool
     metadata: dict | None

@@ -1,6 +1,6 @@
 """One SimMIM run on one rank: data, model, optimiser, per-epoch pre-training, proxy and final evaluation.
 
-Pure PyTorch. The Ray worker (simmim_ray/train/worker.py) drives it; tests drive it directly with world_size=1.
+Pure PyTorch. The Ray worker (simmim_ray/train/trial_loop.py) drives it; tests drive it directly with world_size=1.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from simmim_ray.config import Config
 from simmim_ray.data import EvalTransform, PretrainTransform, build_splits, collate_skip
-from simmim_ray.data.stream_batches import StreamedSplits
+from simmim_ray.data.stream_batches import StreamedSplits, local_splits
 from simmim_ray.data.transforms import Transformed
 from simmim_ray.engine import evaluate
 from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
@@ -214,7 +214,6 @@ def _load_splits(cfg: Config, rank: int, world: int, device: torch.device):
     if cfg.data.source in ("parquet", "imagefolder"):
         from simmim_ray.data.check import fgbg_rule
         from simmim_ray.data.scan import scan
-        from simmim_ray.data.stream_batches import local_splits
 
         plan = scan(cfg)
         fgbg_rule(cfg, plan.has_masks)

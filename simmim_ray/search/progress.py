@@ -5,7 +5,7 @@ import math
 import re
 
 from simmim_ray.metrics import EPOCH, VAL_ACCURACY
-from simmim_ray.search.ledger import COMPLETE, PRUNED
+from simmim_ray.search.record.ledger import COMPLETE, PRUNED
 
 
 def _fmt(v) -> str:

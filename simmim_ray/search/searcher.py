@@ -35,8 +35,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from simmim_ray._compat import optuna as ot_compat
+from simmim_ray._compat.optuna import (SKIPPED_ATTR, STOPPED_ATTR, describe_study, fail_with_attr, report_intermediate,
+                                       set_constraint, tell_pruned, tpe_sampler, trial_of)
 from simmim_ray.metrics import EPOCH, PROXY_KNN, VAL_ACCURACY
+from simmim_ray.search.incumbent import answer_repeat, incumbent, skip_if_cannot_win, twin_of
 from simmim_ray.search.untried import smaller_untried
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,7 @@ log = logging.getLogger(__name__)
 TUNE_ID_ATTR = "tune_trial_id"
 SEARCH_ATTR = "search_id"
 ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
-REPEAT_ATTR = "repeat_of"  # a sample that repeated this earlier study trial's params, answered without running
-SKIPPED_ATTR = ot_compat.SKIPPED_ATTR  # a sample that could not beat the incumbent: never trained (why)
-STOPPED_ATTR = ot_compat.STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
+STOPPED_ATTR = STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
 SIZE_ATTR = "size"  # the trial's size, known before it trains
 FINISHED_ATTR = "search_finished"  # study user attr: why the searcher proposed no more trials ("" while it does)
 # the per-epoch intermediate value: the proxy's error, so that lower is better as for the objective (TPE ranks a
@@ -69,7 +69,7 @@ def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
     # independent (univariate) TPE: on the default space's benchmark table it reached the smallest size that
     # confirms on validation in 28% of 50 seeds at 1x the default budget and 92% at 2x, multivariate TPE in 14% and
     # 80% (a what-if replay, benchmarks/replay_methods.py); constraints come from the trial
-    return ot_compat.tpe_sampler(seed=seed, multivariate=False, n_startup_trials=4)
+    return tpe_sampler(seed=seed, multivariate=False, n_startup_trials=4)
 
 
 class ConstrainedOptunaSearch(Searcher):
@@ -91,9 +91,9 @@ class ConstrainedOptunaSearch(Searcher):
         self.study = optuna.create_study(storage=storage, sampler=make_sampler(sampler, seed),
                                          pruner=optuna.pruners.NopPruner(), study_name=study_name or "optuna",
                                          directions=self.directions(), load_if_exists=True)
-        ot_compat.describe_study(self.study, self.metric_names(), {"target_accuracy": self.target_accuracy,
-                                                                   "size_metric": size_metric,
-                                                                   "intermediate_values": INTERMEDIATE})
+        describe_study(self.study, self.metric_names(), {"target_accuracy": self.target_accuracy,
+                                                         "size_metric": size_metric,
+                                                         "intermediate_values": INTERMEDIATE})
         for point in points_to_evaluate or []:
             self.study.enqueue_trial(point)
         self.running: dict[str, optuna.trial.Trial] = {}  # Tune trial id -> its asked study trial
@@ -141,7 +141,7 @@ class ConstrainedOptunaSearch(Searcher):
             raise RuntimeError("a restored ConstrainedOptunaSearch needs ConstrainedOptunaSearch.restore_storage")
         study = optuna.load_study(study_name=name, storage=ConstrainedOptunaSearch.restore_storage, sampler=sampler)
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        state["running"] = {tid: ot_compat.trial_of(study, by_number[n]) for tid, n in state["running"].items()
+        state["running"] = {tid: trial_of(study, by_number[n]) for tid, n in state["running"].items()
                             if n in by_number}
         state.setdefault("spent", {})
         self.__dict__.update(state, study=study)
@@ -165,9 +165,7 @@ class ConstrainedOptunaSearch(Searcher):
 
     def incumbent(self) -> float | None:
         """The smallest size of a trial that finished feasible (in this study), or None."""
-        sizes = [t.values[0] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                 if t.values and _feasible(t)]
-        return min(sizes, default=None)
+        return incumbent(self.study)
 
     def _out_of_budget(self) -> str:
         if self.budget and len(self.started()) >= self.budget:
@@ -204,10 +202,11 @@ class ConstrainedOptunaSearch(Searcher):
         space smaller than the incumbent, at random; None when there is none."""
         for _ in range(MAX_ASKS):
             trial = self.study.ask(fixed_distributions=self.space)
-            twin = self._twin(trial)
+            mine = {t.number for tid, t in self.running.items() if tid not in self.completed}
+            twin = twin_of(self.study, trial, mine)
             if twin is not None:
-                self._answer_repeat(trial, twin)
-            elif not self._skip_if_cannot_win(trial):
+                answer_repeat(self.study, trial, twin, FINAL_KEY)
+            elif not skip_if_cannot_win(self.study, trial, self._record_size(trial), self.size_metric):
                 return trial
         tried = [t.params for t in self.study.get_trials(deepcopy=False) if SKIPPED_ATTR not in t.user_attrs]
         pick = smaller_untried(self.space, tried, self.size_of, self.incumbent(), seed=self.seed + len(tried))
@@ -228,40 +227,6 @@ class ConstrainedOptunaSearch(Searcher):
             return None
         trial.set_user_attr(SIZE_ATTR, size)
         return size
-
-    def _skip_if_cannot_win(self, trial: optuna.trial.Trial) -> bool:
-        size = self._record_size(trial)
-        best = self.incumbent()
-        if size is None or best is None or size < best:
-            return False
-        trial.set_user_attr(SKIPPED_ATTR, f"{self.size_metric} {size:,.0f} >= the smallest feasible {best:,.0f}")
-        self.study.tell(trial, state=TrialState.PRUNED)
-        return True
-
-    def _twin(self, trial: optuna.trial.Trial) -> optuna.trial.FrozenTrial | None:
-        # a RUNNING study trial this searcher does not run was asked before a driver kill and never ran (an
-        # orphan): a resumed sampler proposes its params again, and they must run. A skipped sample is no twin:
-        # once the incumbent changes, the same params are judged again
-        mine = {t.number for tid, t in self.running.items() if tid not in self.completed}
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        return next((t for t in self.study.get_trials(deepcopy=False, states=states)
-                     if t.number != trial.number and t.params == trial.params and SKIPPED_ATTR not in t.user_attrs
-                     and (t.state != TrialState.RUNNING or t.number in mine)), None)
-
-    def _answer_repeat(self, trial: optuna.trial.Trial, twin: optuna.trial.FrozenTrial) -> None:
-        """The twin's answer, so the sampler learns as if the repeat had run: its values and constraint when it
-        completed, pruned (with the twin's reason) when it was pruned; FAIL (which samplers ignore) while it
-        runs."""
-        trial.set_user_attr(REPEAT_ATTR, twin.number)
-        if twin.state == TrialState.COMPLETE:
-            for v in ot_compat.constraint_values(twin)[:1]:
-                ot_compat.set_constraint(trial, FINAL_KEY, v)
-            self.study.tell(trial, twin.values)
-        elif twin.state == TrialState.PRUNED:
-            trial.set_user_attr(STOPPED_ATTR, twin.user_attrs.get(STOPPED_ATTR, "pruned"))
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, state=TrialState.FAIL)
 
     def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
         """The study's record of a Tune trial: the one this searcher asked, else (a Tune trial it never asked) the
@@ -286,7 +251,7 @@ class ConstrainedOptunaSearch(Searcher):
             return
         stored = self._stored(trial_id)
         if stored is not None:
-            ot_compat.report_intermediate(self.study, stored, int(epoch), 1.0 - float(proxy))
+            report_intermediate(self.study, stored, int(epoch), 1.0 - float(proxy))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result:
@@ -299,7 +264,7 @@ class ConstrainedOptunaSearch(Searcher):
         if trial_id not in self.running:
             # Tune saved the trial after the searcher's last save, then the driver was killed: this (restored)
             # searcher never asked it
-            self.running[trial_id] = ot_compat.trial_of(self.study, stored)
+            self.running[trial_id] = trial_of(self.study, stored)
         self.completed.add(trial_id)
         if stored.state.is_finished():  # told before a driver restart: keep the first answer
             return
@@ -317,12 +282,12 @@ class ConstrainedOptunaSearch(Searcher):
         else:
             accuracy = float(result[FINAL_KEY])
             if math.isfinite(accuracy):
-                ot_compat.set_constraint(trial, FINAL_KEY, self.target_accuracy - accuracy)
+                set_constraint(trial, FINAL_KEY, self.target_accuracy - accuracy)
             values = self.values(result)
             state = TrialState.COMPLETE if values is not None else TrialState.PRUNED
         try:
             if state == TrialState.PRUNED:  # its intermediate values are the proxy's, not the objective
-                ot_compat.tell_pruned(self.study, trial)
+                tell_pruned(self.study, trial)
             else:
                 self.study.tell(trial, values, state=state)
         except Exception as exc:  # noqa: BLE001 - e.g. a NaN objective
@@ -343,16 +308,11 @@ class ConstrainedOptunaSearch(Searcher):
             self.__setstate__(pickle.load(f))
 
 
-def _feasible(t: optuna.trial.FrozenTrial) -> bool:
-    vals = ot_compat.constraint_values(t)
-    return bool(vals) and all(v <= 0 for v in vals)
-
-
 def fail_orphans(study: optuna.Study) -> int:
     """After a search, RUNNING study trials are orphans (asked just before a driver kill, never run by Tune):
     mark them FAIL so the study holds no phantom running trials. Returns how many."""
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        ot_compat.fail_with_attr(study, t, ORPHAN_ATTR, "asked before the driver was killed; never run")
+        fail_with_attr(study, t, ORPHAN_ATTR, "asked before the driver was killed; never run")
         n += 1
     return n

@@ -12,11 +12,12 @@ from typing import Any
 
 from simmim_ray.errors import UserError
 from simmim_ray.metrics import PROXY_KNN, SIZE_METRICS
-from simmim_ray.search.db_url import without_password
+from simmim_ray.search.record.db_url import without_password
+from simmim_ray.train.loop_config import SEED_JOB_MODES
 
 SCHEDULERS = ("constraint", "asha", "fifo")  # search/schedulers.py
 FEASIBILITY = ("mean", "lower-bound")  # what of a candidate's fresh-seed validation accuracy meets the target
-RESEED = ("finetune", "pretrain")  # what confirmation re-seeds (search/confirm.py)
+RESEED = SEED_JOB_MODES[:2]  # what confirmation re-seeds: a seed job's modes but the scratch baseline's
 SAMPLERS = ("tpe", "random")
 DEFAULT_SPACE = "digits_quick"  # a bundled space (search_spaces/)
 DEFAULT_ROOT = "experiments"  # where new experiments go: <root>/<name>/
@@ -63,7 +64,7 @@ class SearchSettings:
     max_failures: int = 1
     seed: int = 0
     # Optuna storage URL; "": <experiment>/study.db (SQLite). A password in it is kept in memory only (to_dict and
-    # repr leave it out: search/db_url.py)
+    # repr leave it out: search/record/db_url.py)
     study_db: str = field(default="", repr=False)
     points: str = ""
     # size-ladder points tried first (capped at half the trials); 0: off. Off by default: on the default digits
@@ -73,7 +74,7 @@ class SearchSettings:
     config_path: str = ""
     overrides: tuple = ()
     address: str = ""
-    # after the search (search/answer.py): the `confirm` smallest trials feasible on validation are measured again
+    # after the search (search/answer/): the `confirm` smallest trials feasible on validation are measured again
     # with `confirm_seeds` fresh seeds (re-seeding `confirm_reseed`), chosen on validation, test reported; 0: off
     confirm: int = 3
     confirm_seeds: int = 3

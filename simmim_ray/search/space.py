@@ -143,7 +143,7 @@ def parse_space(d: Any, name: str, base: Config | None = None) -> SearchSpace:
 
 
 def load_space(path: str, base: Config | None = None) -> SearchSpace:
-    from simmim_ray.configio import read_yaml
+    from simmim_ray.io.configio import read_yaml
 
     name = os.path.splitext(os.path.basename(path))[0]
     return parse_space(read_yaml(path, "search space"), name, base)

@@ -1,4 +1,5 @@
-"""Driver side of one training job: builds the Ray `TorchTrainer` around `worker.train_loop`.
+"""Driver side of one training job: builds the Ray `TorchTrainer` around `worker_loop`, which runs a training run
+(train/trial_loop.py) or a seed job (train/seed_loop.py) on every worker.
 
 Used by `simmim-ray train` (directly) and by each Tune trial of `simmim-ray search`.
 """
@@ -7,13 +8,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ray
 import ray.train
-from ray.train.torch import TorchTrainer
+from ray.train.torch import TorchConfig, TorchTrainer
 
 from simmim_ray.config import Config
-from simmim_ray.train.loop_config import LoopConfig, Remeasure, SeedRuns
+from simmim_ray.train.loop_config import LoopConfig, Remeasure, SeedJob
+
+if TYPE_CHECKING:  # imported where used: the scan and Ray Data only for a streamed source
+    from simmim_ray.data.scan import StreamPlan
+    from simmim_ray.train.datasets import StreamSetup
 
 # Ray's defaults poll the worker group every 2 s and retry failed worker groups forever; a search is many short
 # trials, so poll faster and bound every wait.
@@ -24,7 +30,7 @@ RAY_ENV_DEFAULTS = {
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
     # `accuracy` only exists in a trial's final report (after the fine-tune); earlier epochs report the proxy.
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-    # a reused trial actor waits this long for the previous trial's function to return (simmim_ray.search.trial_stop)
+    # a reused trial actor waits this long for the previous trial's function to return (simmim_ray.search.trial.stop)
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60",
 }
 
@@ -34,25 +40,29 @@ def apply_ray_env_defaults() -> None:
         os.environ.setdefault(k, v)
 
 
-def train_loop(train_loop_config: dict) -> None:
-    """Every Train worker's entry point (Ray passes `train_loop_config`, a dict holding our `LoopConfig`). The
-    worker module (torchvision, the engine) is imported here, in the workers, so the trial process that only
-    builds the trainer never pays for it."""
-    from simmim_ray.train.worker import train_loop as loop
+def worker_loop(train_loop_config: dict) -> None:
+    """Every Train worker's entry point (Ray's `train_loop_per_worker`; `train_loop_config` is a dict holding our
+    `LoopConfig`): a seed job's loop or a training run's. The loops (torchvision, the engine) are imported here, in
+    the workers, so the trial process that only builds the trainer never pays for them."""
+    loop = train_loop_config[LOOP_KEY]
+    if loop.seed_job is not None:  # a confirmation or the scratch baseline, not a training run
+        from simmim_ray.train.seed_loop import seed_loop
 
-    loop(train_loop_config[LOOP_KEY])
+        seed_loop(loop)
+    else:
+        from simmim_ray.train.trial_loop import trial_loop
+
+        trial_loop(loop)
 
 
 LOOP_KEY = "loop"
 
 
-def trainer_parts(lean: bool) -> tuple[type, object]:
+def trainer_parts(lean: bool) -> tuple[type[TorchTrainer], TorchConfig]:
     """(trainer class, torch config) of a trial path (simmim_ray/_compat): Ray's own on the public path; on the lean
     path a trainer without a dataset manager actor for runs without Ray Datasets, and a torch config whose Train
     controller never imports torch (its workers do)."""
     if not lean:
-        from ray.train.torch import TorchConfig
-
         return TorchTrainer, TorchConfig()
     from simmim_ray._compat.ray_train import LazyTorchConfig
     from simmim_ray._compat.ray_trainer import LeanTorchTrainer
@@ -72,13 +82,25 @@ class Resources:
 
 
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
-                 max_failures: int = 1, callbacks: list | None = None, shared: "SharedSplits | None" = None,
-                 eval_splits: tuple[str, ...] = ("val",), seed_runs: SeedRuns | None = None,
+                 max_failures: int = 1, callbacks: list | None = None, shared: SharedSplits | None = None,
+                 eval_splits: tuple[str, ...] = ("val",), seed_job: SeedJob | None = None,
                  lean: bool | None = None, remeasure: Remeasure | None = None) -> TorchTrainer:
-    """`shared`: the data already loaded by the caller (`share_splits`); used when it matches `cfg`'s data.
-    `eval_splits`: what the final evaluation measures. `seed_runs`: a confirmation or baseline job
-    (train/seed_runs.py) instead of a trial. `lean`: the trial path (None: this Ray's,
-    simmim_ray._compat.trial_path). `remeasure`: a search trial's borderline final accuracy is measured again."""
+    """The `TorchTrainer` of one training job: a training run (`simmim-ray train`, a search trial) or a seed job.
+
+    Args:
+        cfg: the run's resolved config.
+        res: workers, CPUs / GPUs per worker, torch threads, placement, and the job's share of the cluster.
+        storage_path: where Train keeps the run (local path or URI); the run is `<storage_path>/<name>`.
+        name: the Train run name; a run of the same name is resumed from its latest checkpoint.
+        tb_dir: rank 0's TensorBoard directory; None: no TensorBoard.
+        max_failures: worker-group restarts Train makes before the job fails.
+        callbacks: Train run callbacks (a search trial's wiring to Tune).
+        shared: the data already loaded by the caller (`share_splits`); used when it matches `cfg`'s data.
+        eval_splits: what the final evaluation measures ("test" only outside a search).
+        seed_job: run this seed job (train/seed_loop.py) instead of a training run.
+        lean: the trial path (None: this Ray's, simmim_ray._compat.trial_path).
+        remeasure: a search trial's borderline final accuracy is measured again with more fine-tune seeds.
+    """
     if lean is None:
         from simmim_ray._compat import trial_path
 
@@ -97,12 +119,12 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     elif match and (shared.has_masks or cfg.loss.fgbg_weight == 0):
         ref = shared.ref
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream=stream, seed_runs=seed_runs, remeasure=remeasure)
+                      splits_ref=ref, stream=stream, seed_job=seed_job, remeasure=remeasure)
     worker_res = {"CPU": worker_cpus}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker
     return trainer_cls(
-        train_loop,
+        worker_loop,
         train_loop_config={LOOP_KEY: loop},
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=res.gpu,
                                                resources_per_worker=worker_res,
@@ -121,9 +143,9 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
 @dataclass(frozen=True)
 class SharedSplits:
     key: str
-    ref: "ray.ObjectRef | None"  # in-memory splits in the object store
+    ref: ray.ObjectRef | None  # in-memory splits in the object store
     has_masks: bool  # else a trial with a fg/bg loss builds its own splits, which reports the error
-    plan: object = None  # a streamed source's scan (data.scan.StreamPlan): small, travels by value
+    plan: StreamPlan | None = None  # a streamed source's scan: small, travels by value
 
 
 def data_key(cfg: Config) -> str:
@@ -157,7 +179,7 @@ def share_splits(cfg: Config) -> SharedSplits | None:
 
 @dataclass(frozen=True)
 class _Stream:
-    setup: object  # datasets.StreamSetup
+    setup: StreamSetup
     worker_cpus: float
 
 

@@ -1,4 +1,4 @@
-"""The experiment lease on s3:// (search/lease.py): S3's conditional writes through boto3.
+"""The experiment lease on s3:// (search/record/lease.py): S3's conditional writes through boto3.
 
 pyarrow's S3 file system cannot write conditionally, so boto3 (imported here: this module fails to import without
 it) talks to the same bucket, with the endpoint and region the URI's query gives pyarrow. The lease object is
@@ -17,7 +17,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
-from simmim_ray.search.lease import Lease, Owner, in_use
+from simmim_ray.search.record.lease_owner import Lease, Owner, in_use
 
 HEARTBEAT_S = 30.0
 # a holder that missed several heartbeats is gone (a killed driver cannot release its lease)

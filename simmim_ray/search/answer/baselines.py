@@ -1,11 +1,11 @@
 """Reference points for the answer, on the same labelled images and test split as the search and confirmation:
 a logistic regression on raw pixels (here, on the driver), and the winner's architecture trained from scratch
-with the same fine-tune recipe and seeds (a Train job planned by search/confirm.py)."""
+with the same fine-tune recipe and seeds (a Train job planned by search/answer/confirm.py)."""
 from __future__ import annotations
 
 import numpy as np
 
-from simmim_ray.search.ledger_schema import PIXEL_LOGREG, SCRATCH
+from simmim_ray.search.record.ledger_schema import PIXEL_LOGREG, SCRATCH
 
 __all__ = ["PIXEL_LOGREG", "SCRATCH", "labels", "pixel_logreg", "pixel_matrices"]
 IN_MEMORY_SOURCES = ("digits", "cifar10")  # Parquet and image folders stream (data/scan.py)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from simmim_ray.search.settings import FEASIBILITY
+
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
@@ -33,8 +35,8 @@ class SeedSummary:
 
     def bound(self, feasibility: str) -> float:
         """What is held against the target: the mean, or the lower end of the 95% interval."""
-        if feasibility not in ("mean", "lower-bound"):
-            raise ValueError(f"feasibility must be mean or lower-bound, but got {feasibility!r}")
+        if feasibility not in FEASIBILITY:
+            raise ValueError(f"feasibility must be one of {', '.join(FEASIBILITY)}, but got {feasibility!r}")
         return self.mean if feasibility == "mean" else self.low
 
 

@@ -6,23 +6,23 @@ import json
 
 import torch
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage
 from simmim_ray.config import Config
 
-CHECKPOINT_FILE = "state.pt"  # in every Train checkpoint directory (written by train/worker.py)
+CHECKPOINT_FILE = "state.pt"  # in every Train checkpoint directory (written by train/trial_loop.py)
 
 
 def latest_checkpoint(run_dir: str, hint: str = "") -> str | None:
     """Checkpoint `hint` (a path recorded when it was written), found in `run_dir` (the Train run's directory
     where the experiment is now: it may have been moved or copied since), else the newest one in `run_dir`."""
     name = hint.rstrip("/").rsplit("/", 1)[-1].split("?")[0] if hint else ""
-    if name and sio.exists(sio.join(run_dir, name, CHECKPOINT_FILE)):
-        return sio.join(run_dir, name)
+    if name and storage.exists(storage.join(run_dir, name, CHECKPOINT_FILE)):
+        return storage.join(run_dir, name)
     # names sort by time (checkpoint_<timestamp>); Train also keeps checkpoint_manager_snapshot.json there
-    ckpts = [n for n in sio.listdir(run_dir) if n.startswith("checkpoint_") and not n.endswith(".json")]
+    ckpts = [n for n in storage.listdir(run_dir) if n.startswith("checkpoint_") and not n.endswith(".json")]
     for name in reversed(ckpts):
-        if sio.exists(sio.join(run_dir, name, CHECKPOINT_FILE)):
-            return sio.join(run_dir, name)
+        if storage.exists(storage.join(run_dir, name, CHECKPOINT_FILE)):
+            return storage.join(run_dir, name)
     return None
 
 
@@ -30,17 +30,17 @@ def export_best(ckpt: str, dest: str, row: dict) -> str:
     """Copies the encoder weights and resolved config of checkpoint `ckpt`, and `row`'s metrics, into `dest`."""
     import yaml
 
-    state = torch.load(io.BytesIO(sio.read_bytes(sio.join(ckpt, CHECKPOINT_FILE))), map_location="cpu",
+    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(ckpt, CHECKPOINT_FILE))), map_location="cpu",
                        weights_only=True)
     # clone: the checkpoint's tensors are views of the optimiser's flat buffers, and saving a view saves its
     # whole storage (the decoder's weights too)
     encoder = {k.removeprefix("encoder."): v.clone() for k, v in state["model"].items() if k.startswith("encoder.")}
     buf = io.BytesIO()
     torch.save(encoder, buf)
-    sio.write_bytes(sio.join(dest, "encoder.pt"), buf.getvalue())
-    sio.write_text(sio.join(dest, "config.yaml"), yaml.safe_dump(state["config"], sort_keys=False))
+    storage.write_bytes(storage.join(dest, "encoder.pt"), buf.getvalue())
+    storage.write_text(storage.join(dest, "config.yaml"), yaml.safe_dump(state["config"], sort_keys=False))
     metrics = {k: v for k, v in row.items() if isinstance(v, (int, float, str, bool, list)) or v is None}
-    sio.write_text(sio.join(dest, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True))
+    storage.write_text(storage.join(dest, "metrics.json"), json.dumps(metrics, indent=2, sort_keys=True))
     return dest
 
 
@@ -54,11 +54,11 @@ def load_encoder(path: str) -> torch.nn.Module:
     """
     from simmim_ray.errors import UserError
     from simmim_ray.models import build_encoder
-    from simmim_ray.yamlio import parse_yaml
+    from simmim_ray.io.yamlio import parse_yaml
 
-    config_file, weights_file = sio.join(path, "config.yaml"), sio.join(path, "encoder.pt")
+    config_file, weights_file = storage.join(path, "config.yaml"), storage.join(path, "encoder.pt")
     try:
-        text = sio.read_bytes(config_file).decode("utf-8")
+        text = storage.read_bytes(config_file).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{config_file}: cannot be read as the exported config ({_reason(e)})") from None
     data = parse_yaml(text, config_file, config_file)  # its messages name the file
@@ -68,13 +68,13 @@ def load_encoder(path: str) -> torch.nn.Module:
         raise UserError(f"{config_file}: {e}") from None
     enc = build_encoder(cfg.model)
     try:
-        state = torch.load(io.BytesIO(sio.read_bytes(weights_file)), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(storage.read_bytes(weights_file)), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - OSError, pickle's and torch's many errors for a file of no weights
         raise UserError(f"{weights_file}: cannot be loaded as encoder weights ({_reason(e)})") from None
     misfit = _misfit(state, enc.state_dict())
     if misfit:
         raise UserError(f"{config_file} describes {_model(cfg)}, but {weights_file} {misfit}; the two files must come "
-                        f"from one export (simmim_ray.export.export_best)")
+                        f"from one export (simmim_ray.io.export.export_best)")
     enc.load_state_dict(state)
     return enc.eval()
 

@@ -1,5 +1,5 @@
 """TensorBoard logging from rank 0: scalars per epoch, image grids. (A search's HParams table is written by its
-driver, from the experiment record: search/hparams.py.)
+driver, from the experiment record: search/answer/hparams.py.)
 
 Writes locally; when the run directory is a URI (s3://, gs://) the event files are copied there each epoch.
 """

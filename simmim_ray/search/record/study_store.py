@@ -1,17 +1,17 @@
 """Where a search's Optuna study lives: `--study-db URL`, `<exp>/study.db`, or for an object-store experiment a
 SQLite file in the driver's cache that is copied into the experiment (SQLite cannot live on an object store; the
-copy is the experiment's: search/experiment.py)."""
+copy is the experiment's: search/record/experiment.py)."""
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
-from simmim_ray import storage as sio
+from simmim_ray.io.storage import exists, resolve_storage
 from simmim_ray.errors import UserError
-from simmim_ray.search import db_url
+from simmim_ray.search.record import db_url
 
 if TYPE_CHECKING:
-    from simmim_ray.search.experiment import Experiment
+    from simmim_ray.search.record.experiment import Experiment
     from simmim_ray.search.settings import SearchSettings
 
 
@@ -25,11 +25,11 @@ def optuna_storage(s: SearchSettings, exp: Experiment):
     now; for an s3:// or gs:// experiment, in the driver's cache (fetched from the experiment when not there)."""
     import optuna
 
-    from simmim_ray.search.experiment import STUDY_DB
+    from simmim_ray.search.record.experiment import STUDY_DB
 
     url = db_url.connect_url(s.study_db)  # the password, if any, from the command line or the environment
     if not url:
-        local = exp.study_cache() if study_in_cache(s, exp) else sio.resolve_storage(exp.uri)[1]
+        local = exp.study_cache() if study_in_cache(s, exp) else resolve_storage(exp.uri)[1]
         url = f"sqlite:///{local}/{STUDY_DB}"
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
@@ -45,7 +45,7 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
     experiment's study into the driver's cache, where the restored searcher opens it."""
     import optuna
 
-    from simmim_ray.search.experiment import STUDY_DB
+    from simmim_ray.search.record.experiment import STUDY_DB
 
     def refuse(url: str) -> UserError:
         return UserError(f"--resume {exp.uri}: the search's Optuna study {s.name!r} is not in {url} "
@@ -53,8 +53,8 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
 
     if not s.study_db:  # opening a missing SQLite file would create it: refuse before touching the experiment
         local = os.path.join(exp.study_cache(), STUDY_DB) if study_in_cache(s, exp) else None
-        if local is None and not sio.exists(exp.path(STUDY_DB)) or local is not None and not os.path.exists(local):
-            raise refuse(f"sqlite:///{local or sio.resolve_storage(exp.path(STUDY_DB))[1]}")
+        if local is None and not exists(exp.path(STUDY_DB)) or local is not None and not os.path.exists(local):
+            raise refuse(f"sqlite:///{local or resolve_storage(exp.path(STUDY_DB))[1]}")
     storage = optuna_storage(s, exp)  # an object-store experiment's study is fetched into the local cache here
     if s.name not in optuna.get_all_study_names(storage):
         raise refuse(db_url.masked(storage.url))

@@ -1,7 +1,7 @@
 """The experiment's ledger: one append-only record of what happened to it, as JSON lines. No Ray.
 
-An event is one JSON object: `{"event": TYPE, "time": unix seconds, **fields}`; search/ledger_schema.py holds each
-type's fields and rules. Events live under <experiment>/ledger/ in one file per stream: a search trial's events in
+An event is one JSON object: `{"event": TYPE, "time": unix seconds, **fields}`; ledger_schema.py holds each type's
+fields and rules. Events live under <experiment>/ledger/ in one file per stream: a search trial's events in
 `<trial_id>.jsonl`, every other event in `<event type>.jsonl`. So each file has one writer, and on an object store
 (no append: each append rewrites the object) an append rewrites one small file, not the experiment's whole history.
 Readers merge the streams by time.
@@ -21,13 +21,13 @@ import sys
 import time
 from typing import Any, Callable
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt, one_line
 from simmim_ray.metrics import DONE
-from simmim_ray.search import ledger_schema as schema
-from simmim_ray.search.ledger_schema import (BASELINE, COMPLETE, CONFIRMATION, ERROR, INTERRUPTED, NAME_RE, PRUNED,
-                                             RUNNING, SEARCH_STARTED, STATUSES, TRIAL_ENDED, TRIAL_EVENTS,
-                                             TRIAL_RESULT, TRIAL_STARTED)
+from simmim_ray.search.record import ledger_schema
+from simmim_ray.search.record.ledger_schema import (BASELINE, COMPLETE, CONFIRMATION, ERROR, INTERRUPTED, NAME_RE,
+                                                    PRUNED, RUNNING, SEARCH_STARTED, STATUSES, TRIAL_ENDED,
+                                                    TRIAL_EVENTS, TRIAL_RESULT, TRIAL_STARTED)
 
 __all__ = ["BASELINE", "COMPLETE", "CONFIRMATION", "ERROR", "INTERRUPTED", "PRUNED", "RUNNING", "SEARCH_STARTED",
            "STATUSES", "TRIAL_ENDED", "TRIAL_EVENTS", "TRIAL_RESULT", "TRIAL_STARTED", "Ledger", "read_events",
@@ -63,14 +63,14 @@ class Ledger:
             raise ValueError(f"ledger event {event_type!r} needs a trial_id")
         event = {"event": event_type, "time": time.time(), **fields}
         line = json.dumps(_plain(event), default=str, allow_nan=False)
-        sio.append_line(self._stream(event_type, fields.get("trial_id")), line)
+        storage.append_line(self._stream(event_type, fields.get("trial_id")), line)
         return event
 
     def _stream(self, event_type: str, trial_id: Any) -> str:
         name = str(trial_id) if event_type in TRIAL_EVENTS else event_type
         if not NAME_RE.fullmatch(name):
             raise ValueError(f"ledger stream name must match [A-Za-z0-9_.-]+, but got {name!r}")
-        return sio.join(self.uri, f"{name}.jsonl")
+        return storage.join(self.uri, f"{name}.jsonl")
 
     # ---- reading --------------------------------------------------------------------------------------------
     def events(self, event_type: str | None = None, **match: Any) -> list[dict]:
@@ -81,7 +81,7 @@ class Ledger:
         merged = []
         for name in streams:
             merged += [(e["time"], name, i, e)
-                       for i, e in enumerate(read_events(sio.join(self.uri, name), self._warn))]
+                       for i, e in enumerate(read_events(storage.join(self.uri, name), self._warn))]
         if self.legacy:  # older than any event here (an old experiment resumed by this version has both)
             merged += [(0, "", i, e) for i, e in enumerate(legacy_events(self.legacy, self._warn))]
         merged.sort(key=lambda t: t[:3])
@@ -92,11 +92,11 @@ class Ledger:
         """The ledger's files; anything else named *.jsonl is skipped with a warning."""
         self._check_dir()
         names = []
-        for name, kind in sio.entries(self.uri):
+        for name, kind in storage.entries(self.uri):
             if not name.endswith(".jsonl"):
                 continue
             if kind != "a regular file":  # a pipe would block the read, a device never end it
-                self._warn(f"{sio.join(self.uri, name)} is {kind}, but a ledger file must be a regular file; "
+                self._warn(f"{storage.join(self.uri, name)} is {kind}, but a ledger file must be a regular file; "
                            f"skipped")
                 continue
             names.append(name)
@@ -105,9 +105,9 @@ class Ledger:
     def _check_dir(self) -> None:
         """A local ledger/ must be a directory inside its experiment: a link loop would read as an empty ledger
         (a finished search reported as "0 trials"), and a link out of the experiment reads another one."""
-        if not sio.is_node_local(self.uri):
+        if not storage.is_node_local(self.uri):
             return
-        path = sio.resolve_storage(self.uri)[1]
+        path = storage.resolve_storage(self.uri)[1]
         shown = excerpt(path, PATH_CHARS)
         try:
             mode = os.stat(path).st_mode
@@ -119,7 +119,7 @@ class Ledger:
         except OSError as e:  # ELOOP: a link to itself, or a cycle of links
             raise UserError(f"{shown} cannot be read as the ledger ({e.strerror}); the ledger must be a directory "
                             f"of the experiment") from None
-        kind = sio.file_kind(mode)
+        kind = storage.file_kind(mode)
         if kind != "a directory":
             raise UserError(f"{shown} is {kind}; the ledger must be a directory of the experiment")
         home = os.path.realpath(os.path.dirname(path))
@@ -134,7 +134,7 @@ class Ledger:
         uri = self._stream(TRIAL_STARTED, trial_id)
         old = ([e for e in legacy_events(self.legacy, self._warn) if e["trial_id"] == trial_id]
                if self.legacy else [])
-        return old + (read_events(uri, self._warn) if sio.exists(uri) else [])
+        return old + (read_events(uri, self._warn) if storage.exists(uri) else [])
 
     def final_result(self, trial_id: str) -> dict | None:
         """The trial's final report (it carries `done`), if one was recorded: a trial re-launched after a driver
@@ -185,14 +185,14 @@ def parse_line(raw: bytes) -> tuple[dict | None, str | None]:
     except (ValueError, RecursionError) as e:  # an int of more than 4,300 digits; nesting past the recursion limit
         why = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
         return None, f"a ledger line must be an event (a JSON object), but it is not JSON Python reads ({why})"
-    return (event, None) if (rule := schema.problem(event)) is None else (None, rule)
+    return (event, None) if (rule := ledger_schema.problem(event)) is None else (None, rule)
 
 
 def read_events(uri: str, warn: Warn = warn_stderr) -> list[dict]:
     """The events of one ledger file that pass the schema; every other line is skipped, with a warning unless a
     kill cut it. A file that cannot be read (a pipe, a directory, gone) is skipped with a warning."""
     try:
-        data = sio.read_bytes(uri)
+        data = storage.read_bytes(uri)
     except OSError as e:
         warn(f"{uri} cannot be read ({e.strerror or e}); its events are skipped")
         return []
@@ -211,10 +211,10 @@ def read_events(uri: str, warn: Warn = warn_stderr) -> list[dict]:
 def legacy_events(uri: str, warn: Warn = warn_stderr) -> list[dict]:
     """trials.jsonl of an older experiment (one line per ended trial: config, status, last result) as events,
     each passing the schema (a line that does not is skipped with a warning)."""
-    if not sio.exists(uri):
+    if not storage.exists(uri):
         return []
     try:
-        data = sio.read_bytes(uri)
+        data = storage.read_bytes(uri)
     except OSError as e:
         warn(f"{uri} cannot be read ({e.strerror or e}); skipped")
         return []
@@ -227,7 +227,7 @@ def legacy_events(uri: str, warn: Warn = warn_stderr) -> list[dict]:
         if not isinstance(e, dict) or not isinstance(e.get("trial_id"), str):
             continue
         events = _legacy(e)
-        rule = next((r for ev in events if (r := schema.problem(ev)) is not None), None)
+        rule = next((r for ev in events if (r := ledger_schema.problem(ev)) is not None), None)
         if rule is None:
             out += events
         else:

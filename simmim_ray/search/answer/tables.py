@@ -5,28 +5,28 @@ from __future__ import annotations
 import io
 import math
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage
 from simmim_ray.metrics import (EPOCH, FLOPS, PARAMS, ROW_METRICS, SIZE_METRICS, VAL_ACCURACY, VAL_ACCURACY_HIGH,
                                 VAL_ACCURACY_LOW, VAL_COUNT)
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import BEST, HISTORY, PARETO, RESULTS, TRAIN_RUNS, Experiment
-from simmim_ray.search.stats import wilson_interval
+from simmim_ray.search.record import ledger
+from simmim_ray.search.record.experiment import HISTORY, PARETO, RESULTS, Experiment
+from simmim_ray.search.answer.stats import wilson_interval
 
 METRICS = ROW_METRICS
 # A trial restored after a driver kill may end twice; a completed answer outranks anything logged around a restart
-_RANK = {lg.COMPLETE: 3, lg.ERROR: 2, lg.PRUNED: 1, lg.INTERRUPTED: 0}
+_RANK = {ledger.COMPLETE: 3, ledger.ERROR: 2, ledger.PRUNED: 1, ledger.INTERRUPTED: 0}
 
 
 def trial_rows(events: list[dict]) -> tuple[list[dict], list[dict]]:
     """Ledger events -> (one row per trial, one row per trial and reported epoch)."""
     trials: dict[str, dict] = {}
     for e in events:
-        if e["event"] not in lg.TRIAL_EVENTS:
+        if e["event"] not in ledger.TRIAL_EVENTS:
             continue
         t = trials.setdefault(str(e.get("trial_id")), {"config": {}, "results": [], "ended": None})
-        if e["event"] == lg.TRIAL_STARTED:
+        if e["event"] == ledger.TRIAL_STARTED:
             t["config"] = e.get("config") or t["config"]
-        elif e["event"] == lg.TRIAL_RESULT:
+        elif e["event"] == ledger.TRIAL_RESULT:
             t["results"].append(e.get("result") or {})
         elif t["ended"] is None or _RANK.get(e.get("status"), 0) >= _RANK.get(t["ended"].get("status"), 0):
             t["ended"] = e
@@ -44,11 +44,11 @@ def trial_rows(events: list[dict]) -> tuple[list[dict], list[dict]]:
 def _row(name: str, config: dict, results: list[dict], ended: dict) -> dict:
     """One results.parquet row from a trial's config, its reports (last = final) and its end."""
     last = ended.get("metrics") or (results[-1] if results else {})
-    status = ended.get("status") or (lg.COMPLETE if VAL_ACCURACY in last else lg.RUNNING)
+    status = ended.get("status") or (ledger.COMPLETE if VAL_ACCURACY in last else ledger.RUNNING)
     checkpoint = ended.get("checkpoint_path") or next(
         (r["checkpoint_path"] for r in reversed(results) if r.get("checkpoint_path")), "")
-    row = {m: (last.get(m) if status == lg.COMPLETE or m in (PARAMS, FLOPS) else None) for m in METRICS}
-    # how far the accuracy could be off by the luck of which images validation holds (search/stats.py)
+    row = {m: (last.get(m) if status == ledger.COMPLETE or m in (PARAMS, FLOPS) else None) for m in METRICS}
+    # how far the accuracy could be off by the luck of which images validation holds (search/answer/stats.py)
     low, high = wilson_interval(row[VAL_ACCURACY], row[VAL_COUNT] or 0) if row[VAL_ACCURACY] is not None else (
         None, None)
     return {"trial_id": name, "status": status, **config, **row, VAL_ACCURACY_LOW: low, VAL_ACCURACY_HIGH: high,
@@ -64,7 +64,7 @@ def load_trials(exp: Experiment) -> tuple[list[dict], list[dict]]:
 def measured(r: dict, size_metric: str) -> bool:
     """A completed trial with an accuracy and a size: what can be ranked (a hand-edited or older ledger may lack
     either)."""
-    return r["status"] == lg.COMPLETE and r.get(VAL_ACCURACY) is not None and r.get(size_metric) is not None
+    return r["status"] == ledger.COMPLETE and r.get(VAL_ACCURACY) is not None and r.get(size_metric) is not None
 
 
 def mark_feasible(rows: list[dict], target: float) -> None:
@@ -88,25 +88,6 @@ def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
     return front
 
 
-def write_outputs(exp: Experiment, target: float, size_metric: str) -> list[dict]:
-    """The tables, pareto.png and best/ of the smallest trial feasible on validation (the search itself writes
-    best/ from its confirmed answer: search/answer.py)."""
-    rows, _ = write_tables(exp, target, size_metric)
-    best = winner(rows, size_metric)
-    plot_pareto(exp, rows, target, size_metric, best)
-    if best is not None:
-        from simmim_ray.export import export_best, latest_checkpoint
-
-        ckpt = latest_checkpoint(exp.path(TRAIN_RUNS, best["trial_id"]), best.get("checkpoint_path") or "")
-        try:
-            if ckpt is None:
-                raise FileNotFoundError(f"no checkpoint under {exp.path(TRAIN_RUNS, best['trial_id'])}")
-            export_best(ckpt, exp.path(BEST), best)
-        except (OSError, KeyError) as e:  # the tables above are written already; say what is missing
-            print(f"simmim-ray: warning: could not export {best['trial_id']} to {exp.path(BEST)}: {e}")
-    return rows
-
-
 def write_tables(exp: Experiment, target: float, size_metric: str) -> tuple[list[dict], list[dict]]:
     """results.parquet and history.parquet from the ledger; -> (rows with `feasible` marked, history rows)."""
     import pyarrow as pa
@@ -118,7 +99,7 @@ def write_tables(exp: Experiment, target: float, size_metric: str) -> tuple[list
     for name, data in ((RESULTS, rows), (HISTORY, history)):
         buf = io.BytesIO()
         pq.write_table(_table(data) if data else pa.table({"trial_id": pa.array([], pa.string())}), buf)
-        sio.write_bytes(exp.path(name), buf.getvalue())
+        storage.write_bytes(exp.path(name), buf.getvalue())
     return rows, history
 
 
@@ -167,30 +148,7 @@ def plot_pareto(exp: Experiment, rows: list[dict], target: float, size_metric: s
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    sio.write_bytes(exp.path(PARETO), buf.getvalue())
-
-
-def format_report(rows: list[dict], target: float, size_metric: str) -> str:
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    lines = [f"{len(rows)} trials: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())),
-             f"Pareto front (accuracy vs {size_metric}; target {target:g}):",
-             f"  {'trial':12s} {'val acc':>8s} {size_metric:>12s} {'feasible':>8s}"]
-    for r in pareto_front(rows, size_metric):
-        lines.append(f"  {r['trial_id']:12s} {r[VAL_ACCURACY]:8.4f} {r[size_metric]:12,.0f} "
-                     f"{'yes' if r['feasible'] else 'no':>8s}")
-    best = winner(rows, size_metric)
-    if best is None:
-        done = [r for r in rows if measured(r, size_metric)]
-        top = max(done, key=lambda r: r[VAL_ACCURACY], default=None)
-        lines.append("No trial reached the target." + (
-            f" Best accuracy {top[VAL_ACCURACY]:.4f} by {top['trial_id']} ({size_metric} {top[size_metric]:,.0f})."
-            if top else ""))
-    else:
-        lines.append(f"Winner: {best['trial_id']} accuracy {best[VAL_ACCURACY]:.4f}, {size_metric} "
-                     f"{best[size_metric]:,.0f} -> best/")
-    return "\n".join(lines)
+    storage.write_bytes(exp.path(PARETO), buf.getvalue())
 
 
 def report_json(rows: list[dict], target: float, size_metric: str) -> dict:

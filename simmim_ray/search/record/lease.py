@@ -12,99 +12,23 @@ holder.
 - s3:// (through boto3, when installed): the lease object is created only if absent (`If-None-Match: *`) and kept
   alive by a heartbeat; a lease whose holder is gone (its process ended on this host) or whose heartbeat is older
   than STALE_S is taken over with `If-Match` on the stale version, so two drivers reclaiming it at once cannot both
-  win (search/lease_s3.py).
+  win (search/record/lease_s3.py).
 - Other object stores (gs://), or s3:// without boto3: no lease; a warning says so (docs/security.md).
 """
 from __future__ import annotations
 
 import fcntl
-import getpass
-import json
 import os
-import socket
 import sys
-import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from typing import Iterator
 
-from simmim_ray import storage as sio
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.io import storage
+from simmim_ray.search.record.lease_owner import Lease, Owner, in_use
 
 LEASE = ".lease"
 TAKE_TRIES = 5  # a holder that unlinks the file as we lock it: try again with the new file
-
-
-@dataclass
-class Owner:
-    pid: int
-    host: str
-    user: str
-    since: float  # time.time() when the lease was taken
-    heartbeat: float = 0.0  # object stores only: when the holder last renewed the lease
-
-    @classmethod
-    def me(cls) -> "Owner":
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):  # no passwd entry (containers)
-            user = str(os.getuid())
-        now = time.time()
-        return cls(pid=os.getpid(), host=socket.gethostname(), user=user, since=now, heartbeat=now)
-
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
-    def gone(self) -> bool:
-        """The holder's process has ended: it ran on this host and its pid is free (a pid reused since counts as
-        alive: the lease then waits for its heartbeat to go stale)."""
-        if self.host != socket.gethostname():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # another user's process
-            return False
-        return False
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "Owner | None":
-        """None for a lease the holder has not written yet, or one that is not ours to read."""
-        try:
-            d = json.loads(data.decode())
-            return cls(pid=int(d["pid"]), host=str(d["host"]), user=str(d.get("user", "")), since=float(d["since"]),
-                       heartbeat=float(d.get("heartbeat", 0.0)))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-
-
-def clock(t: float) -> str:
-    """16:02 today, else 2026-12-04 16:02 (local time): when the holder started, as its user would say it."""
-    then = time.localtime(t)
-    same_day = time.strftime("%Y-%m-%d", then) == time.strftime("%Y-%m-%d")
-    return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", then)
-
-
-def in_use(exp_uri: str, owner: Owner | None, lease_uri: str) -> UserError:
-    # paths as the other messages show them (resolved: no control characters), quoted in no repr
-    who = (f"pid {owner.pid} on host {excerpt(owner.host)[1:-1]} since {clock(owner.since)}" if owner is not None
-           else "another process")
-    return UserError(f"experiment {exp_uri} is in use by {who} (lease {lease_uri}); one driver per experiment: "
-                     f"wait for it or stop it")
-
-
-class Lease:
-    """A held lease; `release()` (idempotent) gives it back. The process exiting releases a local one too."""
-
-    def __init__(self, uri: str, release=None) -> None:
-        self.uri = uri
-        self._release = release
-
-    def release(self) -> None:
-        if self._release is not None:
-            release, self._release = self._release, None
-            release()
 
 
 @contextmanager
@@ -119,9 +43,9 @@ def hold(exp_uri: str) -> Iterator[Lease]:
 
 def acquire(exp_uri: str) -> Lease:
     """Takes the lease of the experiment at `exp_uri` (created if missing), or raises UserError naming the holder."""
-    lease_uri = sio.join(exp_uri, LEASE)
-    if sio.is_node_local(exp_uri):
-        path = sio.resolve_storage(lease_uri)[1]
+    lease_uri = storage.join(exp_uri, LEASE)
+    if storage.is_node_local(exp_uri):
+        path = storage.resolve_storage(lease_uri)[1]
         try:
             return _acquire_local(exp_uri, path)
         except OSError as e:  # a read-only experiment, a file system without locks
@@ -129,7 +53,7 @@ def acquire(exp_uri: str) -> Lease:
                             ) from None
     if exp_uri.startswith("s3://"):
         try:
-            from simmim_ray.search import lease_s3
+            from simmim_ray.search.record import lease_s3
         except ImportError:  # boto3 is not a dependency of the package
             lease_s3 = None
         if lease_s3 is not None:

@@ -3,8 +3,8 @@
 - public: Ray's `TuneReportCallback` forwards rank 0's reports to Tune; Tune does not reuse actors, so when it
   stops the trial it ends the trial actor, which takes the Train controller it owns (and so the workers) with it,
   and Train's placement-group cleaner frees the workers' CPUs.
-- lean: reports through Ray's KV store (trial_report.py) and an abort of the Train run when Tune stops the trial
-  (trial_stop.py), so that Tune can reuse the trial actor.
+- lean: reports through Ray's KV store (relay.py) and an abort of the Train run when Tune stops the trial
+  (stop.py), so that Tune can reuse the trial actor.
 
     wiring = TrialWiring(lean)
     with wiring:
@@ -18,8 +18,8 @@ class TrialWiring:
         self.lean = lean
         self.stopper = self.results = None
         if lean:
-            from simmim_ray.search.trial_report import tune_report_channel
-            from simmim_ray.search.trial_stop import StopWithTune
+            from simmim_ray.search.trial.relay import tune_report_channel
+            from simmim_ray.search.trial.stop import StopWithTune
 
             # Tune reuses this trial's actor for the next trial (reuse_actors): when Tune stops the trial, the
             # stopper aborts the Train run, so the function returns in time to hand the actor over

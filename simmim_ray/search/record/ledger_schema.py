@@ -1,18 +1,20 @@
 """The ledger's schema: each event type's fields with their types and ranges, in one place. The reader
-(search/ledger.py) keeps only the events `problem` passes; a line that fails is skipped with one warning naming the
-rule. Pure Python.
+(search/record/ledger.py) keeps only the events `problem` passes; a line that fails is skipped with one warning
+naming the rule. Pure Python.
 
 What each writer puts in each event; `event` (the type) and `time` (unix seconds) are in every one:
 
-  search_started  search/experiment.py  settings (settings.json's object), inputs ({file name: sha256}), resumed
-  trial_started   search/recorder.py    trial_id, config ({dotted config key: the trial's value})
-  trial_result    search/recorder.py    trial_id, result (one report of the trial: REPORT)
-  trial_ended     search/recorder.py    trial_id, status (complete | pruned | error | interrupted), metrics (the final
-                                        report: REPORT), checkpoint_path, error (one line), epochs, wall_s
-  confirmation    search/answer.py      trial_id, job (Train run name), mode (finetune | pretrain), seeds, runs (one
+  search_started  record/experiment.py  settings (settings.json's object), inputs ({file name: sha256}), resumed
+  trial_started   record/recorder.py    trial_id, config ({dotted config key: the trial's value})
+  trial_result    record/recorder.py    trial_id, result (one report of the trial: REPORT)
+  trial_ended     record/recorder.py    trial_id, status (complete | pruned | error | interrupted), metrics (the
+                                        final report: REPORT), checkpoint_path, error (one line), epochs, wall_s
+  confirmation    answer/answer.py      trial_id, job (Train run name), mode (finetune | pretrain), seeds, runs (one
                                         RUN per seed measured), params, flops, error, started, wall_s, gpu_seconds
-  baseline        search/answer.py      name: scratch (the confirmation fields; mode scratch) or pixel_logreg
+  baseline        answer/answer.py      name: scratch (the confirmation fields; mode scratch) or pixel_logreg
                                         (test_accuracy, test_count, labeled_images, labeled_fraction, skipped)
+
+(paths under simmim_ray/search/)
 
 Every number is finite, and every integer fits in 64 bits (results.parquet holds them).
 REPORT (the keys are simmim_ray/metrics.py's): accuracies in [0, 1]; counts, sizes and seconds >= 0; losses finite;
@@ -31,10 +33,10 @@ import sys
 from typing import Any, Callable, Mapping
 
 from simmim_ray.errors import excerpt
-from simmim_ray.search.confirm import RESEED_MODES
 from simmim_ray.metrics import (DONE, EPOCH, FLOPS, IMAGES_PER_S, LOSS, LOSS_MASKED, LOSS_VISIBLE, PARAMS, PROXY_KNN,
                                 REPLAYED, SKIPPED_IMAGES, TEST_ACCURACY, TEST_COUNT, TRAIN_SECONDS, VAL_ACCURACY,
                                 VAL_COUNT)
+from simmim_ray.train.loop_config import SEED_JOB_MODES
 
 SEARCH_STARTED, TRIAL_STARTED, TRIAL_RESULT, TRIAL_ENDED = (
     "search_started", "trial_started", "trial_result", "trial_ended")
@@ -44,8 +46,8 @@ TRIAL_EVENTS = (TRIAL_STARTED, TRIAL_RESULT, TRIAL_ENDED)
 # by the search that resumed it (Tune had not saved it)
 COMPLETE, PRUNED, ERROR, INTERRUPTED, RUNNING = "complete", "pruned", "error", "interrupted", "running"
 STATUSES = (COMPLETE, PRUNED, ERROR, INTERRUPTED)
-PIXEL_LOGREG, SCRATCH = "pixel_logreg", "scratch"  # the baselines (search/baselines.py)
-MODES = (*RESEED_MODES, SCRATCH)  # a confirmation's re-seed mode, or the scratch baseline's
+PIXEL_LOGREG, SCRATCH = "pixel_logreg", "scratch"  # the baselines (search/answer/baselines.py)
+MODES = SEED_JOB_MODES  # a seed job's mode: a confirmation's re-seed mode, or the scratch baseline's
 MAX_DEPTH = 32  # nesting of a free-form value (a report's other keys, the settings): deeper is no record of ours
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -192,7 +194,7 @@ REPORT = Fields(optional={
     **{k: Nullable(AMOUNT) for k in (PARAMS, FLOPS, IMAGES_PER_S, TRAIN_SECONDS, "time_total_s")},
     **{k: Nullable(REAL) for k in (LOSS, LOSS_MASKED, LOSS_VISIBLE)},
     DONE: FLAG, REPLAYED: FLAG, "checkpoint_path": TEXT})
-# validation decides (search/confirm.py), test is reported: a run needs both
+# validation decides (search/answer/confirm.py), test is reported: a run needs both
 RUN = Fields(required={"seed": COUNT, VAL_ACCURACY: FRACTION, TEST_ACCURACY: FRACTION}, optional={
     VAL_COUNT: COUNT, TEST_COUNT: COUNT, "seconds": AMOUNT,
     "cpu_seconds": AMOUNT, "pretrain_epochs": COUNT})

@@ -23,10 +23,10 @@ import glob
 import os
 import tempfile
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage
+from simmim_ray.io.tblog import tag_of
 from simmim_ray.metrics import EPOCH, FEASIBLE, FLOPS, LOSS, PARAMS, PROXY_KNN, VAL_ACCURACY
-from simmim_ray.search.experiment import TB, Experiment
-from simmim_ray.tblog import tag_of
+from simmim_ray.search.record.experiment import TB, Experiment
 
 EVENTS_FILE = "events.out.tfevents.hparams"  # a fixed name, so a second write replaces the first
 STATUS = "status"
@@ -98,7 +98,7 @@ def write(exp: Experiment, s, rows: list[dict], history: list[dict], rep: dict) 
 def _remove_root_table(exp: Experiment) -> None:
     """An experiment written by an earlier version has the columns at the TensorBoard root (the run `.`)."""
     old = exp.path(TB, EVENTS_FILE)
-    if sio.is_node_local(old) and os.path.isfile(old.removeprefix("file://")):
+    if storage.is_node_local(old) and os.path.isfile(old.removeprefix("file://")):
         os.remove(old.removeprefix("file://"))
 
 
@@ -113,4 +113,4 @@ def _write(tmp: str, name: str, summaries: list, scalars: dict[str, float], step
             w.add_scalar(tag(k), v, step)
     (events,) = glob.glob(os.path.join(local, "events.out.tfevents.*"))
     with open(events, "rb") as f:
-        sio.write_bytes(dest, f.read())
+        storage.write_bytes(dest, f.read())

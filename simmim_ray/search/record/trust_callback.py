@@ -1,4 +1,4 @@
-"""The driver's Tune callback that keeps search/trust.py's record current while the search runs.
+"""The driver's Tune callback that keeps search/record/trust.py's record current while the search runs.
 
 Tune saves its experiment state into a staging directory on the driver (the experiment state, then the searcher,
 then its callbacks' states), and only then starts copying that directory into the experiment. It asks every
@@ -13,7 +13,7 @@ import sys
 
 from ray.tune import Callback
 
-from simmim_ray.search import trust
+from simmim_ray.search.record import trust
 
 
 class PickleDigests(Callback):
@@ -68,7 +68,7 @@ class PickleDigests(Callback):
 
     def where(self, storage) -> str:
         """The experiment where it is now (a restored callback carries where its search started)."""
-        from simmim_ray.search.recorder import rebased
+        from simmim_ray.search.record.recorder import rebased
 
         now = getattr(storage, "experiment_fs_path", None)
         return rebased(self.uri, now) if now else self.uri

@@ -1,4 +1,4 @@
-"""Ray Train worker: runs `PretrainRun` on each rank, checkpoints every epoch, reports metrics to Ray.
+"""Ray Train worker of a training run: runs `PretrainRun` on each rank, checkpoints every epoch, reports to Ray.
 
 Rank 0 writes TensorBoard (scalars, image grids) and the checkpoint; all ranks report. Streamed sources
 (Parquet, image folders) reach `PretrainRun` as loaders over Ray Data (train/streams.py).
@@ -8,62 +8,21 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-import warnings
-from dataclasses import dataclass
 
 import ray
 import ray.train
-import ray.train.torch
 import torch
 
-from simmim_ray.data.splits import build_splits
 from simmim_ray.engine.run import PretrainRun
-from simmim_ray.export import CHECKPOINT_FILE
+from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import DONE, REPLAYED, VAL_ACCURACY, VAL_ACCURACY_SEEDS, VAL_COUNT
 from simmim_ray.train.loop_config import LoopConfig
+from simmim_ray.train.worker_context import make_run, worker_context
 
 
-@dataclass
-class WorkerContext:
-    rank: int
-    world: int
-    device: torch.device
-    splits: object  # data.splits.Splits, or a streamed source's loaders (train/streams.py)
-    data_seconds: float
-
-    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        return ray.train.torch.prepare_model(model) if self.world > 1 else model
-
-
-def worker_context(loop: LoopConfig) -> WorkerContext:
-    """This rank's place in the job, its device and the data: a streamed source's splits through Ray Data, or the
-    in-memory splits (a search's driver loads them once and shares them through the object store)."""
-    # DDP warns once per run that the 1x1-conv head's weight grad is channels-last; harmless, and noisy in a search
-    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    ctx = ray.train.get_context()
-    torch.set_num_threads(max(1, loop.threads))
-    t0 = time.time()
-    rank, world, device = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
-    if loop.stream is not None:  # Parquet / image folder: every split streams through Ray Data
-        from simmim_ray.train.streams import worker_splits
-
-        splits = worker_splits(loop.stream, loop.cfg(), rank, world, device)
-    else:
-        splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(loop.cfg())
-    return WorkerContext(rank, world, device, splits, time.time() - t0)
-
-
-def make_run(cfg, loop: LoopConfig, w: WorkerContext) -> PretrainRun:
-    """A `PretrainRun` of `cfg` on this rank, on the worker's data."""
-    return PretrainRun(cfg, w.rank, w.world, w.device, w.wrap, splits=w.splits)
-
-
-def train_loop(loop: LoopConfig) -> None:
-    if loop.seed_runs is not None:  # a confirmation or baseline job, not a search trial
-        from simmim_ray.train.seed_runs import seed_runs_loop
-
-        seed_runs_loop(loop)
-        return
+def trial_loop(loop: LoopConfig) -> None:
+    """One training run on this rank (a search trial, or `simmim-ray train`): pre-train, checkpoint and report every
+    epoch, the final evaluation at the end. A seed job runs train/seed_loop.py instead (launch.worker_loop picks)."""
     entered = time.time()
     cfg = loop.cfg()
     w = worker_context(loop)
@@ -90,7 +49,7 @@ def train_loop(loop: LoopConfig) -> None:
 
     tb = None
     if loop.tb_dir and rank == 0:
-        from simmim_ray.tblog import TBLogger  # TensorBoard's import is slow; only rank 0 writes
+        from simmim_ray.io.tblog import TBLogger  # TensorBoard's import is slow; only rank 0 writes
 
         tb = TBLogger(loop.tb_dir, enabled=True)
     node_ids = _node_ids(world)
@@ -171,7 +130,7 @@ def _report(run: PretrainRun, metrics: dict, rank: int, every: int, eval_seconds
         return
     with tempfile.TemporaryDirectory() as d:
         # the resolved config travels with the weights, so any checkpoint can be exported on its own
-        # and the epoch's metrics: a finished run started again reports its final ones (train_loop)
+        # and the epoch's metrics: a finished run started again reports its final ones (trial_loop)
         torch.save({**run.state_dict(), "config": run.cfg.to_dict(), "eval_seconds": eval_seconds,
                     "metrics": _plain(metrics)}, os.path.join(d, CHECKPOINT_FILE))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))

@@ -7,8 +7,8 @@ path in the experiment and its bytes) in `<experiment>/trust/pickle_digests.json
 (`$XDG_CONFIG_HOME/simmim-ray/experiment.key`, 0600), and `--resume` refuses a file whose digest is not recorded,
 before Ray starts, unless `--trust-experiment` vouches for the experiment.
 
-The record is written before Tune copies a file into the experiment (search/trust_callback.py), so a driver killed
-at any moment leaves an experiment that verifies, except tuner.pkl: Tune writes it into the experiment itself when
+The record is written before Tune copies a file into the experiment (trust_callback.py), so a driver killed at any
+moment leaves an experiment that verifies, except tuner.pkl: Tune writes it into the experiment itself when
 the search starts, and a kill before it is recorded leaves it unrecorded: refused, with the way to accept it.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 
 import pyarrow.fs as pafs
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage
 from simmim_ray.errors import UserError
 
 # in a directory of its own: Tune copies the experiment's top-level *.json into its staging directory when it
@@ -95,7 +95,7 @@ def is_pickle(relpath: str) -> bool:
 def pickle_files(exp_uri: str) -> list[str]:
     """Paths (relative to the experiment, with /) of its pickle files: tuner.pkl (the first Tune reads), then
     sorted."""
-    fs, root, _ = sio.resolve_storage(exp_uri)
+    fs, root, _ = storage.resolve_storage(exp_uri)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     rel = (i.path[len(root.rstrip("/")) + 1:] for i in infos if i.type == pafs.FileType.File)
     return sorted((r for r in rel if is_pickle(r)), key=lambda r: (r != TUNER_PKL, r))
@@ -103,9 +103,9 @@ def pickle_files(exp_uri: str) -> list[str]:
 
 def load_record(exp_uri: str) -> dict[str, list[str]]:
     """{relpath: recent digests}; empty when missing or unreadable (then nothing verifies: refused, not trusted)."""
-    where = sio.join(exp_uri, RECORD)
+    where = storage.join(exp_uri, RECORD)
     try:
-        d = json.loads(sio.read_bytes(where).decode())
+        d = json.loads(storage.read_bytes(where).decode())
     except (FileNotFoundError, OSError, ValueError):
         return {}
     files = d.get("files") if isinstance(d, dict) else None
@@ -117,15 +117,15 @@ def load_record(exp_uri: str) -> dict[str, list[str]]:
 def save_record(exp_uri: str, record: dict[str, list[str]]) -> None:
     """Replaces the record whole: a kill mid-write leaves the old one (local: rename; object stores: one PUT)."""
     data = json.dumps({"version": 1, "files": record}, sort_keys=True).encode()
-    if sio.is_node_local(exp_uri):
-        path = sio.resolve_storage(sio.join(exp_uri, RECORD))[1]
+    if storage.is_node_local(exp_uri):
+        path = storage.resolve_storage(storage.join(exp_uri, RECORD))[1]
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     else:
-        sio.write_bytes(sio.join(exp_uri, RECORD), data)
+        storage.write_bytes(storage.join(exp_uri, RECORD), data)
 
 
 def add(record: dict[str, list[str]], relpath: str, digest: str) -> bool:
@@ -152,7 +152,7 @@ def record_files(exp_uri: str, files: dict[str, bytes]) -> None:
 def record_experiment(exp_uri: str, only: tuple[str, ...] = ()) -> None:
     """Records the pickle files now in the experiment (`only`: just these relpaths)."""
     names = [r for r in pickle_files(exp_uri) if not only or r in only]
-    record_files(exp_uri, {r: sio.read_bytes(sio.join(exp_uri, r)) for r in names})
+    record_files(exp_uri, {r: storage.read_bytes(storage.join(exp_uri, r)) for r in names})
 
 
 def unverified(exp_uri: str) -> list[str]:
@@ -161,7 +161,7 @@ def unverified(exp_uri: str) -> list[str]:
     record = load_record(exp_uri)
     bad = []
     for rel in pickle_files(exp_uri):
-        digest = tag(key, rel, sio.read_bytes(sio.join(exp_uri, rel))) if key is not None else None
+        digest = tag(key, rel, storage.read_bytes(storage.join(exp_uri, rel))) if key is not None else None
         if digest is None or not any(hmac.compare_digest(digest, t) for t in record.get(rel, ())):
             bad.append(rel)
     return bad
@@ -174,7 +174,7 @@ def verify(exp_uri: str, trusted: bool) -> None:
     if not bad:
         return
     more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-    first = sio.join(exp_uri, bad[0])
+    first = storage.join(exp_uri, bad[0])
     if not trusted:
         raise UserError(f"--resume {exp_uri}: {first}{more} is not a pickle this machine's searches wrote (changed, "
                         f"copied from elsewhere, from an older simmim-ray, or written as a driver was killed) and "

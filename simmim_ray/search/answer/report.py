@@ -25,44 +25,44 @@ from simmim_ray.metrics import (CONFIRM_VAL_ACCURACY_CI95, CONFIRM_VAL_ACCURACY_
                                 TEST_ACCURACY_MEAN, TEST_ACCURACY_PER_SEED, TEST_ACCURACY_STD, TEST_COUNT,
                                 TEST_SEED_FIELDS, VAL_ACCURACY, VAL_ACCURACY_CI95, VAL_ACCURACY_HIGH,
                                 VAL_ACCURACY_LOW, VAL_COUNT)
-from simmim_ray.search import confirm as cf
-from simmim_ray.search import ledger as lg
-from simmim_ray.search import results
-from simmim_ray.search.baselines import PIXEL_LOGREG, SCRATCH
-from simmim_ray.search.stats import SeedSummary
+from simmim_ray.search.answer import confirm
+from simmim_ray.search.record import ledger
+from simmim_ray.search.answer import tables
+from simmim_ray.search.answer.baselines import PIXEL_LOGREG, SCRATCH
+from simmim_ray.search.answer.stats import SeedSummary
 
 CONFIRMED, UNCONFIRMED, NONE_CONFIRMED, PENDING, NO_TRIAL = (
     "confirmed", "unconfirmed", "none confirmed", "pending", "no trial")
 
 
 def confirmation_events(events: list[dict], reseed: str) -> list[dict]:
-    return [e for e in events if e["event"] == lg.CONFIRMATION and e.get("mode") == reseed]
+    return [e for e in events if e["event"] == ledger.CONFIRMATION and e.get("mode") == reseed]
 
 
 def scratch_events(events: list[dict], trial_id: str) -> list[dict]:
-    return [e for e in events if e["event"] == lg.BASELINE and e.get("name") == SCRATCH
+    return [e for e in events if e["event"] == ledger.BASELINE and e.get("name") == SCRATCH
             and e.get("trial_id") == trial_id]
 
 
 def build(s, rows: list[dict], events: list[dict], labeled_fraction: float | None) -> dict:
-    """`s`: SearchSettings; `rows`: results.trial_rows with `feasible` marked; `events`: the whole ledger."""
-    out = results.report_json(rows, s.target_accuracy, s.size_metric)
-    seeds = cf.confirm_seeds(s.confirm_seeds, s.seed)
-    cands = cf.candidates(rows, s.confirm, s.size_metric) if s.confirm else []
-    measured = cf.merge(confirmation_events(events, s.confirm_reseed), seeds)
-    win, final = cf.pick_winner(cands, measured, seeds, s.target_accuracy, s.feasibility)
+    """`s`: SearchSettings; `rows`: tables.trial_rows with `feasible` marked; `events`: the whole ledger."""
+    out = tables.report_json(rows, s.target_accuracy, s.size_metric)
+    seeds = confirm.confirm_seeds(s.confirm_seeds, s.seed)
+    cands = confirm.candidates(rows, s.confirm, s.size_metric) if s.confirm else []
+    measured = confirm.merge(confirmation_events(events, s.confirm_reseed), seeds)
+    win, final = confirm.pick_winner(cands, measured, seeds, s.target_accuracy, s.feasibility)
     if s.confirm == 0:
-        win = results.winner(rows, s.size_metric)
+        win = tables.winner(rows, s.size_metric)
         answer = UNCONFIRMED if win else NO_TRIAL
     elif not cands:
         answer = NO_TRIAL
     else:
         answer = CONFIRMED if win else (NONE_CONFIRMED if final else PENDING)
-    best = cf.best_confirmed(cands, measured, seeds) if answer == NONE_CONFIRMED else None
+    best = confirm.best_confirmed(cands, measured, seeds) if answer == NONE_CONFIRMED else None
     won_at = next((i for i, c in enumerate(cands) if win and c["trial_id"] == win["trial_id"]), None)
     ref = win or (best[0] if best else None)  # whose architecture the scratch baseline trains
     out.update({
-        "labeled_fraction": labeled_fraction, "answer": answer, "selected_on": cf.SELECTED_ON,
+        "labeled_fraction": labeled_fraction, "answer": answer, "selected_on": confirm.SELECTED_ON,
         "selection_rule": selection_rule(s),
         "winner": _entry(win, measured.get(win["trial_id"]) if win else None, s, answer == CONFIRMED)
         if win else None,
@@ -74,12 +74,12 @@ def build(s, rows: list[dict], events: list[dict], labeled_fraction: float | Non
                             "state": _state(i, c, measured, seeds, s, won_at),
                             "errors": measured[c["trial_id"]].errors if c["trial_id"] in measured else []}
                            for i, c in enumerate(cands)],
-            "compute": compute([e for e in events if e["event"] == lg.CONFIRMATION])},
+            "compute": compute([e for e in events if e["event"] == ledger.CONFIRMATION])},
         "baselines": {PIXEL_LOGREG: pixel_baseline(events),
                       SCRATCH: scratch_baseline(s, events, ref, seeds)},
     })
     out["baselines"][SCRATCH]["compute"] = compute(
-        [e for e in events if e["event"] == lg.BASELINE and e.get("name") == SCRATCH])
+        [e for e in events if e["event"] == ledger.BASELINE and e.get("name") == SCRATCH])
     out["summary"] = summary(out, s)
     return out
 
@@ -101,17 +101,17 @@ def selection_rule(s) -> str:
 
 
 def _state(i: int, c: dict, measured: dict, seeds: tuple[int, ...], s, won_at: int | None) -> str:
-    st = cf.state(measured.get(c["trial_id"]), seeds, s.target_accuracy, s.feasibility)
+    st = confirm.state(measured.get(c["trial_id"]), seeds, s.target_accuracy, s.feasibility)
     if st == "pending" and won_at is not None and i > won_at:
         return "not needed"  # a smaller candidate confirmed: this one cannot change the answer
     return st
 
 
-def _entry(row: dict, m: cf.Measured | None, s, confirmed: bool) -> dict:
-    seeds = cf.confirm_seeds(s.confirm_seeds, s.seed)
-    done = m is not None and not cf.missing_seeds(m, seeds)
+def _entry(row: dict, m: confirm.Measured | None, s, confirmed: bool) -> dict:
+    seeds = confirm.confirm_seeds(s.confirm_seeds, s.seed)
+    done = m is not None and not confirm.missing_seeds(m, seeds)
     return {"trial_id": row["trial_id"], PARAMS: row.get(PARAMS), FLOPS: row.get(FLOPS), "confirmed": confirmed,
-            **seed_fields(m.summary(cf.SELECTION_METRIC) if done else None, CONFIRM_VAL_SEED_FIELDS),
+            **seed_fields(m.summary(confirm.SELECTION_METRIC) if done else None, CONFIRM_VAL_SEED_FIELDS),
             **seed_fields(m.summary(TEST_ACCURACY) if done else None), VAL_ACCURACY: row.get(VAL_ACCURACY),
             VAL_ACCURACY_CI95: _pair(row.get(VAL_ACCURACY_LOW), row.get(VAL_ACCURACY_HIGH)),
             VAL_COUNT: row.get(VAL_COUNT), "config": {k: v for k, v in row.items() if "." in k}}
@@ -129,7 +129,7 @@ def _pair(low, high):
 
 
 def pixel_baseline(events: list[dict]) -> dict:
-    e = next((e for e in reversed(events) if e["event"] == lg.BASELINE and e.get("name") == PIXEL_LOGREG), None)
+    e = next((e for e in reversed(events) if e["event"] == ledger.BASELINE and e.get("name") == PIXEL_LOGREG), None)
     if e is None:
         return {TEST_ACCURACY: None, "skipped": "not measured yet (it is when the search ends)"}
     return {TEST_ACCURACY: e.get(TEST_ACCURACY), **{k: e[k] for k in (TEST_COUNT, "labeled_images", "skipped")
@@ -141,8 +141,8 @@ def scratch_baseline(s, events: list[dict], ref: dict | None, seeds: tuple[int, 
         return {**seed_fields(None), "trial_id": None, "skipped": "--confirm 0: no seeds are measured on test"}
     if ref is None:
         return {**seed_fields(None), "trial_id": None, "skipped": "no confirmed candidate to compare with"}
-    m = cf.merge(scratch_events(events, ref["trial_id"]), seeds).get(ref["trial_id"])
-    missing = cf.missing_seeds(m, seeds)
+    m = confirm.merge(scratch_events(events, ref["trial_id"]), seeds).get(ref["trial_id"])
+    missing = confirm.missing_seeds(m, seeds)
     out = {**seed_fields(None if missing else m.summary(TEST_ACCURACY)), "trial_id": ref["trial_id"],
            PARAMS: ref.get(PARAMS)}
     if missing:

@@ -1,4 +1,4 @@
-"""YAML <-> Config (kept out of the pure core): bounded, strict YAML (yamlio.py), `--set key=value` overrides."""
+"""YAML <-> Config (kept out of the pure core): bounded, strict YAML (io/yamlio.py), `--set key=value` overrides."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +7,7 @@ import yaml
 
 from simmim_ray.config import Config, field_type, set_dotted
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
-from simmim_ray.yamlio import YamlInputError, parse_yaml, read_yaml
+from simmim_ray.io.yamlio import YamlInputError, parse_yaml, read_yaml
 
 __all__ = ["read_yaml", "parse_set", "load_config", "dump_config"]
 

@@ -5,21 +5,16 @@ measure test, which is only reported: nothing here reads it.
 The search's winner is optimistically biased (chosen as the best of many noisy measurements) and rests on one seed;
 fresh seeds give each candidate a measurement no search decision was fitted to. Choosing among the candidates by
 test would move that bias onto the reported test accuracy (the winner's curse), so the choice stays on validation
-and test remains a measurement nothing chose on. Pure decisions here; `search/seed_jobs.py` runs the Train jobs.
+and test remains a measurement nothing chose on. Pure decisions here; `search/answer/seed_jobs.py` runs the seed jobs.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from simmim_ray.metrics import VAL_ACCURACY
-from simmim_ray.search.stats import SeedSummary, seed_summary
+from simmim_ray.search.answer.stats import SeedSummary, seed_summary
+from simmim_ray.train.loop_config import SeedJob
 
-# What a confirmation re-seeds. "finetune": the fine-tune of the trial's own pre-trained encoder (what best/
-# exports, so the numbers describe the artifact a user deploys); "pretrain": the whole trial (pre-training and
-# fine-tune) with each seed: the spread of the recipe rather than of the artifact, at the cost of a trial per seed.
-RESEED_MODES = ("finetune", "pretrain")
-FEASIBILITY = ("mean", "lower-bound")
-CONFIRM, SCRATCH = "confirm", "scratch"  # job kinds: a candidate's confirmation, the from-scratch baseline
 # What a candidate is decided on: validation, as each seed's run reports it; test, in the same runs, is only reported
 SELECTED_ON, SELECTION_METRIC = "validation", VAL_ACCURACY
 
@@ -36,32 +31,17 @@ def candidates(rows: list[dict], k: int, size_metric: str) -> list[dict]:
     return sorted(feas, key=lambda r: (r[size_metric], -r[VAL_ACCURACY], r["trial_id"]))[:k]
 
 
-@dataclass(frozen=True)
-class Job:
-    """One Train job: `seeds` of one trial's architecture, in `kind` (confirm | scratch) with re-seed `mode`."""
-
-    kind: str
-    trial_id: str
-    mode: str  # train/loop_config.SeedRuns.mode: finetune | pretrain | scratch
-    seeds: tuple[int, ...]
-
-    @property
-    def name(self) -> str:
-        """Train run name: the same job gets the same name, so `--resume` continues an interrupted job at its next
-        seed; another seed set or mode gets another (Train would return a finished run of that name unchanged)."""
-        return f"{self.kind}_{self.trial_id}_{self.mode}_{self.seeds[0]}-{self.seeds[-1]}x{len(self.seeds)}"
-
-
-def plan_jobs(kind: str, todo: dict[str, tuple[int, ...]], mode: str, slots: int) -> list[Job]:
-    """`todo`: {trial_id: seeds to measure}. One job per trial, looping over its seeds: every Train job pays a
-    fixed start-up (placement, worker processes, process group, data) that a short fine-tune does not dwarf. Where
+def plan_jobs(todo: dict[str, tuple[int, ...]], mode: str, slots: int) -> list[SeedJob]:
+    """`todo`: {trial_id: seeds to measure}; `mode`: SeedJob.mode. One seed job per trial, looping over its seeds:
+    every Train job pays a fixed start-up (placement, worker processes, process group, data) that a short fine-tune
+    does not dwarf. Where
     the cluster has more job slots than trials, a trial's seeds are dealt over several jobs so the slots are used."""
     todo = {t: seeds for t, seeds in todo.items() if seeds}
     per = max(1, slots // max(1, len(todo)))
     jobs = []
     for t, seeds in todo.items():
         n = min(per, len(seeds))
-        jobs += [Job(kind, t, mode, tuple(seeds[p::n])) for p in range(n)]
+        jobs += [SeedJob(t, mode, tuple(seeds[p::n])) for p in range(n)]
     return jobs
 
 
@@ -82,7 +62,7 @@ class Measured:
 
 
 def merge(events: list[dict], seeds: tuple[int, ...]) -> dict[str, Measured]:
-    """Job events (as search/answer.py records them) -> {trial_id: Measured}, keeping the runs of `seeds` only; a
+    """Job events (as search/answer/answer.py records them) -> {trial_id: Measured}, keeping the runs of `seeds` only; a
     seed measured twice (a job run again after a crash between its last report and its event) counts once."""
     out: dict[str, Measured] = {}
     for e in events:

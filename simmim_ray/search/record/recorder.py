@@ -1,7 +1,7 @@
 """The search driver's Tune callback: the one writer of the ledger's trial events, and the terminal's progress.
 
 Each trial's start (with its config), each result as it arrives and its end (status, final metrics, checkpoint,
-error line) are appended to the experiment's ledger (search/ledger.py) the moment Tune hands them to the driver:
+error line) are appended to the experiment's ledger (search/record/ledger.py) the moment Tune hands them to the driver:
 Tune saves its own state only every few seconds, and a driver killed in between must lose nothing that finished.
 For an object-store experiment whose study lives in the driver's cache, the study is copied into the experiment
 before a trial's end is recorded (Tune tells the searcher before its callbacks), so a trial in the ledger is in
@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, TIME_TOTAL_S
 
-from simmim_ray import storage as sio
+from simmim_ray.io import storage
 from simmim_ray.metrics import EPOCH
-from simmim_ray.search import ledger as lg
-from simmim_ray.search.experiment import Experiment
+from simmim_ray.search.record import ledger
+from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.progress import error_reason, progress_line
 from simmim_ray.search.searcher import is_final
-from simmim_ray.search.study_store import study_in_cache
+from simmim_ray.search.record.study_store import study_in_cache
 
 # Tune's own bookkeeping in every result; the ledger keeps what the trial reported (and its running time)
 TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) - {TIME_TOTAL_S} | {"trial_id", "experiment_tag", "experiment_id"}
@@ -52,7 +52,7 @@ class Recorder(Callback):
         was started in; for a moved or copied experiment, Tune's restored trials know the new one."""
         if self._exp is None:
             where = getattr(getattr(trial, "storage", None), "experiment_fs_path", None)
-            if where and where.rstrip("/") != sio.resolve_storage(self.uri)[1].rstrip("/"):
+            if where and where.rstrip("/") != storage.resolve_storage(self.uri)[1].rstrip("/"):
                 self.uri = rebased(self.uri, where)
             self._exp = Experiment(self.uri)
             self.settings = self._exp.load_settings()
@@ -60,16 +60,16 @@ class Recorder(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.started[trial.trial_id] = time.time()
-        self._bind(trial).ledger.append(lg.TRIAL_STARTED, trial_id=str(trial), config=trial.config)
+        self._bind(trial).ledger.append(ledger.TRIAL_STARTED, trial_id=str(trial), config=trial.config)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self._bind(trial).ledger.append(lg.TRIAL_RESULT, trial_id=str(trial), result=reported(result))
+        self._bind(trial).ledger.append(ledger.TRIAL_RESULT, trial_id=str(trial), result=reported(result))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._end(trial, lg.COMPLETE if is_final(trial.last_result) else lg.PRUNED)
+        self._end(trial, ledger.COMPLETE if is_final(trial.last_result) else ledger.PRUNED)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._end(trial, lg.ERROR, error_reason(getattr(trial, "error_file", None)))
+        self._end(trial, ledger.ERROR, error_reason(getattr(trial, "error_file", None)))
 
     def _end(self, trial, status: str, error: str = "") -> None:
         exp = self._bind(trial)
@@ -81,11 +81,11 @@ class Recorder(Callback):
         r = reported(trial.last_result)
         name = str(trial)
         wall = time.time() - self.started[trial.trial_id] if trial.trial_id in self.started else 0.0
-        exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=status, metrics=r,
+        exp.ledger.append(ledger.TRIAL_ENDED, trial_id=name, status=status, metrics=r,
                           checkpoint_path=r.get("checkpoint_path", ""), error=error, epochs=r.get(EPOCH, 0),
                           wall_s=wall)
         if self.ended is None:  # a resumed search counts the trials its earlier drivers ended
-            self.ended = {e["trial_id"] for e in exp.ledger.events(lg.TRIAL_ENDED)}
+            self.ended = {e["trial_id"] for e in exp.ledger.events(ledger.TRIAL_ENDED)}
         self.ended.add(name)
         print(progress_line(len(self.ended), self.settings, name, status, dict(trial.config), r, error), flush=True)
 
@@ -97,17 +97,17 @@ class Recorder(Callback):
         exp = self._bind(trials[0])
         events = exp.ledger.events()
         known = {str(t) for t in trials}
-        ended = {e["trial_id"] for e in events if e["event"] == lg.TRIAL_ENDED}
-        for name in dict.fromkeys(e["trial_id"] for e in events if e["event"] == lg.TRIAL_STARTED):
+        ended = {e["trial_id"] for e in events if e["event"] == ledger.TRIAL_ENDED}
+        for name in dict.fromkeys(e["trial_id"] for e in events if e["event"] == ledger.TRIAL_STARTED):
             if name in ended or name in known:
                 continue
             final = exp.ledger.final_result(name)
             if final is not None:
-                exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=lg.COMPLETE, metrics=final,
+                exp.ledger.append(ledger.TRIAL_ENDED, trial_id=name, status=ledger.COMPLETE, metrics=final,
                                   checkpoint_path=final.get("checkpoint_path", ""), error="",
                                   epochs=final.get(EPOCH, 0), wall_s=0.0)
             else:
-                exp.ledger.append(lg.TRIAL_ENDED, trial_id=name, status=lg.INTERRUPTED, metrics={},
+                exp.ledger.append(ledger.TRIAL_ENDED, trial_id=name, status=ledger.INTERRUPTED, metrics={},
                                   checkpoint_path="", epochs=0, wall_s=0.0,
                                   error="its driver was killed before it ended; the resumed search did not "
                                         "continue it")
@@ -115,7 +115,7 @@ class Recorder(Callback):
 
 def rebased(uri: str, fs_path: str) -> str:
     """`uri` moved to `fs_path` (a path in the same filesystem), keeping a URI's scheme and query."""
-    if sio.is_node_local(uri):
+    if storage.is_node_local(uri):
         return fs_path
     parts = urlsplit(uri)
     return f"{parts.scheme}://{fs_path.lstrip('/')}" + (f"?{parts.query}" if parts.query else "")

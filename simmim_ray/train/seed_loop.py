@@ -1,4 +1,5 @@
-"""Ray Train worker of a confirmation or baseline job: one architecture, several seeds, validation and test.
+"""Ray Train worker of a seed job (a confirmation or the scratch baseline): one architecture, several seeds,
+validation and test.
 
 Each seed's result goes out with `ray.train.report` as soon as it is measured, with a small checkpoint holding every
 result so far: a job restarted after a worker failure, or re-launched by `--resume` under the same run name,
@@ -6,6 +7,7 @@ continues at the next seed instead of measuring the finished ones again.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -16,17 +18,21 @@ import ray.train
 import torch
 
 from simmim_ray.engine.evaluate import all_sum
+from simmim_ray.io import storage
+from simmim_ray.io.export import CHECKPOINT_FILE
 from simmim_ray.metrics import DONE, FLOPS, PARAMS, TEST_ACCURACY, TEST_COUNT, VAL_ACCURACY, VAL_COUNT
 from simmim_ray.train.loop_config import LoopConfig
-from simmim_ray.train.worker import CHECKPOINT_FILE, make_run, worker_context
+from simmim_ray.models import build_encoder
+from simmim_ray.train.worker_context import make_run, worker_context
 
 RUNS_FILE = "seed_runs.json"
 RUNS = "runs"  # the report key holding every seed's result so far (a list of dicts)
 SPLITS = ("val", "test")
 
 
-def seed_runs_loop(loop: LoopConfig) -> None:
-    job = loop.seed_runs
+def seed_loop(loop: LoopConfig) -> None:
+    """A seed job on this rank: every seed of `loop.seed_job` not measured yet, each reported as it ends."""
+    job = loop.seed_job
     cfg = loop.cfg()
     w = worker_context(loop)
     runs = _restored_runs()
@@ -53,8 +59,6 @@ def seed_runs_loop(loop: LoopConfig) -> None:
             epochs = run.epoch
             m = run.final_eval(splits=SPLITS)
         elif job.mode == "scratch":
-            from simmim_ray.models import build_encoder
-
             torch.manual_seed(seed)
             fresh = build_encoder(cfg.model).to(w.device)
             m = base.final_eval(splits=SPLITS, seed=seed, encoder=fresh)
@@ -67,11 +71,7 @@ def seed_runs_loop(loop: LoopConfig) -> None:
 
 
 def _load_state(path: str, device: torch.device) -> dict:
-    import io
-
-    from simmim_ray import storage as sio
-
-    return torch.load(io.BytesIO(sio.read_bytes(sio.join(path, CHECKPOINT_FILE))), map_location=device,
+    return torch.load(io.BytesIO(storage.read_bytes(storage.join(path, CHECKPOINT_FILE))), map_location=device,
                       weights_only=True)
 
 
