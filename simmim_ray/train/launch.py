@@ -74,11 +74,12 @@ class Resources:
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
                  max_failures: int = 1, callbacks: list | None = None, shared: "SharedSplits | None" = None,
                  eval_splits: tuple[str, ...] = ("val",), seed_runs: SeedRuns | None = None,
-                 lean: bool | None = None, remeasure: Remeasure | None = None) -> TorchTrainer:
+                 lean: bool | None = None, remeasure: Remeasure | None = None, progress=None) -> TorchTrainer:
     """`shared`: the data already loaded by the caller (`share_splits`); used when it matches `cfg`'s data.
     `eval_splits`: what the final evaluation measures. `seed_runs`: a confirmation or baseline job
     (train/seed_runs.py) instead of a trial. `lean`: the trial path (None: this Ray's,
-    simmim_ray._compat.trial_path). `remeasure`: a search trial's borderline final accuracy is measured again."""
+    simmim_ray._compat.trial_path). `remeasure`: a search trial's borderline final accuracy is measured again.
+    `progress`: a queue rank 0 puts each epoch's metrics on (`simmim-ray train`'s lines, train/epoch_lines.py)."""
     if lean is None:
         from simmim_ray._compat import trial_path
 
@@ -97,7 +98,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     elif match and (shared.has_masks or cfg.loss.fgbg_weight == 0):
         ref = shared.ref
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream=stream, seed_runs=seed_runs, remeasure=remeasure)
+                      splits_ref=ref, stream=stream, seed_runs=seed_runs, remeasure=remeasure, progress=progress)
     worker_res = {"CPU": worker_cpus}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker

@@ -51,6 +51,7 @@ class LoopConfig:
     stream: Any = None  # a streamed source's train.datasets.StreamSetup (scan, Ray Data's CPUs); None: in memory
     seed_runs: SeedRuns | None = None  # set: the workers run these seeds (train/seed_runs.py), not a trial
     remeasure: Remeasure | None = None  # a search trial: measure a borderline final accuracy again
+    progress: Any = None  # `simmim-ray train`: the driver's queue for each epoch's metrics (train/epoch_lines.py)
 
     def cfg(self) -> Config:
         return Config.from_dict(self.config)

@@ -1,0 +1,45 @@
+"""The lines `simmim-ray train` prints (train/epoch_lines.py): pure formatting, and the ETA from the epochs' pace."""
+from __future__ import annotations
+
+import pytest
+
+from simmim_ray.train.epoch_lines import Eta, data_summary, duration, epoch_line, final_line
+
+
+def test_data_summary_reads_as_words():
+    assert data_summary({"source": "digits", "pretrain": 969, "labeled": 110, "val": 359, "test": 359}) == (
+        "digits (pretrain 969, labeled 110, val 359, test 359 images)")
+    assert data_summary({"source": "parquet", "classes": 10, "pretrain": 12000, "val": 1500}) == (
+        "parquet (pretrain 12,000, val 1,500 images, 10 classes)")
+
+
+def test_epoch_line_has_epoch_loss_proxy_speed_eta():
+    m = {"epoch": 3, "loss": 0.77898, "proxy_knn": 0.4123, "images_per_s": 1234.5, "lr": 0.001}
+    assert epoch_line(m, 20, 185.0) == "epoch 3/20  loss 0.7790  proxy 0.412  1,234 images/s  ETA 3m05s"
+    # no proxy (eval.proxy: none), last epoch: no ETA
+    assert epoch_line({"epoch": 20, "loss": 0.5}, 20, None) == "epoch 20/20  loss 0.5000"
+
+
+def test_final_line_writes_counts_one_way():
+    """params and flops as the report writes them (138,368), never 1.384e+05."""
+    m = {"val_accuracy": 0.91234, "test_accuracy": 0.905, "params": 138368, "flops": 4850688.0, "loss": 0.58163,
+         "images_per_s": 79.33, "train_seconds": 39.1, "node_ids": "abc"}
+    line = final_line(m)
+    assert line == ("final: val_accuracy 0.9123, test_accuracy 0.9050, params 138,368, flops 4,850,688, "
+                    "loss 0.5816, 79 images/s, 39s of training")
+    assert "e+" not in line
+
+
+@pytest.mark.parametrize("s,text", [(0, "0s"), (59.4, "59s"), (61, "1m01s"), (3599, "59m59s"), (3720, "1h02m"),
+                                    (float("nan"), "?"), (-1, "?")])
+def test_duration(s, text):
+    assert duration(s) == text
+
+
+def test_eta_from_the_pace_after_the_first_epoch():
+    eta = Eta(epochs=10, started=100.0)
+    assert eta.after(1, 130.0) == pytest.approx(9 * 30.0)  # start-up included while only one epoch is known
+    assert eta.after(2, 140.0) == pytest.approx(8 * 10.0)  # then the pace between epochs
+    assert eta.after(4, 160.0) == pytest.approx(6 * 10.0)
+    resumed = Eta(epochs=10, started=0.0)
+    assert resumed.after(6, 12.0, resumed_from=5) == pytest.approx(4 * 12.0)  # one epoch trained in 12 s, not 6
