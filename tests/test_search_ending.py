@@ -36,7 +36,11 @@ def test_no_answer_exits_3_with_the_report_once(no_answer_search, capsys):
     assert main(["search"]) == 3
     out, err = capsys.readouterr()
     assert out.count(REPORT_HEAD) == 1, out
-    assert err.count("\n") == 1 and err.startswith("simmim-ray: no trial reached accuracy >= 0.99; best was 0.9500")
+    assert err.count("\n") == 1 and err.startswith("simmim-ray: no trial reached accuracy >= 0.99; best was 0.9500 "
+                                                   "by trial_b (params 1,000,000)")  # counts one way, never 1e+06
+    # --confirm 3 with nothing feasible: one line, not the header of an empty table
+    assert "Confirmation: no candidate (no trial was feasible on validation)" in out
+    assert "val mean ± std" not in out and "Confirmation compute" not in out
 
 
 def test_no_answer_exit_0_succeeds_and_report_json_says_why(no_answer_search, capsys):

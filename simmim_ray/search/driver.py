@@ -55,6 +55,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     from simmim_ray import storage as sio
     from simmim_ray._compat import trial_path
 
+    quiet_optuna()
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
         check_fits(s, cluster)
@@ -129,6 +130,14 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     return finish(s, exp, Runner(base, res, concurrency, shared, s.max_failures))
 
 
+def quiet_optuna() -> None:
+    """Optuna logs "A new study created in RDB with name: ..." (and each trial's end) at INFO: the search's own
+    lines say what happens. Its warnings still show."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:
     """A restored Tune keeps the actor reuse the search started with, which fits only that trial path: record it,
     and refuse to resume on the other one."""
@@ -175,7 +184,7 @@ def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep
 
         return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on validation (its "
                 f"{bound_name(s.feasibility)} over {len(best[CONFIRM_VAL_ACCURACY_PER_SEED])} fresh seeds); best "
-                f"confirmed was {best['trial_id']} ({s.size_metric}={best[s.size_metric]:.4g}) at "
+                f"confirmed was {best['trial_id']} ({s.size_metric} {best[s.size_metric]:,.0f}) at "
                 f"{best[CONFIRM_VAL_ACCURACY_MEAN]:.4f} ± "
                 f"{best[CONFIRM_VAL_ACCURACY_STD]:.4f} on validation (test {best[TEST_ACCURACY_MEAN]:.4f} ± "
                 f"{best[TEST_ACCURACY_STD]:.4f}, reported only); report written to {exp.uri}")
@@ -187,7 +196,7 @@ def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep
     if top is None:
         return f"no trial finished; see {exp.uri}/results.parquet"
     return (f"no trial reached accuracy >= {s.target_accuracy:g}; best was {top[VAL_ACCURACY]:.4f} by "
-            f"{top['trial_id']} ({s.size_metric}={top[s.size_metric]:.4g}); report written to {exp.uri}")
+            f"{top['trial_id']} ({s.size_metric} {top[s.size_metric]:,.0f}); report written to {exp.uri}")
 
 
 def make_searcher(s: SearchSettings, space: SearchSpace, base: Config, points: list[dict], storage=None):
