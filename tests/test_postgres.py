@@ -113,8 +113,8 @@ def test_search_on_postgres_killed_and_resumed_runs_every_trial_once(server, tmp
     exp = tmp_path / "digits_quick"
     args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 4), "--trials", "4", "--storage-path", str(tmp_path),
             "--target-accuracy", "0.05", "--scheduler", "fifo", "--study-db", server.url("study_kill"), *TINY]
-    before = start_and_kill(args, exp, tmp_path / "first.log", ended=2)
-    assert len(before) >= 2
+    before = start_and_kill(args, exp, tmp_path / "first.log", ended=1)  # one trial ended, others running
+    assert len(before) >= 1
     assert "Σ" not in (exp / "settings.json").read_text()
     monkeypatch.setenv("SIMMIM_RAY_STUDY_DB_PASSWORD", pg_server.PASSWORD)
     r = cli("search", "--resume", str(exp))
