@@ -64,18 +64,24 @@ class Recorder(Callback):
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.started[trial.trial_id] = time.time()
         self._bind(trial).ledger.append(lg.TRIAL_STARTED, trial_id=str(trial), config=trial.config)
-        self.bar.status.start(str(trial), self.started[trial.trial_id])
-        self.bar.refresh()
+        self._status(lambda st: st.start(str(trial), self.started[trial.trial_id]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._bind(trial).ledger.append(lg.TRIAL_RESULT, trial_id=str(trial), result=reported(result))
         if isinstance(result.get(EPOCH), int):
-            self.bar.status.epoch(str(trial), result[EPOCH])
-        self.bar.refresh()
+            self._status(lambda st: st.epoch(str(trial), result[EPOCH]))
 
     def on_step_end(self, iteration, trials, **info) -> None:
         if self.bar is not None:  # the clock and the budget of running trials move between events
+            self._status(lambda st: None)
+
+    def _status(self, update) -> None:
+        """The status line only shows what the ledger records: a fault in it must never end the search."""
+        try:
+            update(self.bar.status)
             self.bar.refresh()
+        except Exception:  # noqa: BLE001 - a display
+            pass
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end(trial, lg.COMPLETE if is_final(trial.last_result) else lg.PRUNED)
@@ -99,7 +105,8 @@ class Recorder(Callback):
         if self.ended is None:  # a resumed search counts the trials its earlier drivers ended
             self.ended = {e["trial_id"] for e in exp.ledger.events(lg.TRIAL_ENDED)}
         self.ended.add(name)
-        self.bar.status.end(name, status, r.get(EPOCH, 0), wall, r.get(VAL_ACCURACY), r.get(self.settings.size_metric))
+        self._status(lambda st: st.end(name, status, r.get(EPOCH, 0), wall, r.get(VAL_ACCURACY),
+                                       r.get(self.settings.size_metric)))
         self.bar.line(progress_line(len(self.ended), self.settings, name, status, dict(trial.config), r, error))
 
     def on_experiment_end(self, trials, **info) -> None:

@@ -124,7 +124,10 @@ class StatusLine:
             self.out.write(ERASE)
             self._shown = False
         print(text, file=self.out, flush=True)
-        self.refresh(force=self.tty)
+        try:
+            self.refresh(force=self.tty)
+        except Exception:  # noqa: BLE001 - the trial's line is out; the status is only a display
+            pass
 
     def refresh(self, now: float | None = None, force: bool = False) -> None:
         now = time.time() if now is None else now
