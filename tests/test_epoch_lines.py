@@ -43,3 +43,23 @@ def test_eta_from_the_pace_after_the_first_epoch():
     assert eta.after(4, 160.0) == pytest.approx(6 * 10.0)
     resumed = Eta(epochs=10, started=0.0)
     assert resumed.after(6, 12.0, resumed_from=5) == pytest.approx(4 * 12.0)  # one epoch trained in 12 s, not 6
+
+
+def test_the_printer_says_where_a_resumed_run_resumed_once():
+    """A worker group restarted from the checkpoint of epoch 2 (tests/test_faults.py kills a worker for real)."""
+    import io
+
+    from simmim_ray.train.epoch_lines import EpochPrinter
+
+    out = io.StringIO()
+    p = EpochPrinter(5, out=out, started=0.0)
+    p.show({"epoch": 1, "loss": 0.9, "resumed_from_epoch": 0}, now=10.0)
+    p.show({"epoch": 3, "loss": 0.7, "resumed_from_epoch": 2}, now=40.0)
+    p.show({"epoch": 4, "loss": 0.6, "resumed_from_epoch": 2}, now=50.0)
+    p.show({"epoch": 5, "loss": 0.5, "resumed_from_epoch": 2}, now=60.0)
+    assert out.getvalue().splitlines() == [
+        "epoch 1/5  loss 0.9000  ETA 40s",
+        "resumed at epoch 2 from the latest checkpoint",
+        "epoch 3/5  loss 0.7000  ETA 30s",
+        "epoch 4/5  loss 0.6000  ETA 13s",  # the pace since epoch 1, the restart included
+        "epoch 5/5  loss 0.5000"]

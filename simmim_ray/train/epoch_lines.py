@@ -86,15 +86,31 @@ class Eta:
         return per * max(0, self.epochs - epoch)
 
 
-class EpochFeed:
+class EpochPrinter:
+    """The driver's lines for rank 0's epoch metrics, as they arrive: a resumed run says where it resumed."""
+
+    def __init__(self, epochs: int, out=None, started: float | None = None):
+        self.epochs, self.out = epochs, out
+        self._eta = Eta(epochs, time.time() if started is None else started)
+
+    def show(self, m: dict, now: float | None = None) -> None:
+        if m.get("resumed_from_epoch") and m.get(EPOCH) == m["resumed_from_epoch"] + 1:
+            print(f"resumed at epoch {m['resumed_from_epoch']} from the latest checkpoint", file=self.out,
+                  flush=True)
+        epoch = m.get(EPOCH, 0)
+        now = time.time() if now is None else now
+        eta = self._eta.after(epoch, now, m.get("resumed_from_epoch") or 0) if epoch < self.epochs else None
+        print(epoch_line(m, self.epochs, eta), file=self.out, flush=True)
+
+
+class EpochFeed(EpochPrinter):
     """The queue rank 0 puts each epoch's metrics on, and the driver thread that prints them as they arrive."""
 
     def __init__(self, epochs: int, out=None):
         from ray.util.queue import Queue
 
+        super().__init__(epochs, out)
         self.queue = Queue(actor_options={"num_cpus": 0})  # a zero-CPU actor: it never takes a worker's place
-        self.epochs, self.out = epochs, out
-        self._eta = Eta(epochs, time.time())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="simmim-epoch-lines", daemon=True)
 
@@ -127,14 +143,6 @@ class EpochFeed:
                 continue
             except Exception:  # noqa: BLE001 - Ray shut down under the thread (a signal): the driver reports it
                 return
-
-    def show(self, m: dict) -> None:
-        if m.get("resumed_from_epoch") and m.get(EPOCH) == m["resumed_from_epoch"] + 1:
-            print(f"resumed at epoch {m['resumed_from_epoch']} from the latest checkpoint", file=self.out,
-                  flush=True)
-        epoch = m.get(EPOCH, 0)
-        eta = self._eta.after(epoch, time.time(), m.get("resumed_from_epoch") or 0) if epoch < self.epochs else None
-        print(epoch_line(m, self.epochs, eta), file=self.out, flush=True)
 
 
 def tell(queue, metrics: dict) -> None:
