@@ -63,3 +63,23 @@ def test_the_printer_says_where_a_resumed_run_resumed_once():
         "epoch 3/5  loss 0.7000  ETA 30s",
         "epoch 4/5  loss 0.6000  ETA 13s",  # the pace since epoch 1, the restart included
         "epoch 5/5  loss 0.5000"]
+
+
+def test_ray_lines_are_plain_when_the_output_is_not_a_terminal(monkeypatch):
+    import io
+    import os
+
+    from simmim_ray.train.ray_init import plain_ray_lines
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    plain_ray_lines(Tty())
+    assert "RAY_COLOR_PREFIX" not in os.environ  # a terminal keeps Ray's colours
+    plain_ray_lines(io.StringIO())
+    assert os.environ["RAY_COLOR_PREFIX"] == "0"
+    monkeypatch.setenv("RAY_COLOR_PREFIX", "1")
+    plain_ray_lines(io.StringIO())
+    assert os.environ["RAY_COLOR_PREFIX"] == "1"  # the user's choice stands
