@@ -499,9 +499,13 @@ CASES = [
      "--study-db 'sqlite:////no/such/dir/study.db': cannot open the Optuna database: "
      "(sqlite3.OperationalError) unable to open database file"),
     ("study-url-password", "storage", "password in the `--study-db` URL, database unreachable: shown as `***`",
-     f"{S} --study-db postgresql+psycopg2://u:SECRET@127.0.0.1:1/db", "--study-db",
-     "--study-db 'postgresql+psycopg2://u:***@127.0.0.1:1/db': cannot open the Optuna database: Failed to import "
-     "DB access module for the specified storage URL. Please install appropriate one."),
+     f"{S} --study-db postgresql://u:SECRET@127.0.0.1:1/db", "--study-db",
+     "--study-db 'postgresql://u:***@127.0.0.1:1/db': cannot open the Optuna database: nothing accepts "
+     "connections at 127.0.0.1:1 (is the database server running, and is this its host and port?)"),
+    ("study-url-no-driver", "storage", "`--study-db` URL whose database driver is not installed: named, with "
+     "what to install", f"{S} --study-db postgresql+psycopg2://u:SECRET@127.0.0.1:1/db", "--study-db",
+     "--study-db 'postgresql+psycopg2://u:***@127.0.0.1:1/db': cannot open the Optuna database: its driver module "
+     "'psycopg2' is not installed; install it: pip install 'psycopg2-binary'"),
     ("study-url-raw-at", "storage", "`--study-db` password holding a raw `@`",
      f"{S} --study-db 'postgresql://u:p@ss@127.0.0.1:1/db'", "--study-db",
      "--study-db 'postgresql://u:***@127.0.0.1:1/db': a password must be percent-encoded ('@' as %40, ':' as %3A, "

@@ -71,8 +71,19 @@ def test_train_cli_end_to_end(tmp_path):
     rc, log = run_simmim(["train", "--workers", "2", "--output", str(out),
                           *set_args({**TINY, "train.log_images": False})], tmp_path, timeout=240)
     assert rc == 0, log[-3000:]
-    assert "final: val_accuracy=" in log
     assert " trial path (" in log  # one line says which trial path (simmim_ray/_compat) runs
+    # what the terminal shows (not a TTY here): our lines only, no Ray report dicts, no colour codes
+    lines = log.splitlines()
+    assert lines[0].startswith("simmim-ray train: vit on digits (pretrain ") and " images), 2 epochs, 2 worker(s)" \
+        in lines[0], lines[0]
+    assert "{" not in lines[0]  # the data summary is words, not a dict
+    epochs = [ln for ln in lines if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in epochs] == ["1/2", "2/2"], log[-3000:]  # one line per epoch, rank 0's only
+    assert all(" loss " in ln and " images/s" in ln for ln in epochs) and "ETA " in epochs[0], epochs
+    final = [ln for ln in lines if ln.startswith("final: ")]
+    assert len(final) == 1 and final[0].startswith("final: val_accuracy ") and ", params " in final[0], final
+    assert "Reporting training result" not in log and "TrainingReport(" not in log and "\x1b[" not in log
+    assert "RayTrainWorker" not in log and "TrainController" not in log
 
     from simmim_ray.io.configio import load_config
 

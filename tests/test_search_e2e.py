@@ -70,6 +70,11 @@ def test_search_end_to_end_writes_every_output(tmp_path):
     states = sorted(t.state.name for t in ran(study))
     assert states == sorted("COMPLETE" if row["status"] == "complete" else "PRUNED" for row in rows)
     assert "Winner:" in r.stdout
+    # the terminal in a log (not a TTY): no Optuna INFO line, no colour or redraw codes, counts in one format
+    assert "A new study created" not in r.stdout + r.stderr
+    assert "\x1b[" not in r.stdout and "\r" not in r.stdout and "e+0" not in r.stdout
+    assert "RAY_AUTH_MODE=disabled" not in r.stdout  # Ray's banner goes to stderr; ours never repeats it
+    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("[")]) == 3  # one line per trial
     pids = {json.loads(line)["pid"] for row in rows
             for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
     if trial_path(say=False) == "lean":  # Tune handed finished and pruned trials' actors to later trials

@@ -111,6 +111,20 @@ def environment(f: Flags) -> None:
         trial_path(say=False)  # the lean path on a Ray that lacks it: refused here, not after Ray started
 
 
+NO_ANSWER_EXIT = 3  # a search without an answer, by default (cli/__init__.py)
+NO_ANSWER_EXITS = (NO_ANSWER_EXIT, 0)
+
+
+def exit_codes(f: Flags) -> None:
+    """--no-answer-exit: 3 or 0 only. Other codes already mean something (1 a crash, 2 bad input, 130/143 a
+    signal): one of them for "no answer" would make a finished search look like a failure of another kind."""
+    code = getattr(f.args, "no_answer_exit", None)
+    if code is not None and code not in NO_ANSWER_EXITS:
+        raise UserError(f"--no-answer-exit must be 3 (a search without an answer fails) or 0 (it succeeds; `report "
+                        f"--json` says `answer`), but got {code}: 1, 2, 130 and 143 mean a crash, bad input and a "
+                        f"signal")
+
+
 def resume_only(f: Flags) -> None:
     if f.given("trust_experiment") and not getattr(f.args, "resume", None):
         raise UserError("--trust-experiment applies to --resume only (a new search writes its own pickles)")
@@ -164,7 +178,7 @@ def arch_keys(space, base) -> None:
                             f"this space is model.arch={' or '.join(sorted(archs))}: searching it changes nothing")
 
 
-EARLY = (empty_values, bounds, environment, resume_only)
+EARLY = (empty_values, bounds, environment, exit_codes, resume_only)
 LATE = (no_effect, contradictions, searched_keys)
 
 

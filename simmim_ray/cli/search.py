@@ -6,10 +6,14 @@ value, for --trials, --target-accuracy and --size-metric) applies. So `--resume`
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Callable
 
 from simmim_ray import signals
 from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
+from simmim_ray.cli.flag_rules import NO_ANSWER_EXIT
 from simmim_ray.cli.validate import ASHA_METRICS, check_new_experiment, seed_flag, space_file, validate_search
+from simmim_ray.errors import NoFeasibleTrial, one_line
 from simmim_ray.metrics import SIZE_METRICS
 from simmim_ray.search import settings
 
@@ -87,6 +91,10 @@ def add_parser(sub) -> None:
     s.add_argument("--confirm-reseed", choices=settings.RESEED,
                    help=f"finetune: re-seed the fine-tune of the trial's pre-trained encoder (what best/ holds); "
                         f"pretrain: re-run the whole trial per seed (default {d('confirm_reseed')})")
+    s.add_argument("--no-answer-exit", type=int_at_least("--no-answer-exit", 0), metavar="CODE",
+                   help="exit status of a search that ends without an answer: 3 (default; a Ray job then shows "
+                        "FAILED) or 0 (the job SUCCEEDED; `simmim-ray report DIR --json` gives `answer`); any "
+                        "run, --resume included, may choose")
     s.add_argument("--feasibility", choices=settings.FEASIBILITY,
                    help=f"confirmed when the mean validation accuracy over the fresh seeds, or the lower end of "
                         f"its 95%% interval, meets the target (default {d('feasibility')})")
@@ -107,7 +115,22 @@ def run(args) -> int:
         else:
             check_new_experiment(exp)
         init_ray(plan.settings.address or None, log_to_driver=False)
-        return run_search(plan.settings, plan.space, plan.base, exp, resume=plan.resume)
+        return ending(lambda: run_search(plan.settings, plan.space, plan.base, exp, resume=plan.resume),
+                      args.no_answer_exit, exp)
+
+
+def ending(search: Callable[[], int], no_answer_exit: int | None, exp) -> int:
+    """`search`'s exit status. No answer (NoFeasibleTrial) goes on to the CLI's exit 3, unless --no-answer-exit 0:
+    a Ray job then reads SUCCEEDED, and Ray does not print the job's log tail (the report) a second time in its
+    FAILED status message; the answer state is in the report, so one line says where to read it."""
+    try:
+        return search()
+    except NoFeasibleTrial as e:
+        if no_answer_exit is None or no_answer_exit == NO_ANSWER_EXIT:
+            raise
+        print(f"simmim-ray: {one_line(e)} (exit {no_answer_exit} by --no-answer-exit; the answer state: "
+              f"simmim-ray report {exp.uri} --json)", file=sys.stderr, flush=True)
+        return no_answer_exit
 
 
 INTERRUPTED_EVENT = "search_interrupted"  # signal: the ledger says when a driver was stopped, and by what

@@ -9,7 +9,7 @@ from simmim_ray import signals
 from simmim_ray.cli.args import path_arg, positive_int, resource_amount
 from simmim_ray.cli.validate import validate_train
 from simmim_ray.io.configio import dump_config
-from simmim_ray.metrics import FLOPS, IMAGES_PER_S, LOSS, PARAMS, TEST_ACCURACY, TRAIN_SECONDS, VAL_ACCURACY
+from simmim_ray.train.epoch_lines import EpochFeed, data_summary, final_line
 from simmim_ray.train.ray_init import init_ray
 
 
@@ -37,8 +37,11 @@ def fit(args, plan) -> int:
     cfg, out = plan.cfg, plan.out
     os.makedirs(out, exist_ok=True)
     dump_config(cfg, os.path.join(out, "config.yaml"))
-    print(f"simmim-ray train: {cfg.model.arch} on {plan.summary}, {args.workers} worker(s) -> {out}", flush=True)
-    init_ray(args.address)
+    print(f"simmim-ray train: {cfg.model.arch} on {data_summary(plan.summary)}, {cfg.train.epochs} epochs, "
+          f"{args.workers} worker(s) -> {out}", flush=True)
+    # the workers' and Ray Train's own lines (every rank's, each report's whole metrics dict) stay in Ray's
+    # session logs: the driver prints one line per epoch from rank 0's queue instead (train/epoch_lines.py)
+    init_ray(args.address, log_to_driver=False)
 
     from ray.train import TrainingFailedError
 
@@ -46,17 +49,22 @@ def fit(args, plan) -> int:
 
     res = Resources(workers=args.workers, gpu=args.gpu, cpus_per_worker=args.cpus_per_worker,
                     threads=max(1, int(args.cpus_per_worker)))
-    # a single run selects nothing, so it may report the test split beside validation
-    trainer = make_trainer(cfg, res, storage_path=out, name="train", tb_dir=os.path.join(out, "tb"),
-                           eval_splits=("val", "test"))
-    try:
-        result = trainer.fit()
-    except TrainingFailedError as e:
-        print(f"simmim-ray: error: training failed: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 1
+    with EpochFeed(cfg.train.epochs) as feed:
+        # a single run selects nothing, so it may report the test split beside validation
+        trainer = make_trainer(cfg, res, storage_path=out, name="train", tb_dir=os.path.join(out, "tb"),
+                               eval_splits=("val", "test"), progress=feed.queue)
+        try:
+            result = trainer.fit()
+        except TrainingFailedError as e:
+            # the workers' tracebacks are not printed here (log_to_driver=False): name the exception that ended it
+            from simmim_ray.search.progress import summarise_error
+
+            print(f"simmim-ray: error: training failed: {str(e).splitlines()[0]}: {summarise_error(str(e))} (the "
+                  f"workers' full output is in Ray's session logs)", file=sys.stderr)
+            return 1
     metrics = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str, bool))}
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
-    keys = (VAL_ACCURACY, TEST_ACCURACY, PARAMS, FLOPS, LOSS, IMAGES_PER_S, TRAIN_SECONDS)
-    print("final: " + ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics))
+    print(final_line(metrics), flush=True)
     return 0
+

@@ -63,6 +63,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     from simmim_ray.search.trial.trial import make_trial_fn, trial_name
     from simmim_ray.train.launch import Resources, share_splits
 
+    quiet_optuna()
     cluster = ray.cluster_resources()
     if not s.address:  # a cluster we joined may autoscale (GPU workers start at 0): it gets no fit check
         check_trials_fit(s, cluster)
@@ -129,6 +130,14 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
     if why:
         print(f"simmim-ray search: no more trials: {why}", flush=True)
     return run_answer_stage(s, exp, SeedJobSetup(base, res, concurrency, shared, s.max_failures))
+
+
+def quiet_optuna() -> None:
+    """Optuna logs "A new study created in RDB with name: ..." (and each trial's end) at INFO: the search's own
+    lines say what happens. Its warnings still show."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def check_trial_path(exp: Experiment, lean: bool, resume: bool) -> None:

@@ -18,6 +18,8 @@ from simmim_ray.config import Config
 from simmim_ray.train.loop_config import LoopConfig, Remeasure, SeedJob
 
 if TYPE_CHECKING:  # imported where used: the scan and Ray Data only for a streamed source
+    from ray.util.queue import Queue
+
     from simmim_ray.data.scan import StreamPlan
     from simmim_ray.train.datasets import StreamSetup
 
@@ -84,7 +86,8 @@ class Resources:
 def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_dir: str | None,
                  max_failures: int = 1, callbacks: list | None = None, shared: SharedSplits | None = None,
                  eval_splits: tuple[str, ...] = ("val",), seed_job: SeedJob | None = None,
-                 lean: bool | None = None, remeasure: Remeasure | None = None) -> TorchTrainer:
+                 lean: bool | None = None, remeasure: Remeasure | None = None,
+                 progress: Queue | None = None) -> TorchTrainer:
     """The `TorchTrainer` of one training job: a training run (`simmim-ray train`, a search trial) or a seed job.
 
     Args:
@@ -100,6 +103,7 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
         seed_job: run this seed job (train/seed_loop.py) instead of a training run.
         lean: the trial path (None: this Ray's, simmim_ray._compat.trial_path).
         remeasure: a search trial's borderline final accuracy is measured again with more fine-tune seeds.
+        progress: a queue rank 0 puts each epoch's metrics on (`simmim-ray train`'s lines, train/epoch_lines.py).
     """
     if lean is None:
         from simmim_ray._compat import trial_path
@@ -119,7 +123,8 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
     elif match and (shared.has_masks or cfg.loss.fgbg_weight == 0):
         ref = shared.ref
     loop = LoopConfig(config=cfg.to_dict(), tb_dir=tb_dir, threads=res.threads, eval_splits=tuple(eval_splits),
-                      splits_ref=ref, stream=stream, seed_job=seed_job, remeasure=remeasure)
+                      splits_ref=ref, stream=stream, seed_job=seed_job, remeasure=remeasure,
+                      progress=progress)
     worker_res = {"CPU": worker_cpus}
     if res.gpu:
         worker_res["GPU"] = res.gpus_per_worker

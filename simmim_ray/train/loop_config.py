@@ -9,6 +9,7 @@ from simmim_ray.config import Config
 
 if TYPE_CHECKING:  # the workers' own imports: this module is the driver's and the answer stage's too (no Ray)
     from ray import ObjectRef
+    from ray.util.queue import Queue
 
     from simmim_ray.train.datasets import StreamSetup
 
@@ -72,6 +73,7 @@ class LoopConfig:
     stream: StreamSetup | None = None  # a streamed source (its scan, Ray Data's CPUs); None: in memory
     seed_job: SeedJob | None = None  # set: the workers run this seed job (train/seed_loop.py), not a trial
     remeasure: Remeasure | None = None  # a search trial: measure a borderline final accuracy again
+    progress: Queue | None = None  # `simmim-ray train`: the driver's queue for each epoch's metrics (train/epoch_lines.py)
 
     def cfg(self) -> Config:
         return Config.from_dict(self.config)

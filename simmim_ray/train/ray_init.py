@@ -81,6 +81,15 @@ def check_address(address: str | None) -> None:
         check_reachable(target, shown=shown)
 
 
+def plain_ray_lines(stream=None) -> None:
+    """Ray's lines that still reach the driver (a raylet's note that a worker died) carry colour codes even in a
+    file; Ray's RAY_COLOR_PREFIX=0 leaves them plain when our output is not a terminal (unless the user set it)."""
+    import sys
+
+    if not (stream or sys.stdout).isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+
+
 def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Join `address` or start a private local instance. A search passes log_to_driver=False: its terminal
     shows one line per trial, and worker logs stay in Ray's session directory."""
@@ -93,6 +102,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
     # those the user or a job's runtime_env set) travel in the runtime env
     ours = {k: v for k, v in RAY_ENV_DEFAULTS.items() if k not in os.environ}
     apply_ray_env_defaults()
+    plain_ray_lines()
     if ray.is_initialized():
         return
     target, shown = given_address(address)

@@ -73,6 +73,10 @@ def trial_loop(loop: LoopConfig) -> None:
         metrics["node_ids"] = node_ids
         if tb is not None:
             tb.epoch(run, metrics, final)
+        if loop.progress is not None and rank == 0:  # the driver's line for this epoch (train/epoch_lines.py)
+            from simmim_ray.train.epoch_lines import tell
+
+            tell(loop.progress, metrics)
         if final:
             metrics["reported_at"] = time.time()
         t0 = time.perf_counter()

@@ -44,9 +44,10 @@ def measure_answer(s: SearchSettings, exp: Experiment, rows: list[dict], setup: 
         measured = confirm.merge(report.confirmation_events(exp.ledger.events(), s.confirm_reseed), seeds)
         todo = {c["trial_id"]: confirm.missing_seeds(measured.get(c["trial_id"]), seeds) for c in cands}
         if any(todo.values()) and not confirm.pick_winner(cands, measured, seeds, s.target_accuracy, s.feasibility)[1]:
-            print(f"simmim-ray: confirming the {len(cands)} smallest candidates: re-measured on validation with "
-                  f"{len(seeds)} fresh seeds each (re-seeding the {s.confirm_reseed}); test measured alongside, "
-                  f"reported only", flush=True)
+            which = "the smallest candidate" if len(cands) == 1 else f"the {len(cands)} smallest candidates"
+            print(f"simmim-ray: confirming {which}: re-measured on validation with "
+                  f"{len(seeds)} fresh seed{'' if len(seeds) == 1 else 's'} each (re-seeding the {s.confirm_reseed}); "
+                  f"test measured alongside, reported only", flush=True)
             _run(s, exp, setup, rows, ledger.CONFIRMATION, confirm.plan_jobs(todo, s.confirm_reseed, setup.concurrency),
                  cands=cands)
         rep = report.build(s, rows, exp.ledger.events(), lf)

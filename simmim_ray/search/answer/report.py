@@ -209,7 +209,9 @@ def format_text(rep: dict, s) -> str:
         lines.append(f"  {r['trial_id']:16s} {r[VAL_ACCURACY]:8.4f} {ci:>16s} {r[m]:12,.0f} "
                      f"{'yes' if r.get('feasible') else 'no':>8s}")
     c = rep["confirmation"]
-    if s.confirm:
+    if s.confirm and not c["candidates"]:  # no header over an empty table
+        lines.append("Confirmation: no candidate (no trial was feasible on validation)")
+    elif s.confirm:
         lines += [f"Confirmation: re-measured on validation with {len(c['seeds'])} fresh seeds (re-seeding the "
                   f"{s.confirm_reseed}), confirmed when the validation {bound_name(s.feasibility)} >= "
                   f"{s.target_accuracy:g}; test measured in the same runs, reported only:",

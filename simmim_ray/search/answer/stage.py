@@ -39,7 +39,7 @@ def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep
     if best is not None:
         return (f"no candidate confirmed accuracy >= {s.target_accuracy:g} on validation (its "
                 f"{report.bound_name(s.feasibility)} over {len(best[CONFIRM_VAL_ACCURACY_PER_SEED])} fresh seeds); "
-                f"best confirmed was {best['trial_id']} ({s.size_metric}={best[s.size_metric]:.4g}) at "
+                f"best confirmed was {best['trial_id']} ({s.size_metric} {best[s.size_metric]:,.0f}) at "
                 f"{best[CONFIRM_VAL_ACCURACY_MEAN]:.4f} ± "
                 f"{best[CONFIRM_VAL_ACCURACY_STD]:.4f} on validation (test {best[TEST_ACCURACY_MEAN]:.4f} ± "
                 f"{best[TEST_ACCURACY_STD]:.4f}, reported only); report written to {exp.uri}")
@@ -49,4 +49,4 @@ def no_answer_message(s: SearchSettings, exp: Experiment, table: list[dict], rep
     if top is None:
         return f"no trial finished; see {exp.uri}/results.parquet"
     return (f"no trial reached accuracy >= {s.target_accuracy:g}; best was {top[VAL_ACCURACY]:.4f} by "
-            f"{top['trial_id']} ({s.size_metric}={top[s.size_metric]:.4g}); report written to {exp.uri}")
+            f"{top['trial_id']} ({s.size_metric} {top[s.size_metric]:,.0f}); report written to {exp.uri}")

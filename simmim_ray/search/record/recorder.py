@@ -16,12 +16,13 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, TIME_TOTAL_S
 
 from simmim_ray.io import storage
-from simmim_ray.metrics import EPOCH
+from simmim_ray.metrics import EPOCH, VAL_ACCURACY
 from simmim_ray.search.record import ledger
 from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.progress import error_reason, progress_line
 from simmim_ray.search.searcher import is_final
 from simmim_ray.search.record.study_store import study_in_cache
+from simmim_ray.search.status_line import Status, StatusLine
 
 # Tune's own bookkeeping in every result; the ledger keeps what the trial reported (and its running time)
 TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) - {TIME_TOTAL_S} | {"trial_id", "experiment_tag", "experiment_id"}
@@ -38,6 +39,7 @@ class Recorder(Callback):
         self.settings = None
         self.started: dict[str, float] = {}
         self.ended: set[str] | None = None  # trials ended in the ledger, read at the first end
+        self.bar: StatusLine | None = None  # the status line (search/status_line.py), made at the first event
 
     def __getstate__(self) -> dict:
         # Tune pickles its callbacks into the experiment (tuner.pkl) and restores them from there: only the
@@ -56,14 +58,30 @@ class Recorder(Callback):
                 self.uri = rebased(self.uri, where)
             self._exp = Experiment(self.uri)
             self.settings = self._exp.load_settings()
+            self.bar = StatusLine(status_of(self.settings, self._exp))
         return self._exp
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.started[trial.trial_id] = time.time()
         self._bind(trial).ledger.append(ledger.TRIAL_STARTED, trial_id=str(trial), config=trial.config)
+        self._status(lambda st: st.start(str(trial), self.started[trial.trial_id]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self._bind(trial).ledger.append(ledger.TRIAL_RESULT, trial_id=str(trial), result=reported(result))
+        if isinstance(result.get(EPOCH), int):
+            self._status(lambda st: st.epoch(str(trial), result[EPOCH]))
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if self.bar is not None:  # the clock and the budget of running trials move between events
+            self._status(lambda st: None)
+
+    def _status(self, update) -> None:
+        """The status line only shows what the ledger records: a fault in it must never end the search."""
+        try:
+            update(self.bar.status)
+            self.bar.refresh()
+        except Exception:  # noqa: BLE001 - a display
+            pass
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end(trial, ledger.COMPLETE if is_final(trial.last_result) else ledger.PRUNED)
@@ -87,11 +105,15 @@ class Recorder(Callback):
         if self.ended is None:  # a resumed search counts the trials its earlier drivers ended
             self.ended = {e["trial_id"] for e in exp.ledger.events(ledger.TRIAL_ENDED)}
         self.ended.add(name)
-        print(progress_line(len(self.ended), self.settings, name, status, dict(trial.config), r, error), flush=True)
+        self._status(lambda st: st.end(name, status, r.get(EPOCH, 0), wall, r.get(VAL_ACCURACY),
+                                       r.get(self.settings.size_metric)))
+        self.bar.line(progress_line(len(self.ended), self.settings, name, status, dict(trial.config), r, error))
 
     def on_experiment_end(self, trials, **info) -> None:
         """Ends what earlier drivers started and this search never continued (Tune had not saved them before
         their driver died): complete when their final result was recorded, else interrupted."""
+        if self.bar is not None:
+            self.bar.close()
         if not trials:  # nothing tells where the experiment is now: write nothing
             return
         exp = self._bind(trials[0])
@@ -111,6 +133,19 @@ class Recorder(Callback):
                                   checkpoint_path="", epochs=0, wall_s=0.0,
                                   error="its driver was killed before it ended; the resumed search did not "
                                         "continue it")
+
+
+def status_of(s, exp: Experiment) -> Status:
+    """The status line's state: the search's settings, and the trials earlier drivers of it ended (the ledger)."""
+    budget = (float(s.budget_epochs), "epochs") if s.budget_epochs else (float(s.budget_seconds), "s") \
+        if s.budget_seconds else None
+    st = Status(trials=s.trials, size_metric=s.size_metric, target=s.target_accuracy, budget=budget)
+    for e in exp.ledger.events(ledger.TRIAL_ENDED):
+        m = e.get("metrics") or {}
+        st.end(e["trial_id"], e["status"], e.get("epochs", 0), e.get("wall_s", 0.0), m.get(VAL_ACCURACY),
+               m.get(s.size_metric))
+    st.resumed()
+    return st
 
 
 def rebased(uri: str, fs_path: str) -> str:

@@ -34,9 +34,10 @@ def optuna_storage(s: SearchSettings, exp: Experiment):
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except Exception as e:  # noqa: BLE001 - sqlalchemy raises many types for a bad URL
-        why = db_url.scrub(str(e).splitlines()[0] if str(e).strip() else type(e).__name__, url)
-        hint = "" if isinstance(e, ImportError) else db_url.no_password_hint(url)  # no driver: no password helps
-        raise UserError(f"--study-db {db_url.masked(url)!r}: cannot open the Optuna database: {why}{hint}") from None
+        from simmim_ray.search.record.db_errors import explain
+
+        raise UserError(f"--study-db {db_url.masked(url)!r}: cannot open the Optuna database: "
+                        f"{explain(e, url)}") from None
 
 
 def check_study(s: SearchSettings, exp: Experiment) -> None:
