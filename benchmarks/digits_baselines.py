@@ -1,9 +1,9 @@
 """The README's digits numbers: raw-pixel logistic regression, the default encoder trained from scratch on the labels,
 and SimMIM-pretrained then fine-tuned, on the same labelled subset and held-out split, over several seeds.
 
-    python benchmarks/digits_baselines.py                 # 3 seeds, 10% and 50% labels, ~15 min on 2 free cores
-    python benchmarks/digits_baselines.py --quick         # 1 seed, 2+3 epochs (CI): checks the pipeline only
-    python benchmarks/digits_baselines.py --set train.epochs=60 --section "train.epochs=60"   # an ablation
+    python -m benchmarks.digits_baselines                 # 3 seeds, 10% and 50% labels, ~15 min on 2 free cores
+    python -m benchmarks.digits_baselines --quick         # 1 seed, 2+3 epochs (CI): checks the pipeline only
+    python -m benchmarks.digits_baselines --set train.epochs=60 --section "train.epochs=60"   # an ablation
 
 Runs in-process (`PretrainRun`, no Ray), one thread by default. `--workers N` (default 2, what `simmim-ray train`
 uses) reproduces an N-worker data-parallel run in one process: per-worker batch sizes are multiplied by N, which
@@ -22,10 +22,8 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from benchmarks.common import command_line, describe, machine_info, write_marked_block  # noqa: E402
+from benchmarks.common import ROOT, command_line, describe, machine_info, write_marked_block
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
 QUICK = {"train.epochs": 2, "eval.epochs": 3, "train.warmup_epochs": 1}

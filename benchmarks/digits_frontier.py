@@ -8,10 +8,10 @@ fine-tune from scratch (`--scratch`); and the pixel logistic regression. `--grid
 fine-tunes each checkpoint with F seeds: the spread across pre-training seeds against the spread across fine-tune
 seeds decides what confirmation re-seeds.
 
-    python benchmarks/digits_frontier.py --recipe default --seeds 0,1,2 --scratch
-    python benchmarks/digits_frontier.py --recipe default --grid 3,3
-    python benchmarks/digits_frontier.py --table          # re-render docs/digits_numbers.md from the stored runs
-    python benchmarks/digits_frontier.py --quick          # CI: a tiny recipe, 1 seed, a 2x2 grid, into a temp dir
+    python -m benchmarks.digits_frontier --recipe default --seeds 0,1,2 --scratch
+    python -m benchmarks.digits_frontier --recipe default --grid 3,3
+    python -m benchmarks.digits_frontier --table          # re-render docs/digits_numbers.md from the stored runs
+    python -m benchmarks.digits_frontier --quick          # CI: a tiny recipe, 1 seed, a 2x2 grid, into a temp dir
 
 Every run is stored in benchmarks/digits_frontier.json (one record per recipe, labelled fraction, seeds), so a study
 can be run in pieces of a few minutes; the tables in docs/digits_numbers.md (between `<!-- digits_frontier:NAME -->`
@@ -27,11 +27,9 @@ import os
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from benchmarks import digits_runs as dr  # noqa: E402
-from benchmarks.digits_tables import render_all  # noqa: E402
+from benchmarks import digits_runs as dr
+from benchmarks.common import ROOT
+from benchmarks.digits_tables import render_all
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
 STORE = os.path.join(ROOT, "benchmarks", "digits_frontier.json")

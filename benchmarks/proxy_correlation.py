@@ -8,8 +8,8 @@ Then, per candidate metric and grace epoch: Spearman rank correlation with the f
 overlap of its top third with the final top third (what a reduction factor of 3 keeps), and Ray's own ASHA
 bracket replayed over many random trial orders (one trial at a time, as on 2 cores), with each metric's cost.
 
-    python benchmarks/proxy_correlation.py                # 16 trials, ~30 min on a contended 2-core machine
-    python benchmarks/proxy_correlation.py --quick        # 3 tiny trials (CI): checks the pipeline, not the answer
+    python -m benchmarks.proxy_correlation                # 16 trials, ~30 min on a contended 2-core machine
+    python -m benchmarks.proxy_correlation --quick        # 3 tiny trials (CI): checks the pipeline, not the answer
 """
 from __future__ import annotations
 
@@ -18,12 +18,10 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from types import SimpleNamespace
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchmarks.common import ROOT
 
 SPACE = os.path.join(ROOT, "search_spaces", "digits_quick.yaml")
 QUICK = {"model.img_size": 16, "train.epochs": 2, "eval.epochs": 2, "train.warmup_epochs": 1}

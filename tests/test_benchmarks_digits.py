@@ -12,17 +12,14 @@ import sys
 import pytest
 
 from bench_utils import ROOT
-
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import digits_frontier, digits_tables  # noqa: E402
-from benchmarks.digits_runs import seed_components, wilson  # noqa: E402
+from benchmarks import digits_frontier, digits_tables
+from benchmarks.digits_runs import seed_components, wilson
 
 
 def test_quick_run_writes_frontier_and_seed_tables(tmp_path):
     store, doc = tmp_path / "store.json", tmp_path / "numbers.md"
     doc.write_text("# Digits numbers\n\nanalysis kept\n")
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits_frontier.py"), "--quick",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.digits_frontier", "--quick",
                            "--json", str(store), "--out", str(doc)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

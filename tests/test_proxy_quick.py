@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def test_proxy_correlation_quick(tmp_path):
     out, md = tmp_path / "proxy.json", tmp_path / "proxy.md"
     md.write_text("# Proxy metrics\n\nHand-written recommendation.\n")
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "proxy_correlation.py"), "--quick", "--out", str(out),
+    cmd = [sys.executable, "-m", "benchmarks.proxy_correlation", "--quick", "--out", str(out),
            "--md", str(md)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
