@@ -1,5 +1,5 @@
-"""benchmarks/digits_frontier.py: the quick run end to end (as a subprocess, as CI runs it), and the arithmetic its
-tables rest on (Wilson interval, seed-variance components, search-minute estimate, the record store)."""
+"""benchmarks/studies/digits_frontier.py: the quick run end to end (as a subprocess, as CI runs it), and the
+arithmetic its tables rest on (Wilson interval, seed-variance components, search-minute estimate, the record store)."""
 from __future__ import annotations
 
 import json
@@ -12,14 +12,14 @@ import sys
 import pytest
 
 from bench_utils import ROOT
-from benchmarks import digits_frontier, digits_tables
-from benchmarks.digits_runs import seed_components, wilson
+from benchmarks.studies import digits_frontier, digits_tables
+from benchmarks.studies.digits_runs import seed_components, wilson
 
 
 def test_quick_run_writes_frontier_and_seed_tables(tmp_path):
     store, doc = tmp_path / "store.json", tmp_path / "numbers.md"
     doc.write_text("# Digits numbers\n\nanalysis kept\n")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.digits_frontier", "--quick",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.studies.digits_frontier", "--quick",
                            "--json", str(store), "--out", str(doc)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

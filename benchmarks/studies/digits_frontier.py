@@ -8,15 +8,16 @@ fine-tune from scratch (`--scratch`); and the pixel logistic regression. `--grid
 fine-tunes each checkpoint with F seeds: the spread across pre-training seeds against the spread across fine-tune
 seeds decides what confirmation re-seeds.
 
-    python -m benchmarks.digits_frontier --recipe default --seeds 0,1,2 --scratch
-    python -m benchmarks.digits_frontier --recipe default --grid 3,3
-    python -m benchmarks.digits_frontier --table          # re-render docs/digits_numbers.md from the stored runs
-    python -m benchmarks.digits_frontier --quick          # CI: a tiny recipe, 1 seed, a 2x2 grid, into a temp dir
+    python -m benchmarks.studies.digits_frontier --recipe default --seeds 0,1,2 --scratch
+    python -m benchmarks.studies.digits_frontier --recipe default --grid 3,3
+    python -m benchmarks.studies.digits_frontier --table   # re-render docs/digits_numbers.md from the stored runs
+    python -m benchmarks.studies.digits_frontier --quick   # CI: a tiny recipe, 1 seed, a 2x2 grid, into a temp dir
 
-Every run is stored in benchmarks/digits_frontier.json (one record per recipe, labelled fraction, seeds), so a study
+Every run is stored in benchmarks/studies/digits_frontier.json (one record per recipe, labelled fraction, seeds), so a study
 can be run in pieces of a few minutes; the tables in docs/digits_numbers.md (between `<!-- digits_frontier:NAME -->`
 markers) are re-rendered from all stored records whose recipe still has the same values. In-process and one thread
-(see benchmarks/digits_runs.py); a search's minutes are estimated from these seconds with the two constants below.
+(see benchmarks/studies/digits_runs.py); a search's minutes are estimated from these seconds with the two constants
+below.
 """
 from __future__ import annotations
 
@@ -27,12 +28,12 @@ import os
 import sys
 import tempfile
 
-from benchmarks import digits_runs as dr
+from benchmarks.studies import digits_runs as dr
 from benchmarks.common import ROOT
-from benchmarks.digits_tables import render_all
+from benchmarks.studies.digits_tables import render_all
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
-STORE = os.path.join(ROOT, "benchmarks", "digits_frontier.json")
+STORE = os.path.join(ROOT, "benchmarks", "studies", "digits_frontier.json")
 
 
 

@@ -1,9 +1,9 @@
 """The README's digits numbers: raw-pixel logistic regression, the default encoder trained from scratch on the labels,
 and SimMIM-pretrained then fine-tuned, on the same labelled subset and held-out split, over several seeds.
 
-    python -m benchmarks.digits_baselines                 # 3 seeds, 10% and 50% labels, ~15 min on 2 free cores
-    python -m benchmarks.digits_baselines --quick         # 1 seed, 2+3 epochs (CI): checks the pipeline only
-    python -m benchmarks.digits_baselines --set train.epochs=60 --section "train.epochs=60"   # an ablation
+    python -m benchmarks.studies.digits_baselines                 # 3 seeds, 10% and 50% labels, ~15 min on 2 free cores
+    python -m benchmarks.studies.digits_baselines --quick         # 1 seed, 2+3 epochs (CI): checks the pipeline only
+    python -m benchmarks.studies.digits_baselines --set train.epochs=60 --section "train.epochs=60"   # an ablation
 
 Runs in-process (`PretrainRun`, no Ray), one thread by default. `--workers N` (default 2, what `simmim-ray train`
 uses) reproduces an N-worker data-parallel run in one process: per-worker batch sizes are multiplied by N, which

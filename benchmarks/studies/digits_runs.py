@@ -1,5 +1,5 @@
-"""The pieces of benchmarks/digits_frontier.py: the four digits splits, one pre-training, one fine-tune evaluated on
-validation and test, the pixel logistic regression, and the statistics its tables print.
+"""The pieces of benchmarks/studies/digits_frontier.py: the four digits splits, one pre-training, one fine-tune
+evaluated on validation and test, the pixel logistic regression, and the statistics its tables print.
 
 In-process (`PretrainRun`, no Ray), one process emulating `workers` data-parallel workers: per-worker batch sizes are
 multiplied by `workers`, which gives the global batch, learning rate and steps per epoch of a DDP run (the ViT has no

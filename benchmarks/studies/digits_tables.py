@@ -1,4 +1,4 @@
-"""The markdown tables of benchmarks/digits_frontier.py, rendered from its stored records, and the estimate of a
+"""The markdown tables of benchmarks/studies/digits_frontier.py, rendered from its stored records, and the estimate of a
 search's wall minutes from in-process seconds."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import statistics
 from collections import defaultdict
 
 from benchmarks import common
-from benchmarks.digits_runs import mean_sd, seed_components, wilson
+from benchmarks.studies.digits_runs import mean_sd, seed_components, wilson
 
 # A Ray Tune + Train trial's fixed cost beyond its training loop on an idle 2-core machine
 # (benchmarks/trial_overhead.py, README "Speed").
