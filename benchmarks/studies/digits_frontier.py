@@ -31,6 +31,8 @@ import tempfile
 from benchmarks.studies import digits_runs as dr
 from benchmarks.common import ROOT
 from benchmarks.studies.digits_tables import render_all
+from simmim_ray.metrics import TEST_ACCURACY, VAL_ACCURACY
+from simmim_ray.search.baselines import pixel_logreg
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
 STORE = os.path.join(ROOT, "benchmarks", "studies", "digits_frontier.json")
@@ -77,11 +79,13 @@ def run_recipe(name: str, overrides: dict, seeds: list[int], fractions: dict, wo
     per seed."""
     fixed = {**overrides, "data.test_fraction": fractions["test"], "data.val_fraction": fractions["val"],
              "eval.labeled_fraction": fractions["labeled"]}
-    splits = dr.splits_of(dr.run_config(fixed, 0, workers))
+    cfg0 = dr.run_config(fixed, 0, workers)
+    splits = dr.splits_of(cfg0)
     sizes = splits.sizes()
     common = {"recipe": name, "overrides": overrides, "fractions": fractions, "workers": workers,
               "n_labeled": sizes["labeled"], "n_pool": sizes["pretrain"]}
-    logreg = dr.pixel_logreg(splits)
+    baseline = pixel_logreg(cfg0, splits, with_val=True)  # the search's own baseline, also scored on validation
+    logreg = {"val": baseline[VAL_ACCURACY], "test": baseline[TEST_ACCURACY]}
     out = [{**common, "kind": "logreg", "n_val": sizes["val"], "n_test": sizes["test"], **logreg}]
     log(f"{name}: logistic regression val {logreg['val']:.3f} test {logreg['test']:.3f} ({sizes})")
     for p in (range(grid[0]) if grid else seeds) if simmim else []:
