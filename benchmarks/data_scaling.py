@@ -3,7 +3,7 @@
 Writes Parquet of N and 10N rows with the same rows per file (so only the number of files changes), runs one
 epoch of `simmim-ray train --set data.source=parquet` (2 workers, every split streamed: pre-training pool, k-NN
 bank, validation, test) on each, and samples the peak RssAnon of the driver, each Train worker and the Ray Data
-processes (benchmarks/mem_meter.py). The same on moto's S3 server, and `simmim-ray convert` of image folders of
+processes (benchmarks/proc_meter.py). The same on moto's S3 server, and `simmim-ray convert` of image folders of
 N and 10N files. Goal: <= +15% from N to 10N for every role.
 
     python -m benchmarks.data_scaling            # N = 5,000 rows of 64 px noise PNGs (~12 KB), local + S3 + convert
@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from benchmarks import common
-from benchmarks.mem_meter import RssMeter
+from benchmarks.proc_meter import RssMeter
 
 GOAL = 1.15
 MiB = 1024 ** 2

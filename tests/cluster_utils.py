@@ -21,6 +21,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from benchmarks.proc_meter import all_pids, descendants  # the one walk of a process tree
+
 RAY_BIN = os.path.join(os.path.dirname(sys.executable), "ray")
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -53,32 +55,10 @@ def _proc_start_time(pid: int) -> int | None:
         return None
 
 
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid in _all_pids():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    out, todo = set(), [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
-
-
 def _pids_naming(text: str) -> set[int]:
     out = set()
     needle = text.encode()
-    for pid in _all_pids():
+    for pid in all_pids():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if needle in f.read():
@@ -98,7 +78,7 @@ class RayNode:
 
     def pids(self) -> dict[int, int | None]:
         """pid -> start time of every process this node started (collected now: workers come and go)."""
-        pids = {self.proc.pid} | _descendants(self.proc.pid) | _pids_naming(self.temp_dir)
+        pids = {self.proc.pid} | set(descendants(self.proc.pid)) | _pids_naming(self.temp_dir)
         pids.discard(os.getpid())
         return {p: _proc_start_time(p) for p in pids}
 
