@@ -1,6 +1,6 @@
 """Process-level measurements: the one walk of a process tree (/proc; the benchmarks and the tests' cluster helpers
-use it), CPU seconds of every process a Ray instance starts, the peak private memory of a process tree by role,
-heavy-import costs in fresh interpreters, and an actor timeline for diagnosis. Linux (reads /proc).
+use it), CPU seconds of every process a Ray instance starts, and the peak private memory of a process tree by role.
+Linux (reads /proc). Imports nothing of Ray: the tests import it before any cluster starts.
 
 Memory roles come from process titles as Ray sets them: the root process is the `driver`; `ray::RayTrainWorker`
 processes are Train workers (each kept apart); a Ray worker process that ever ran a Ray Data task or actor
@@ -9,10 +9,7 @@ tasks).
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 
 DATA_TITLES = ("MapBatches", "_read_decode", "SplitCoordinator", "ReadParquet", "FromItems", "split(")
@@ -161,39 +158,3 @@ class RssMeter:
             if pids:
                 out[role] = max(self.peak[p] for p in pids)
         return out
-
-
-# ---- diagnosis ------------------------------------------------------------------------------------------------
-def import_seconds() -> dict[str, tuple[float, float]]:
-    """Each heavy import in a fresh interpreter, as a worker pays it: (wall, CPU) seconds, at this moment."""
-    out = {}
-    for label, pre, mod in (("ray.train.torch (torch)", "", "ray.train.torch"),
-                            ("simmim_ray.train.worker on top (torchvision, engine)", "import ray.train.torch; ",
-                             "simmim_ray.train.worker"),
-                            ("sklearn.datasets (digits loader)", "", "sklearn.datasets")):
-        code = (f"{pre}import time; t, c = time.perf_counter(), time.process_time(); import {mod}; "
-                "print(time.perf_counter() - t, time.process_time() - c)")
-        wall, cpu = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                   check=True).stdout.split()[-2:]
-        out[label] = (float(wall), float(cpu))
-    return out
-
-
-def dump_actors(path: str) -> None:
-    """Diagnostics: every actor's worker process times and its creation task (for finding where time goes)."""
-    from ray.util.state import list_actors, list_tasks, list_workers
-
-    kw = {"detail": True, "limit": 10000, "raise_on_missing_output": False}
-    workers = {w.pid: w for w in list_workers(**kw)}
-    tasks = {t.actor_id: t for t in list_tasks(**kw) if t.type == "ACTOR_CREATION_TASK"}
-    out = []
-    for a in list_actors(**kw):
-        w, t = workers.get(a.pid), tasks.get(a.actor_id)
-        out.append({"class": a.class_name, "pid": a.pid,
-                    "launch": w.worker_launch_time_ms / 1e3 if w else None,
-                    "launched": w.worker_launched_time_ms / 1e3 if w else None,
-                    "ready": w.start_time_ms / 1e3 if w else None, "end": w.end_time_ms / 1e3 if w else None,
-                    "init_start": (t.start_time_ms or 0) / 1e3 if t else None,
-                    "init_end": (t.end_time_ms or 0) / 1e3 if t else None})
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)

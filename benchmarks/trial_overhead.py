@@ -33,7 +33,8 @@ import time
 
 from benchmarks import common
 from benchmarks.naive_trial import naive_trial
-from benchmarks.proc_meter import CpuMeter, dump_actors, import_seconds
+from benchmarks.overhead_probes import dump_actors, import_seconds
+from benchmarks.proc_meter import CpuMeter
 
 # a mid-sized point of search_spaces/digits_quick.yaml
 POINT = {"model.embed_dim": 48, "model.depth": 2, "model.num_heads": 2, "model.mlp_ratio": 2.0,
