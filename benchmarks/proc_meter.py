@@ -20,16 +20,33 @@ def all_pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
+def stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...: `man 5 proc` from field 3 on);
+    None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # after the last ")": a title may hold one
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """Kernel start time of a live `pid` (guards against signalling a recycled PID); None once gone or a zombie."""
+    fields = stat(pid)
+    return None if fields is None or fields[0] in ("Z", "X") else int(fields[19])
+
+
+def alive(pid: int) -> bool:
+    return start_time(pid) is not None
+
+
 def process_children() -> dict[int, list[int]]:
     """parent pid -> its children's pids, from one pass over /proc (a process that exits meanwhile is skipped)."""
     out: dict[int, list[int]] = {}
     for pid in all_pids():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])  # after the last ")": a title may hold one
-        except (OSError, IndexError, ValueError):
-            continue
-        out.setdefault(ppid, []).append(pid)
+        fields = stat(pid)
+        if fields is not None:
+            out.setdefault(int(fields[1]), []).append(pid)
     return out
 
 

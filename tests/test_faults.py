@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from benchmarks.proc_meter import cmdline, descendants
+from benchmarks.proc_meter import alive, cmdline, descendants
 from data_factory import make_image_folder, truncated_png, write_parquet_shards
 
 TINY = {
@@ -33,14 +33,6 @@ TINY = {
 
 
 # ---- processes of one run --------------------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 class CliRun:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
-from benchmarks.proc_meter import RssMeter, cmdline, descendants
+from benchmarks.proc_meter import RssMeter, alive, cmdline, descendants, start_time
 
 # a child that starts a grandchild and waits on it: the tree root -> child -> grandchild
 GRANDPARENT = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
@@ -27,6 +28,23 @@ def test_descendants_reach_grandchildren_and_nothing_else():
         os.kill(grandchild, 9)
         child.wait(timeout=30)
     assert child.pid not in descendants(os.getpid()) and cmdline(child.pid) == ""  # reaped: gone from the walk
+
+
+def test_a_zombie_is_not_alive_and_has_no_start_time():
+    # the cluster helpers signal a pid only while its start time is unchanged: a zombie or a gone pid has none
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        started = start_time(child.pid)
+        assert alive(child.pid) and started is not None and start_time(child.pid) == started
+        child.stdin.close()  # it exits; not reaped yet, so a zombie
+        deadline = time.monotonic() + 30
+        while alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(child.pid) and start_time(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
+    assert start_time(child.pid) is None
 
 
 def test_rss_meter_names_the_root_the_driver():
