@@ -13,11 +13,11 @@ seeds decides what confirmation re-seeds.
     python -m benchmarks.studies.digits_frontier --table   # re-render docs/digits_numbers.md from the stored runs
     python -m benchmarks.studies.digits_frontier --quick   # CI: a tiny recipe, 1 seed, a 2x2 grid, into a temp dir
 
-Every run is stored in benchmarks/studies/digits_frontier.json (one record per recipe, labelled fraction, seeds), so a study
-can be run in pieces of a few minutes; the tables in docs/digits_numbers.md (between `<!-- digits_frontier:NAME -->`
-markers) are re-rendered from all stored records whose recipe still has the same values. In-process and one thread
-(see benchmarks/studies/digits_runs.py); a search's minutes are estimated from these seconds with the two constants
-below.
+Every run is stored in benchmarks/studies/digits_frontier.json (one record per recipe, labelled fraction, seeds), so
+a study can be run in pieces of a few minutes; the tables in docs/digits_numbers.md
+(between `<!-- digits_frontier:NAME -->` markers) are re-rendered from all stored records whose recipe still has the
+same values. In-process and one thread (see benchmarks/studies/digits_runs.py); a search's minutes are estimated
+from these seconds with the two constants below.
 """
 from __future__ import annotations
 
@@ -28,15 +28,14 @@ import os
 import sys
 import tempfile
 
-from benchmarks.studies import digits_runs as dr
 from benchmarks.common import ROOT
+from benchmarks.studies import digits_runs as dr
 from benchmarks.studies.digits_tables import render_all
 from simmim_ray.metrics import TEST_ACCURACY, VAL_ACCURACY
 from simmim_ray.search.baselines import pixel_logreg
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
 STORE = os.path.join(ROOT, "benchmarks", "studies", "digits_frontier.json")
-
 
 
 def arch(width: int, depth: int, heads: int, mlp: float) -> dict:
