@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: machine description, a FLOP/s limit probe, interleaved timing, RESULTS.md.
 
-Import it as `from benchmarks.common import ...` (repository root on sys.path) or `from common import ...` (a
-script run as `python benchmarks/<name>.py` has benchmarks/ on sys.path).
+Every benchmark runs as a module from the repository root (`python -m benchmarks.NAME`), so it imports the
+product and these pieces as packages (`from benchmarks.common import ...`), with no sys.path edits.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+ROOT = Path(__file__).resolve().parent.parent  # the repository: default inputs and outputs are named from it
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 HEADER = ("# Benchmark results\n\nWritten by the scripts in `benchmarks/` (each replaces its own section). "
           "Numbers are from the machine named in each section; on a shared machine they move from run to run.\n")
 
@@ -155,14 +156,14 @@ def si(x: float, unit: str = "FLOP/s") -> str:
 
 # ---- RESULTS.md --------------------------------------------------------------------------------
 def command_line() -> str:
-    """How this process was started, as a user would type it (`python benchmarks/x.py --flag`, or
-    `python -m benchmarks.x --flag`)."""
+    """How this process was started, as a user would type it (`python -m benchmarks.x --flag`; a script run by
+    its path, `python benchmarks/x.py`, is named by its path)."""
     argv = list(sys.argv)
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None:  # python -m: argv[0] is the module's file
         return " ".join(["python", "-m", spec.name, *argv[1:]])
     with contextlib.suppress(ValueError):
-        argv[0] = os.path.relpath(argv[0], RESULTS.parent.parent)
+        argv[0] = os.path.relpath(argv[0], ROOT)
     return " ".join(["python", *argv])
 
 

@@ -3,11 +3,11 @@
 Writes Parquet of N and 10N rows with the same rows per file (so only the number of files changes), runs one
 epoch of `simmim-ray train --set data.source=parquet` (2 workers, every split streamed: pre-training pool, k-NN
 bank, validation, test) on each, and samples the peak RssAnon of the driver, each Train worker and the Ray Data
-processes (benchmarks/mem_meter.py). The same on moto's S3 server, and `simmim-ray convert` of image folders of
+processes (benchmarks/proc_meter.py). The same on moto's S3 server, and `simmim-ray convert` of image folders of
 N and 10N files. Goal: <= +15% from N to 10N for every role.
 
-    python benchmarks/data_scaling.py            # N = 5,000 rows of 64 px noise PNGs (~12 KB), local + S3 + convert
-    python benchmarks/data_scaling.py --quick    # N = 150 rows of 128 px (~49 KB), local + convert: CI
+    python -m benchmarks.data_scaling            # N = 5,000 rows of 64 px noise PNGs (~12 KB), local + S3 + convert
+    python -m benchmarks.data_scaling --quick    # N = 150 rows of 128 px (~49 KB), local + convert: CI
 """
 from __future__ import annotations
 
@@ -20,12 +20,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from benchmarks.mem_meter import RssMeter  # noqa: E402
+from benchmarks import common
+from benchmarks.proc_meter import RssMeter
 
 GOAL = 1.15
 MiB = 1024 ** 2
@@ -163,8 +161,7 @@ def s3_peaks(paths: dict, n: int, tmp: str, env: dict) -> tuple[dict, dict]:
     """The same two runs reading from moto's S3 server (in this process; its memory is not any role's)."""
     import pyarrow.fs as pafs
 
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-    from cluster_utils import moto_s3
+    from tests.cluster_utils import moto_s3  # the tests' S3 server; tests/ is a namespace package from the root
 
     out = []
     with moto_s3() as s3:

@@ -16,24 +16,20 @@ sensitive to other load than wall time). Rounds alternate the order (ABBA); medi
 Then: the FLOPs of one ViT-B/16 SimMIM training step at 192 px (the project's FLOP counter, forward + backward),
 the images/s one A100 / H100 sustains at 40% MFU, and the cores that takes at our rate and at the peer's.
 
-    python benchmarks/data_throughput.py           # 64 JPEGs, 5 rounds
-    python benchmarks/data_throughput.py --quick   # 8 JPEGs, 2 rounds, tiny model FLOPs: CI
+    python -m benchmarks.data_throughput           # 64 JPEGs, 5 rounds
+    python -m benchmarks.data_throughput --quick   # 8 JPEGs, 2 rounds, tiny model FLOPs: CI
 """
 from __future__ import annotations
 
 import argparse
 import io
 import math
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 SIZE, SCALE, RATIO = 192, (0.67, 1.0), (3 / 4, 4 / 3)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

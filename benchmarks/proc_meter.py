@@ -1,22 +1,95 @@
-"""Process-level measurements for benchmarks/trial_overhead.py: CPU seconds of every process a Ray instance
-starts, heavy-import costs in fresh interpreters, and an actor timeline for diagnosis."""
+"""Process-level measurements: the one walk of a process tree (/proc; the benchmarks and the tests' cluster helpers
+use it), CPU seconds of every process a Ray instance starts, and the peak private memory of a process tree by role.
+Linux (reads /proc). Imports nothing of Ray: the tests import it before any cluster starts.
+
+Memory roles come from process titles as Ray sets them: the root process is the `driver`; `ray::RayTrainWorker`
+processes are Train workers (each kept apart); a Ray worker process that ever ran a Ray Data task or actor
+(`MapBatches`, `SplitCoordinator`, ...) counts as `ray data` for its whole life (Ray reuses idle workers for other
+tasks).
+"""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import os
+import threading
+
+DATA_TITLES = ("MapBatches", "_read_decode", "SplitCoordinator", "ReadParquet", "FromItems", "split(")
 
 
+# ---- the process tree ----------------------------------------------------------------------------------------
+def all_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...: `man 5 proc` from field 3 on);
+    None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()  # after the last ")": a title may hold one
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """Kernel start time of a live `pid` (guards against signalling a recycled PID); None once gone or a zombie."""
+    fields = stat(pid)
+    return None if fields is None or fields[0] in ("Z", "X") else int(fields[19])
+
+
+def alive(pid: int) -> bool:
+    return start_time(pid) is not None
+
+
+def process_children() -> dict[int, list[int]]:
+    """parent pid -> its children's pids, from one pass over /proc (a process that exits meanwhile is skipped)."""
+    out: dict[int, list[int]] = {}
+    for pid in all_pids():
+        fields = stat(pid)
+        if fields is not None:
+            out.setdefault(int(fields[1]), []).append(pid)
+    return out
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (children first, then theirs), not `root` itself; each pid once."""
+    children, out, seen, todo = process_children(), [], {root}, [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in seen:
+                seen.add(c)
+                out.append(c)
+                todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    """The process's title (Ray renames its workers `ray::...`), arguments joined by spaces; "" once gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def rss_anon(pid: int) -> int:
+    """Private resident memory in bytes (anonymous pages: heap, not shared libraries or files); 0 when gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+# ---- meters --------------------------------------------------------------------------------------------------
 class CpuMeter:
     """CPU seconds (user + system) of this process and every process it started (Ray's GCS, raylet, workers),
     sampled every 0.2 s, so processes that already exited still count up to their last sample."""
 
     def __init__(self) -> None:
-        import threading
-
-        import psutil
-
-        self.me, self.seen = psutil.Process(), {}
+        self.me, self.seen = os.getpid(), {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -31,8 +104,9 @@ class CpuMeter:
     def sample(self) -> None:
         import psutil
 
-        for p in [self.me, *self.me.children(recursive=True)]:
+        for pid in [self.me, *descendants(self.me)]:
             try:
+                p = psutil.Process(pid)
                 with p.oneshot():
                     t = p.cpu_times()
                     title = (p.cmdline() or [p.name()])[0]
@@ -54,36 +128,50 @@ class CpuMeter:
         return out
 
 
-def import_seconds() -> dict[str, tuple[float, float]]:
-    """Each heavy import in a fresh interpreter, as a worker pays it: (wall, CPU) seconds, at this moment."""
-    out = {}
-    for label, pre, mod in (("ray.train.torch (torch)", "", "ray.train.torch"),
-                            ("simmim_ray.train.trial_loop on top (torchvision, engine)", "import ray.train.torch; ",
-                             "simmim_ray.train.trial_loop"),
-                            ("sklearn.datasets (digits loader)", "", "sklearn.datasets")):
-        code = (f"{pre}import time; t, c = time.perf_counter(), time.process_time(); import {mod}; "
-                "print(time.perf_counter() - t, time.process_time() - c)")
-        wall, cpu = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                   check=True).stdout.split()[-2:]
-        out[label] = (float(wall), float(cpu))
-    return out
+class RssMeter:
+    """Samples `root` and its descendants every `period` s until `stop()`; `peaks()` -> {role: peak bytes}."""
 
+    def __init__(self, root: int, period: float = 0.2) -> None:
+        self.root, self.period = root, period
+        self.peak: dict[int, int] = {}
+        self.role: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
 
-def dump_actors(path: str) -> None:
-    """Diagnostics: every actor's worker process times and its creation task (for finding where time goes)."""
-    from ray.util.state import list_actors, list_tasks, list_workers
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.period)
 
-    kw = {"detail": True, "limit": 10000, "raise_on_missing_output": False}
-    workers = {w.pid: w for w in list_workers(**kw)}
-    tasks = {t.actor_id: t for t in list_tasks(**kw) if t.type == "ACTOR_CREATION_TASK"}
-    out = []
-    for a in list_actors(**kw):
-        w, t = workers.get(a.pid), tasks.get(a.actor_id)
-        out.append({"class": a.class_name, "pid": a.pid,
-                    "launch": w.worker_launch_time_ms / 1e3 if w else None,
-                    "launched": w.worker_launched_time_ms / 1e3 if w else None,
-                    "ready": w.start_time_ms / 1e3 if w else None, "end": w.end_time_ms / 1e3 if w else None,
-                    "init_start": (t.start_time_ms or 0) / 1e3 if t else None,
-                    "init_end": (t.end_time_ms or 0) / 1e3 if t else None})
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
+    def sample(self) -> None:
+        for pid in [self.root, *descendants(self.root)]:
+            rss = rss_anon(pid)
+            if not rss:
+                continue
+            self.peak[pid] = max(self.peak.get(pid, 0), rss)
+            title = cmdline(pid)
+            if pid == self.root:
+                self.role[pid] = "driver"
+            elif "RayTrainWorker" in title:
+                self.role[pid] = "train worker"
+            elif any(t in title for t in DATA_TITLES):
+                self.role[pid] = "ray data"
+            elif title.startswith("ray::") and self.role.get(pid) != "ray data":
+                self.role.setdefault(pid, "other ray worker")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peaks(self) -> dict[str, int]:
+        """Peak per role; Train workers one by one (`train worker 0`, `train worker 1`, by pid)."""
+        out: dict[str, int] = {}
+        workers = sorted(p for p, r in self.role.items() if r == "train worker")
+        for i, pid in enumerate(workers):
+            out[f"train worker {i}"] = self.peak[pid]
+        for role in ("driver", "ray data"):
+            pids = [p for p, r in self.role.items() if r == role]
+            if pids:
+                out[role] = max(self.peak[p] for p in pids)
+        return out

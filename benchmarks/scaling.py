@@ -9,8 +9,8 @@ run interleaved (ABC, CBA, ...):
 - 1 worker x 2 threads: the same two cores used by intra-op threads instead of a second process, the honest
   comparison on a 2-core machine.
 
-    python benchmarks/scaling.py            # digits default, 4 epochs per job, 2 rounds
-    python benchmarks/scaling.py --quick    # tiny model, 2 epochs, 1 round: keeps it working in CI
+    python -m benchmarks.scaling            # digits default, 4 epochs per job, 2 rounds
+    python -m benchmarks.scaling --quick    # tiny model, 2 epochs, 1 round: keeps it working in CI
 """
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 QUICK_MODEL = {"model": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2},
                "mask": {"patch_size": 8, "ratio": 0.6}}

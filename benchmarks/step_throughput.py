@@ -4,29 +4,26 @@ interleaved in one process (ABBA rounds, medians). Also each side's achieved FLO
 as a fraction of the machine's limit, measured in the same run by a large matmul (fp32 on CPU; on GPU bf16, with
 MFU against the card's data-sheet peak).
 
-    python benchmarks/step_throughput.py                 # (a) digits default, (b) ViT-B/16 at 192 px
-    python benchmarks/step_throughput.py --ablate        # what each optimisation gave, on (a): own section
-    python benchmarks/step_throughput.py --quick         # tiny, seconds: keeps the script working in CI
-    python benchmarks/step_throughput.py --device cuda   # bf16 autocast on both sides, MFU (untested here)
+    python -m benchmarks.step_throughput                 # (a) digits default, (b) ViT-B/16 at 192 px
+    python -m benchmarks.step_throughput --ablate        # what each optimisation gave, on (a): own section
+    python -m benchmarks.step_throughput --quick         # tiny, seconds: keeps the script working in CI
+    python -m benchmarks.step_throughput --device cuda   # bf16 autocast on both sides, MFU (untested here)
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from dataclasses import dataclass
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from benchmarks import common  # noqa: E402
-from benchmarks import step_variants as variants  # noqa: E402
-from simmim_ray.config import Config  # noqa: E402
-from simmim_ray.masking import MaskGenerator  # noqa: E402
-from simmim_ray.models.factory import flop_counter  # noqa: E402
+from benchmarks import common
+from benchmarks import step_variants as variants
+from simmim_ray.config import Config
+from simmim_ray.masking import MaskGenerator
+from simmim_ray.models.factory import flop_counter
 
 VIT_B = {"img_size": 192, "patch_size": 16, "embed_dim": 768, "depth": 12, "num_heads": 12, "mlp_ratio": 4.0}
 

@@ -91,17 +91,9 @@ def _torchvision_block(block, x):
     return block(x)
 
 
-def _arithmetic_mask_forward_features(self, x, mask=None):
-    tokens = self.vit.conv_proj(x).flatten(2).transpose(1, 2)
-    if mask is not None:
-        w = mask.flatten(1).unsqueeze(-1).type_as(tokens)
-        tokens = tokens * (1 - w) + self.mask_token.to(tokens.dtype) * w
-    cls = self.vit.class_token.expand(tokens.shape[0], -1, -1)
-    enc = self.vit.encoder
-    z = enc.dropout(torch.cat([cls, tokens], dim=1) + enc.pos_embedding)
-    for block in enc.layers:
-        z = vit_mod.block_forward(block, z)
-    return enc.ln(z)
+def _arithmetic_mask_tokens(tokens, mask, token):
+    w = mask.flatten(1).unsqueeze(-1).type_as(tokens)
+    return tokens * (1 - w) + token.to(tokens.dtype) * w
 
 
 # name -> Ours(**kwargs): one optimisation switched off each
@@ -136,7 +128,7 @@ def _slower_pieces(torchvision_attention: bool, arithmetic_mask: bool, pixel_mas
     time, so patching them for the duration of a step is enough."""
     switched = [
         (torchvision_attention, [(vit_mod, "block_forward", _torchvision_block)]),
-        (arithmetic_mask, [(vit_mod.ViTEncoder, "forward_features", _arithmetic_mask_forward_features)]),
+        (arithmetic_mask, [(vit_mod, "mask_tokens", _arithmetic_mask_tokens)]),
         (pixel_mask_loss, [(pretrain_mod, "simmim_loss", official_pixel_mask_loss)]),
         (mkl_linear, [(vit_mod, "linear", F.linear), (simmim_mod, "linear", F.linear)]),  # blocks, patches, heads
         (sdpa_always, [(attn_mod, "MATMUL_MAX_TOKENS", 0)]),

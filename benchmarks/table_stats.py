@@ -96,12 +96,13 @@ reference: a proxy that ranks no better than size adds nothing a size-aware sear
 
 ## Earlier measurements (old space)
 
-`benchmarks/proxy_correlation.py` (raw numbers in `benchmarks/proxy_correlation.json` and
-`benchmarks/proxy_correlation_ft100.json`) measured 16 configurations sampled from an older, 9-key `digits_quick`
-space with 6 pre-training epochs, against a 30- and a 100-epoch fine-tune. There `proxy_knn` at epoch 2 had
-Spearman 0.72 (30-epoch fine-tune) and 0.51 (100-epoch), falling with longer pre-training (0.36 and 0.37 by epoch 6);
-the negated masked reconstruction loss 0.81 and 0.74 (not comparable across `loss.type` values); size alone 0.82 and
-0.80. No configuration reached that space's target. Those numbers describe that space, not the one above.
+`benchmarks/studies/proxy_correlation.py` (raw numbers in `benchmarks/studies/proxy_correlation.json` and
+`benchmarks/studies/proxy_correlation_ft100.json`) measured 16 configurations sampled from an older, 9-key
+`digits_quick` space with 6 pre-training epochs, against a 30- and a 100-epoch fine-tune. There `proxy_knn` at epoch
+2 had Spearman 0.72 (30-epoch fine-tune) and 0.51 (100-epoch), falling with longer pre-training (0.36 and 0.37 by
+epoch 6); the negated masked reconstruction loss 0.81 and 0.74 (not comparable across `loss.type` values); size
+alone 0.82 and 0.80. No configuration reached that space's target. Those numbers describe that space, not the one
+above.
 """
 
 

@@ -18,8 +18,8 @@ processes, imports, data, training, checkpoints, reports and teardown. Training 
 evaluation seconds. CPU seconds of every process are measured too: unlike wall time they barely move when other
 jobs load the machine.
 
-    python benchmarks/trial_overhead.py            # 6 epochs, 2 rounds x 3 trials per kind, ~10 min on 2 cores
-    python benchmarks/trial_overhead.py --quick    # tiny model, 2 epochs, 2 trials per kind (CI)
+    python -m benchmarks.trial_overhead            # 6 epochs, 2 rounds x 3 trials per kind, ~10 min on 2 cores
+    python -m benchmarks.trial_overhead --quick    # tiny model, 2 epochs, 2 trials per kind (CI)
 """
 from __future__ import annotations
 
@@ -31,11 +31,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks import common  # noqa: E402
-from benchmarks.naive_trial import naive_trial  # noqa: E402
-from benchmarks.proc_meter import CpuMeter, dump_actors, import_seconds  # noqa: E402
+from benchmarks import common
+from benchmarks.naive_trial import naive_trial
+from benchmarks.overhead_probes import dump_actors, import_seconds
+from benchmarks.proc_meter import CpuMeter
 
 # a mid-sized point of search_spaces/digits_quick.yaml
 POINT = {"model.embed_dim": 48, "model.depth": 2, "model.num_heads": 2, "model.mlp_ratio": 2.0,

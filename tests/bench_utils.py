@@ -1,4 +1,5 @@
-"""Running a benchmark script as CI does (`--quick`, a subprocess) and reading its RESULTS.md sections."""
+"""Running a benchmark as CI does (`python -m benchmarks.NAME --quick`, a subprocess from the repository root) and
+reading its RESULTS.md sections."""
 from __future__ import annotations
 
 import os
@@ -10,9 +11,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_bench(script: str, results: Path, timeout: int) -> str:
+def run_bench(module: str, results: Path, timeout: int) -> str:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--results", str(results)],
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--quick", "--results", str(results)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout

@@ -21,6 +21,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from benchmarks.proc_meter import all_pids, descendants, start_time  # the one walk of a process tree
+
 RAY_BIN = os.path.join(os.path.dirname(sys.executable), "ray")
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -43,42 +45,10 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _proc_start_time(pid: int) -> int | None:
-    """Kernel start time of a live `pid` (guards against signalling a recycled PID); None once gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X") else int(fields[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for pid in _all_pids():
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    out, todo = set(), [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
-
-
 def _pids_naming(text: str) -> set[int]:
     out = set()
     needle = text.encode()
-    for pid in _all_pids():
+    for pid in all_pids():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if needle in f.read():
@@ -98,9 +68,9 @@ class RayNode:
 
     def pids(self) -> dict[int, int | None]:
         """pid -> start time of every process this node started (collected now: workers come and go)."""
-        pids = {self.proc.pid} | _descendants(self.proc.pid) | _pids_naming(self.temp_dir)
+        pids = {self.proc.pid} | set(descendants(self.proc.pid)) | _pids_naming(self.temp_dir)
         pids.discard(os.getpid())
-        return {p: _proc_start_time(p) for p in pids}
+        return {p: start_time(p) for p in pids}
 
     def log(self) -> str:
         with open(self.log_path, errors="replace") as f:
@@ -204,7 +174,7 @@ class LocalCluster:
         pids.update(node.pids())  # anything started while we were stopping
         self._kill(pids, sig)
         deadline = time.monotonic() + timeout_s
-        while any(t is not None and _proc_start_time(p) == t for p, t in pids.items()) \
+        while any(t is not None and start_time(p) == t for p, t in pids.items()) \
                 and time.monotonic() < deadline:
             time.sleep(0.2)
         self._kill(pids, signal.SIGKILL)
@@ -216,7 +186,7 @@ class LocalCluster:
     @staticmethod
     def _kill(pids: dict[int, int | None], sig: int) -> None:
         for pid, started in pids.items():
-            if started is not None and _proc_start_time(pid) == started:
+            if started is not None and start_time(pid) == started:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
@@ -227,7 +197,7 @@ class LocalCluster:
     def shutdown(self) -> None:
         for node in reversed(list(self.nodes)):  # workers before the head
             self.stop_node(node, graceful=True)
-        leftovers = {p: _proc_start_time(p) for p in self.alive_pids()}
+        leftovers = {p: start_time(p) for p in self.alive_pids()}
         self._kill(leftovers, signal.SIGKILL)
         keep = os.environ.get("SIMMIM_TEST_KEEP_RAY_LOGS")  # a directory: keep the nodes' logs for debugging
         if keep:

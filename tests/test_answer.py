@@ -269,6 +269,10 @@ def test_pixel_baseline_fits_the_labelled_split_and_scores_the_test_split(monkey
     assert x.shape == (len(splits.labeled), 64) and (y == labels(splits.labeled)).all()
     assert (seen["score"][1] == labels(splits.test)).all() and out["test_count"] == len(splits.test)
     assert out["labeled_images"] == len(splits.labeled) and 0.5 < out[TEST_ACCURACY] <= 1.0
+    # the digits studies also score validation: the same classifier, the test number unchanged
+    both = pixel_logreg(cfg, splits, with_val=True)
+    assert (seen["score"][1] == labels(splits.val)).all() and both[VAL_COUNT] == len(splits.val)
+    assert both[TEST_ACCURACY] == out[TEST_ACCURACY] and 0.5 < both[VAL_ACCURACY] <= 1.0
     parquet = cfg.with_overrides({"data.source": "parquet", "data.path": "/nowhere"})
     assert pixel_logreg(parquet)["skipped"].startswith("data.source=parquet is streamed")
     folder = cfg.with_overrides({"data.source": "imagefolder", "data.path": "/nowhere"})

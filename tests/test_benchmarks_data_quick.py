@@ -16,7 +16,7 @@ from bench_utils import run_bench, section
 @pytest.mark.slow
 def test_data_scaling_quick_memory_is_flat_in_dataset_size(tmp_path):
     results = tmp_path / "RESULTS.md"
-    run_bench("data_scaling.py", results, timeout=900)
+    run_bench("data_scaling", results, timeout=900)
     body = section(results.read_text(), "data_scaling (--quick)")
     rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| (\d+) MiB \| (\d+) MiB \| ([\d.]+)x \|$", body, re.M)
     roles = {(setting.strip(), role.strip()) for setting, role, *_ in rows}
@@ -31,7 +31,7 @@ def test_data_scaling_quick_memory_is_flat_in_dataset_size(tmp_path):
 
 def test_data_throughput_quick(tmp_path):
     results = tmp_path / "RESULTS.md"
-    run_bench("data_throughput.py", results, timeout=600)
+    run_bench("data_throughput", results, timeout=600)
     body = section(results.read_text(), "data_throughput (--quick)")
     rates = dict(re.findall(r"^\| ([^|]+?) \| ([\d.]+) \([\d-]+\) \| [\d.]+x \|$", body, re.M))
     assert {"torchvision (PIL), the peer", "ours (data/decode.py)"} <= set(rates), body

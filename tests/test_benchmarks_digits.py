@@ -1,5 +1,5 @@
-"""benchmarks/digits_frontier.py: the quick run end to end (as a subprocess, as CI runs it), and the arithmetic its
-tables rest on (Wilson interval, seed-variance components, search-minute estimate, the record store)."""
+"""benchmarks/studies/digits_frontier.py: the quick run end to end (as a subprocess, as CI runs it), and the
+arithmetic its tables rest on (seed-variance components, search-minute estimate, the record store)."""
 from __future__ import annotations
 
 import json
@@ -12,17 +12,14 @@ import sys
 import pytest
 
 from bench_utils import ROOT
-
-sys.path.insert(0, str(ROOT))
-
-from benchmarks import digits_frontier, digits_tables  # noqa: E402
-from benchmarks.digits_runs import seed_components, wilson  # noqa: E402
+from benchmarks.studies import digits_frontier, digits_tables
+from benchmarks.studies.digits_runs import seed_components
 
 
 def test_quick_run_writes_frontier_and_seed_tables(tmp_path):
     store, doc = tmp_path / "store.json", tmp_path / "numbers.md"
     doc.write_text("# Digits numbers\n\nanalysis kept\n")
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "digits_frontier.py"), "--quick",
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.studies.digits_frontier", "--quick",
                            "--json", str(store), "--out", str(doc)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -50,14 +47,6 @@ def test_quick_run_writes_frontier_and_seed_tables(tmp_path):
     assert re.search(r"^\| `quick` from scratch \| ", body, re.M)
     seeds = re.search(r"<!-- digits_frontier:seeds -->(.*)<!-- /digits_frontier:seeds -->", text, re.S).group(1)
     assert re.search(r"^\| `quick` \| 10% \| 2 x 2 \| test \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", seeds, re.M), seeds
-
-
-def test_wilson_matches_the_textbook_interval():
-    lo, hi = wilson(0.5, 100)
-    assert lo == pytest.approx(0.4038, abs=1e-4) and hi == pytest.approx(0.5962, abs=1e-4)
-    lo, hi = wilson(1.0, 50)  # stays inside [0, 1] and is not degenerate at the edge
-    assert hi == 1.0 and 0.92 < lo < 0.93
-    assert wilson(0.9, 359)[1] - wilson(0.9, 359)[0] == pytest.approx(0.062, abs=0.002)
 
 
 def test_seed_components_separate_pretraining_from_finetuning():

@@ -21,9 +21,9 @@ def test_trial_overhead_quick(tmp_path):
     results = tmp_path / "RESULTS.md"
     from simmim_ray._compat import trial_path
 
-    run_bench("trial_overhead.py", results, timeout=900)
+    run_bench("trial_overhead", results, timeout=900)
     body = section(results.read_text(), f"trial_overhead ({trial_path(say=False)} path) (--quick)")
-    assert "Command: `python benchmarks/trial_overhead.py --quick" in body
+    assert "Command: `python -m benchmarks.trial_overhead --quick" in body
     wall, loop, fixed = (row(body, k) for k in ("**trial wall time**", "training loop (pre-training + evaluation)",
                                                 "**fixed cost = wall - training loop**"))
     for side in (0, 1):  # naive, ours

@@ -3,24 +3,20 @@ assertions: only that the numbers are there and well-formed, and that the sectio
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 
-from bench_utils import ROOT, run_bench, section
-
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import replace_section, write_result  # noqa: E402
+from bench_utils import run_bench, section
+from benchmarks.common import replace_section, write_result
 
 
 def test_step_throughput_quick(tmp_path):
     pytest.importorskip("transformers", reason="the peer comes from the `bench` extra")
     results = tmp_path / "RESULTS.md"
-    out = run_bench("step_throughput.py", results, timeout=600)
+    out = run_bench("step_throughput", results, timeout=600)
     assert re.search(r"\(a\) ours [\d.]+ img/s, peer [\d.]+ img/s, ratio [\d.]+x", out), out
     body = section(results.read_text(), "step_throughput (--quick)")
-    assert "Command: `python benchmarks/step_throughput.py --quick" in body
+    assert "Command: `python -m benchmarks.step_throughput --quick" in body
     assert re.search(r"Machine limit, measured in this run .*torch.mm \(BLAS\) [\d.]+ [GMT]FLOP/s", body)
     for case in ("(a)", "(b)"):
         assert f"### {case}" in body
@@ -35,7 +31,7 @@ def test_step_throughput_quick(tmp_path):
 @pytest.mark.slow
 def test_scaling_quick(tmp_path):
     results = tmp_path / "RESULTS.md"
-    run_bench("scaling.py", results, timeout=600)
+    run_bench("scaling", results, timeout=600)
     body = section(results.read_text(), "scaling (--quick)")
     for setup in ("1 worker x 1 thread", "2 workers x 1 thread"):
         m = re.search(rf"^\| {setup} \| (\d+) \| ([\d.]+)x \|", body, re.M)

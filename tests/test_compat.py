@@ -128,8 +128,8 @@ def test_local_cpus_counts_like_ray_and_falls_back_without_it(monkeypatch):
 
 
 def test_asha_bracket_stops_the_worse_half_at_a_rung():
-    """benchmarks/proxy_correlation.py replays recorded trials through Ray's private ASHA bracket: its rungs and its
-    stop rule must still be what the search's scheduler applies."""
+    """benchmarks/studies/proxy_correlation.py replays recorded trials through Ray's private ASHA bracket: its
+    rungs and its stop rule must still be what the search's scheduler applies."""
     from simmim_ray._compat.ray_tune import asha_bracket
 
     bracket, rungs = asha_bracket(2, 8, 2)

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from benchmarks.mem_meter import process_children
+from benchmarks.proc_meter import alive, cmdline, descendants
 from data_factory import make_image_folder, truncated_png, write_parquet_shards
 
 TINY = {
@@ -33,31 +33,6 @@ TINY = {
 
 
 # ---- processes of one run --------------------------------------------------------------------------------------
-
-
-def descendants(root: int) -> list[int]:
-    children, out, todo = process_children(), [], [root]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 class CliRun:

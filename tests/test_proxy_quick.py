@@ -1,6 +1,6 @@
-"""benchmarks/proxy_correlation.py --quick still runs end to end (as a subprocess) and writes well-formed results:
-every trial has the per-epoch proxies and a final accuracy, every candidate row its correlation, and the markdown
-block replaces itself instead of piling up. No timing assertions."""
+"""benchmarks/studies/proxy_correlation.py --quick still runs end to end (as a subprocess) and writes well-formed
+results: every trial has the per-epoch proxies and a final accuracy, every candidate row its correlation, and the
+markdown block replaces itself instead of piling up. No timing assertions."""
 from __future__ import annotations
 
 import json
@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def test_proxy_correlation_quick(tmp_path):
     out, md = tmp_path / "proxy.json", tmp_path / "proxy.md"
     md.write_text("# Proxy metrics\n\nHand-written recommendation.\n")
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "proxy_correlation.py"), "--quick", "--out", str(out),
+    cmd = [sys.executable, "-m", "benchmarks.studies.proxy_correlation", "--quick", "--out", str(out),
            "--md", str(md)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -50,7 +49,7 @@ def test_proxy_correlation_quick(tmp_path):
     text = md.read_text()
     assert "Hand-written recommendation." in text and "| knn | 1 |" in text
     # a second write replaces the generated block rather than appending another one
-    from benchmarks.proxy_correlation import write_md
+    from benchmarks.studies.proxy_correlation import write_md
 
     write_md(str(md), "replaced body\n")
     text = md.read_text()

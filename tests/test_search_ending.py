@@ -1,6 +1,6 @@
 """How `simmim-ray search` ends when it has no answer: exit 3 (a Ray job: FAILED) by default, exit 0 with
 `--no-answer-exit 0` (SUCCEEDED; the answer state in `report --json`), the report printed once either way. The
-driver's real ending (driver.finish on a stored experiment whose best trial misses the target) under the real CLI;
+driver's real ending (answer/stage.run_answer_stage on a stored experiment whose best trial misses the target) under the real CLI;
 validation, the lease and Ray are stood in for, since what is checked is only how the command ends."""
 from __future__ import annotations
 
@@ -18,17 +18,18 @@ REPORT_HEAD = "No trial reached the target"  # the text report's line for this e
 
 @pytest.fixture
 def no_answer_search(experiment, monkeypatch):  # noqa: F811 - pytest's fixture by name
-    """`simmim-ray search` whose run is the driver's finish() of the stored experiment, at an unreachable target."""
-    from simmim_ray.cli import search, validate
+    """`simmim-ray search` whose run is the answer stage of the stored experiment, at an unreachable target."""
+    from simmim_ray.cli import search
     from simmim_ray.search import driver
+    from simmim_ray.search.answer.stage import run_answer_stage
     from simmim_ray.train import ray_init
 
     exp, _ = experiment
     s = SearchSettings(space_path="x", name="exp", root="/r", trials=6, target_accuracy=0.99)
     monkeypatch.setattr(search, "validate_search", lambda args: SearchPlan(s, None, None, exp, False))
-    monkeypatch.setattr(validate, "check_new_experiment", lambda exp: None)
+    monkeypatch.setattr(search, "check_new_experiment", lambda exp: None)
     monkeypatch.setattr(ray_init, "init_ray", lambda *a, **k: None)
-    monkeypatch.setattr(driver, "run_search", lambda s, space, base, exp, resume: driver.finish(s, exp))
+    monkeypatch.setattr(driver, "run_search", lambda s, space, base, exp, resume: run_answer_stage(s, exp))
     return exp
 
 

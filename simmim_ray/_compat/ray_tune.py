@@ -44,9 +44,10 @@ def missing() -> list[str]:
 
 
 def asha_bracket(min_t: int, max_t: int, reduction_factor: float):
-    """Ray's ASHA bracket on its own, for replaying recorded trials offline (benchmarks/proxy_correlation.py):
-    -> (bracket with `on_result(trial, epoch, value) -> "STOP" | "CONTINUE"`, the epochs of its rungs). The same
-    decision rule the search's scheduler applies; Ray keeps the class private."""
+    """Ray's ASHA bracket on its own, for replaying recorded trials offline
+    (benchmarks/studies/proxy_correlation.py): -> (bracket with `on_result(trial, epoch, value) -> "STOP" |
+    "CONTINUE"`, the epochs of its rungs). The same decision rule the search's scheduler applies; Ray keeps the class
+    private."""
     from ray.tune.schedulers.async_hyperband import _Bracket
 
     bracket = _Bracket(min_t=min_t, max_t=max_t, reduction_factor=reduction_factor, s=0)

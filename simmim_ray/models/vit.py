@@ -45,6 +45,12 @@ def patch_embed(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return linear(patches, conv.weight.flatten(1), conv.bias)
 
 
+def mask_tokens(tokens: torch.Tensor, mask: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """tokens [B, N, C] with every masked position (mask [B, H/p, W/p], 1 = masked) replaced by `token` [1, 1, C]."""
+    # a select, not tokens * (1 - m) + token * m: same values for a 0/1 mask, one op instead of four
+    return torch.where(mask.flatten(1).unsqueeze(-1).bool(), token.to(tokens.dtype), tokens)
+
+
 class ViTEncoder(nn.Module):
     """Wraps torchvision's ViT; the mask token replaces masked patch embeddings before pos-embedding and CLS."""
 
@@ -67,8 +73,7 @@ class ViTEncoder(nn.Module):
         """x: [B, 3, H, W], mask: [B, H/p, W/p] (1 = masked) or None -> tokens [B, 1 + N, C] (after final norm)."""
         tokens = patch_embed(self.vit.conv_proj, x)  # [B, N, C]
         if mask is not None:
-            # a select, not tokens * (1 - m) + token * m: same values for a 0/1 mask, one op instead of four
-            tokens = torch.where(mask.flatten(1).unsqueeze(-1).bool(), self.mask_token.to(tokens.dtype), tokens)
+            tokens = mask_tokens(tokens, mask, self.mask_token)
         cls = self.vit.class_token.expand(tokens.shape[0], -1, -1)
         enc = self.vit.encoder
         z = enc.dropout(torch.cat([cls, tokens], dim=1) + enc.pos_embedding)

@@ -30,11 +30,13 @@ def labels(ds) -> np.ndarray:
     return np.array([ds[i][1] for i in range(len(ds))], dtype=np.int64)
 
 
-def pixel_logreg(cfg, splits=None) -> dict:
+def pixel_logreg(cfg, splits=None, with_val: bool = False) -> dict:
     """Logistic regression (scikit-learn defaults, C=1: nothing tuned on any held-out split) on the raw pixels of
     the labelled split, scored on the test split. -> {"test_accuracy", "test_count", "labeled_images"}, or
-    {"test_accuracy": None, "skipped": why} where the labelled set is not held in memory."""
-    from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT
+    {"test_accuracy": None, "skipped": why} where the labelled set is not held in memory. `with_val` also scores
+    the validation split ("val_accuracy", "val_count"): the digits studies set it beside a trial's validation
+    accuracy (benchmarks/studies/digits_frontier.py)."""
+    from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT, VAL_ACCURACY, VAL_COUNT
 
     if cfg.data.source not in IN_MEMORY_SOURCES:
         return {TEST_ACCURACY: None, "skipped": f"data.source={cfg.data.source} is streamed, not held in memory"}
@@ -49,7 +51,13 @@ def pixel_logreg(cfg, splits=None) -> dict:
                                                 f"pixels are too many to hold here"}
     from sklearn.linear_model import LogisticRegression
 
-    x_lab, x_test = pixel_matrices([splits.labeled, splits.test], cfg.model.img_size)
-    y_lab, y_test = labels(splits.labeled), labels(splits.test)
-    clf = LogisticRegression(max_iter=5000).fit(x_lab, y_lab)
-    return {TEST_ACCURACY: float(clf.score(x_test, y_test)), TEST_COUNT: int(len(y_test)), "labeled_images": n_lab}
+    held = {TEST_ACCURACY: (TEST_COUNT, splits.test)}
+    if with_val:
+        held[VAL_ACCURACY] = (VAL_COUNT, splits.val)
+    x_lab, *x_held = pixel_matrices([splits.labeled, *(ds for _, ds in held.values())], cfg.model.img_size)
+    clf = LogisticRegression(max_iter=5000).fit(x_lab, labels(splits.labeled))
+    out: dict = {}
+    for (acc_key, (count_key, ds)), x in zip(held.items(), x_held):
+        y = labels(ds)
+        out[acc_key], out[count_key] = float(clf.score(x, y)), int(len(y))
+    return {**out, "labeled_images": n_lab}

@@ -1,5 +1,6 @@
-"""The pieces of benchmarks/digits_frontier.py: the four digits splits, one pre-training, one fine-tune evaluated on
-validation and test, the pixel logistic regression, and the statistics its tables print.
+"""The pieces of benchmarks/studies/digits_frontier.py: the four digits splits, one pre-training, one fine-tune
+evaluated on validation and test, and the statistics its tables print (the pixel logistic regression and the
+Wilson interval are the product's: simmim_ray.search.answer.baselines, simmim_ray.search.answer.stats).
 
 In-process (`PretrainRun`, no Ray), one process emulating `workers` data-parallel workers: per-worker batch sizes are
 multiplied by `workers`, which gives the global batch, learning rate and steps per epoch of a DDP run (the ViT has no
@@ -10,9 +11,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-
-import numpy as np
-
 
 
 def run_config(overrides: dict, seed: int, workers: int):
@@ -89,37 +87,7 @@ def unit_seconds(cfg, splits) -> dict:
             "finetune_epoch_s": max(0.0, (t4 - t3) - (t3 - t2)) / k}
 
 
-def _rows(ds) -> tuple[object, np.ndarray]:
-    """A `Subset` of the records -> (records, row indices)."""
-    return ds.dataset, np.asarray(ds.indices)
-
-
-def pixel_logreg(splits) -> dict:
-    """Logistic regression on the raw pixels in [0, 1] of the labelled images (digits: 64; scikit-learn
-    defaults, C=1, not tuned on validation or test) -> validation and test accuracy."""
-    from sklearn.linear_model import LogisticRegression
-
-    recs, lab = _rows(splits.labeled)
-    x = recs.images.reshape(len(recs.labels), -1) / 255.0
-    y = np.asarray(recs.labels)
-    clf = LogisticRegression(max_iter=5000).fit(x[lab], y[lab])
-    out = {}
-    for name in ("val", "test"):
-        _, rows = _rows(getattr(splits, name))
-        out[name] = float(clf.score(x[rows], y[rows]))
-    return out
-
-
-# ---- statistics ----------------------------------------------------------------------------------
-def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of an accuracy `p` measured on `n` images."""
-    if n <= 0:
-        return (0.0, 1.0)
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
+# ---- statistics (the Wilson interval is the answer's own: simmim_ray.search.answer.stats) -----------------------------
 def mean_sd(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 

@@ -8,15 +8,16 @@ fine-tune from scratch (`--scratch`); and the pixel logistic regression. `--grid
 fine-tunes each checkpoint with F seeds: the spread across pre-training seeds against the spread across fine-tune
 seeds decides what confirmation re-seeds.
 
-    python benchmarks/digits_frontier.py --recipe default --seeds 0,1,2 --scratch
-    python benchmarks/digits_frontier.py --recipe default --grid 3,3
-    python benchmarks/digits_frontier.py --table          # re-render docs/digits_numbers.md from the stored runs
-    python benchmarks/digits_frontier.py --quick          # CI: a tiny recipe, 1 seed, a 2x2 grid, into a temp dir
+    python -m benchmarks.studies.digits_frontier --recipe default --seeds 0,1,2 --scratch
+    python -m benchmarks.studies.digits_frontier --recipe default --grid 3,3
+    python -m benchmarks.studies.digits_frontier --table   # re-render docs/digits_numbers.md from the stored runs
+    python -m benchmarks.studies.digits_frontier --quick   # CI: a tiny recipe, 1 seed, a 2x2 grid, into a temp dir
 
-Every run is stored in benchmarks/digits_frontier.json (one record per recipe, labelled fraction, seeds), so a study
-can be run in pieces of a few minutes; the tables in docs/digits_numbers.md (between `<!-- digits_frontier:NAME -->`
-markers) are re-rendered from all stored records whose recipe still has the same values. In-process and one thread
-(see benchmarks/digits_runs.py); a search's minutes are estimated from these seconds with the two constants below.
+Every run is stored in benchmarks/studies/digits_frontier.json (one record per recipe, labelled fraction, seeds), so
+a study can be run in pieces of a few minutes; the tables in docs/digits_numbers.md
+(between `<!-- digits_frontier:NAME -->` markers) are re-rendered from all stored records whose recipe still has the
+same values. In-process and one thread (see benchmarks/studies/digits_runs.py); a search's minutes are estimated
+from these seconds with the two constants below.
 """
 from __future__ import annotations
 
@@ -27,15 +28,14 @@ import os
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from benchmarks import digits_runs as dr  # noqa: E402
-from benchmarks.digits_tables import render_all  # noqa: E402
+from benchmarks.common import ROOT
+from benchmarks.studies import digits_runs as dr
+from benchmarks.studies.digits_tables import render_all
+from simmim_ray.metrics import TEST_ACCURACY, VAL_ACCURACY
+from simmim_ray.search.answer.baselines import pixel_logreg
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
-STORE = os.path.join(ROOT, "benchmarks", "digits_frontier.json")
-
+STORE = os.path.join(ROOT, "benchmarks", "studies", "digits_frontier.json")
 
 
 def arch(width: int, depth: int, heads: int, mlp: float) -> dict:
@@ -78,11 +78,13 @@ def run_recipe(name: str, overrides: dict, seeds: list[int], fractions: dict, wo
     per seed."""
     fixed = {**overrides, "data.test_fraction": fractions["test"], "data.val_fraction": fractions["val"],
              "eval.labeled_fraction": fractions["labeled"]}
-    splits = dr.splits_of(dr.run_config(fixed, 0, workers))
+    cfg0 = dr.run_config(fixed, 0, workers)
+    splits = dr.splits_of(cfg0)
     sizes = splits.sizes()
     common = {"recipe": name, "overrides": overrides, "fractions": fractions, "workers": workers,
               "n_labeled": sizes["labeled"], "n_pool": sizes["pretrain"]}
-    logreg = dr.pixel_logreg(splits)
+    baseline = pixel_logreg(cfg0, splits, with_val=True)  # the search's own baseline, also scored on validation
+    logreg = {"val": baseline[VAL_ACCURACY], "test": baseline[TEST_ACCURACY]}
     out = [{**common, "kind": "logreg", "n_val": sizes["val"], "n_test": sizes["test"], **logreg}]
     log(f"{name}: logistic regression val {logreg['val']:.3f} test {logreg['test']:.3f} ({sizes})")
     for p in (range(grid[0]) if grid else seeds) if simmim else []:

@@ -8,8 +8,8 @@ Then, per candidate metric and grace epoch: Spearman rank correlation with the f
 overlap of its top third with the final top third (what a reduction factor of 3 keeps), and Ray's own ASHA
 bracket replayed over many random trial orders (one trial at a time, as on 2 cores), with each metric's cost.
 
-    python benchmarks/proxy_correlation.py                # 16 trials, ~30 min on a contended 2-core machine
-    python benchmarks/proxy_correlation.py --quick        # 3 tiny trials (CI): checks the pipeline, not the answer
+    python -m benchmarks.studies.proxy_correlation           # 16 trials, ~30 min on a contended 2-core machine
+    python -m benchmarks.studies.proxy_correlation --quick   # 3 tiny trials (CI): checks the pipeline, not the answer
 """
 from __future__ import annotations
 
@@ -18,12 +18,10 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from types import SimpleNamespace
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchmarks.common import ROOT
 
 SPACE = os.path.join(ROOT, "search_spaces", "digits_quick.yaml")
 QUICK = {"model.img_size": 16, "train.epochs": 2, "eval.epochs": 2, "train.warmup_epochs": 1}
@@ -251,7 +249,7 @@ def main(argv=None) -> None:
                     help="short fine-tune epochs (default 3 8; none: no short fine-tunes)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every trial, e.g. eval.epochs=100 (searched keys not allowed)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "proxy_correlation.json"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "studies", "proxy_correlation.json"))
     ap.add_argument("--md", default=os.path.join(ROOT, "docs", "proxy_correlation.md"))
     ap.add_argument("--label", default="main", help="name of the generated block in --md (one per experiment)")
     ap.add_argument("--resume", action="store_true", help="keep finished trials of --out with the same settings")

@@ -1,9 +1,9 @@
 """The README's digits numbers: raw-pixel logistic regression, the default encoder trained from scratch on the labels,
 and SimMIM-pretrained then fine-tuned, on the same labelled subset and held-out split, over several seeds.
 
-    python benchmarks/digits_baselines.py                 # 3 seeds, 10% and 50% labels, ~15 min on 2 free cores
-    python benchmarks/digits_baselines.py --quick         # 1 seed, 2+3 epochs (CI): checks the pipeline only
-    python benchmarks/digits_baselines.py --set train.epochs=60 --section "train.epochs=60"   # an ablation
+    python -m benchmarks.studies.digits_baselines           # 3 seeds, 10% and 50% labels, ~15 min on 2 free cores
+    python -m benchmarks.studies.digits_baselines --quick   # 1 seed, 2+3 epochs (CI): checks the pipeline only
+    python -m benchmarks.studies.digits_baselines --set train.epochs=60 --section "train.epochs=60"   # an ablation
 
 Runs in-process (`PretrainRun`, no Ray), one thread by default. `--workers N` (default 2, what `simmim-ray train`
 uses) reproduces an N-worker data-parallel run in one process: per-worker batch sizes are multiplied by N, which
@@ -22,25 +22,12 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from benchmarks.common import command_line, describe, machine_info, write_marked_block  # noqa: E402
+from benchmarks.common import ROOT, command_line, describe, machine_info, write_marked_block
+from simmim_ray.io.configio import parse_set
 
 DOC = os.path.join(ROOT, "docs", "digits_numbers.md")
 QUICK = {"train.epochs": 2, "eval.epochs": 3, "train.warmup_epochs": 1}
-
-
-def parse_set(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: expected key=value")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def build_cfg(overrides: dict, workers: int, seed: int, fraction: float):
@@ -53,20 +40,13 @@ def build_cfg(overrides: dict, workers: int, seed: int, fraction: float):
 
 
 def logistic_regression(cfg) -> tuple[float, int, int]:
-    """Raw 8x8 pixels in [0, 1], sklearn defaults (C=1, not tuned on the held-out split); the indices come from
-    `build_splits`, so the labelled subset and held-out split are the encoder's. -> (accuracy, n_labelled, n_test)."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
+    """The search's own pixel baseline (raw pixels in [0, 1], sklearn defaults, C=1) on the encoder's labelled
+    subset and test split (`build_splits`). -> (accuracy, n_labelled, n_test)."""
+    from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT
+    from simmim_ray.search.answer.baselines import pixel_logreg
 
-    from simmim_ray.data.splits import build_splits
-
-    s = build_splits(cfg)
-    recs = s.labeled.dataset  # DigitsRecords; every split is a Subset of it
-    lab = np.asarray(s.labeled.indices)
-    test = np.asarray(s.test.indices)
-    x = recs.images.reshape(len(recs.labels), -1) / 255.0
-    clf = LogisticRegression(max_iter=5000).fit(x[lab], recs.labels[lab])
-    return float(clf.score(x[test], recs.labels[test])), len(lab), len(test)
+    out = pixel_logreg(cfg)
+    return out[TEST_ACCURACY], out["labeled_images"], out[TEST_COUNT]
 
 
 def run_seed(overrides: dict, workers: int, seed: int, fractions: list[float], log) -> dict:
@@ -170,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    overrides = {**(QUICK if a.quick else {}), **parse_set(a.set)}
+    overrides = {**(QUICK if a.quick else {}), **parse_set(a.set)}  # the CLI's --set: same types, same errors
     fractions = [0.1] if a.quick else [float(x) for x in a.fractions.split(",")]
     seeds = 1 if a.quick else a.seeds
     out = a.out if a.out is not None else (None if a.quick else DOC)

@@ -1,4 +1,4 @@
-"""The markdown tables of benchmarks/digits_frontier.py, rendered from its stored records, and the estimate of a
+"""The markdown tables of benchmarks/studies/digits_frontier.py, rendered from its stored records, and the estimate of a
 search's wall minutes from in-process seconds."""
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import statistics
 from collections import defaultdict
 
 from benchmarks import common
-from benchmarks.digits_runs import mean_sd, seed_components, wilson
+from benchmarks.studies.digits_runs import mean_sd, seed_components
+from simmim_ray.search.answer.stats import wilson_interval
 
 # A Ray Tune + Train trial's fixed cost beyond its training loop on an idle 2-core machine
 # (benchmarks/trial_overhead.py, README "Speed").
@@ -40,7 +41,7 @@ def _pct(xs: list[float]) -> str:
 
 
 def _wilson_cell(xs: list[float], n: int) -> str:
-    lo, hi = wilson(statistics.mean(xs), n)
+    lo, hi = wilson_interval(statistics.mean(xs), n)
     return f"{100 * lo:.1f}-{100 * hi:.1f}"
 
 
@@ -104,7 +105,7 @@ def frontier_table(records: list[dict], recipes: dict) -> str:
                 "|---|---|---|---|---|---|---|---|---|---|---|")
         lines = [head]
         if logreg:
-            lr_wilson = wilson(logreg["test"], logreg["n_test"])
+            lr_wilson = wilson_interval(logreg["test"], logreg["n_test"])
             lines.append(f"| pixel logistic regression (same labelled images) | 650 | | {100 * logreg['val']:.1f} | "
                          f"{100 * logreg['test']:.1f} | {100 * lr_wilson[0]:.1f}-{100 * lr_wilson[1]:.1f} | | | "
                          f"| | |")
