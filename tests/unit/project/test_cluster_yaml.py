@@ -7,9 +7,10 @@ import os
 import re
 
 import pytest
+import repo_root
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = repo_root.REPO
 CLUSTER_YAML = os.path.join(ROOT, "cluster.yaml")
 RAYJOB_YAML = os.path.join(ROOT, "k8s", "rayjob.yaml")
 # GPUs per instance type used in cluster.yaml (Ray asks EC2 for this at launch; the test must not call AWS)

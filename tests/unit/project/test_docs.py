@@ -8,12 +8,13 @@ import pathlib
 import re
 
 import pytest
+import repo_root
 
 from simmim_ray.config import Config
 from simmim_ray.config_rules import FIELD_RULES
 from simmim_ray.search import settings as st
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = repo_root.REPO_PATH
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 MAX_README_LINES = 150

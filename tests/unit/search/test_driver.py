@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import repo_root
 import yaml
 
 from simmim_ray.config import Config
@@ -57,7 +58,7 @@ def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
     from simmim_ray.cli import main
 
     assert main(["search", "digits_quick", "--storage-path", str(tmp_path), "--target-accuracy", "0.5"]) == 0
-    fixed = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "search_spaces",
+    fixed = yaml.safe_load(open(os.path.join(repo_root.REPO, "search_spaces",
                                              "digits_quick.yaml")))["fixed"]
     assert fixed["train.epochs"] != Config().train.epochs  # else this would not tell fixed values from defaults
     assert seen["base"].train.epochs == fixed["train.epochs"] and seen["base"].eval.epochs == fixed["eval.epochs"]

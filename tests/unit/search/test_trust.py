@@ -11,12 +11,13 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import repo_root
 
 from simmim_ray.errors import UserError
 from simmim_ray.search import trust
 from simmim_ray.search.trust_callback import PickleDigests
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = repo_root.REPO
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ import optuna
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+import repo_root
 import torch
 
 from cluster_utils import moto_s3
@@ -29,7 +30,7 @@ from simmim_ray.search.ledger import TRIAL_ENDED
 
 pytestmark = pytest.mark.slow
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = repo_root.REPO
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
         "--set", "model.img_size=16", "--grace-period", "1", "--confirm", "0"]  # confirmation: test_isolation.py
 

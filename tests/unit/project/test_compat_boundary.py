@@ -6,8 +6,9 @@ from __future__ import annotations
 import ast
 import os
 import re
+import repo_root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = repo_root.REPO
 ROOT = os.path.join(REPO, "simmim_ray")
 SEAM = os.path.join(ROOT, "_compat")
 BENCHMARKS = os.path.join(REPO, "benchmarks")

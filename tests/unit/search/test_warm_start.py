@@ -5,6 +5,7 @@ import itertools
 import os
 
 import pytest
+import repo_root
 import yaml
 
 from simmim_ray.config import Config
@@ -16,7 +17,7 @@ from simmim_ray.search.size import encoder_size
 from simmim_ray.search.warm_start import size_ladder
 from simmim_ray.models.factory import build_encoder, count_params, encoder_flops
 
-SPACES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "search_spaces")
+SPACES = os.path.join(repo_root.REPO, "search_spaces")
 
 
 # A digits space that searches the recipe keys too (masking, loss), which the ladder must hold at the recipe's values

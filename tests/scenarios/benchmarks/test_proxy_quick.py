@@ -8,9 +8,9 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
+import repo_root
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = repo_root.REPO_PATH
 sys.path.insert(0, str(ROOT))
 
 

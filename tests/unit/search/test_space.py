@@ -6,13 +6,14 @@ import os
 
 import optuna
 import pytest
+import repo_root
 import yaml
 
 from simmim_ray.config import Config
 from simmim_ray.errors import UserError
 from simmim_ray.search.space import load_space, parse_space, to_optuna
 
-ROOT = os.path.dirname(os.path.dirname(__file__))
+ROOT = repo_root.REPO
 
 
 def ok_space(**params):

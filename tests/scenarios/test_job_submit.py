@@ -11,13 +11,14 @@ import sys
 import optuna
 import pyarrow.parquet as pq
 import pytest
+import repo_root
 
 from cluster_utils import RAY_BIN, LocalCluster, run_with_cluster
 from proc_utils import ran
 
 pytestmark = pytest.mark.slow
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = repo_root.REPO
 # keep the uploaded working_dir to the sources (Ray also skips what .gitignore lists)
 EXCLUDES = [".git", ".venv", ".venv-floor", "venv", "experiments", "runs", ".pytest_cache", ".ruff_cache", "*.egg-info",
             "__pycache__"]

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+import repo_root
 
 from proc_utils import e2e_space
 from simmim_ray import signals
@@ -20,7 +21,7 @@ from simmim_ray.errors import UserError
 from simmim_ray.search.experiment import Experiment
 from simmim_ray.train import ray_init
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = repo_root.REPO
 NATIVE = ("Fatal Python error", "Aborted", "SIGTERM received", "Traceback", "core dumped")
 STDLIB_SIGNAL = signal.signal
 

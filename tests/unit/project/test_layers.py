@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ast
 import os
+import repo_root
 
-ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "simmim_ray")
+ROOT = os.path.join(repo_root.REPO, "simmim_ray")
 ORDER = ["cli", "search", "train", "core"]  # left may import right, never the other way
 CORE_FORBIDDEN = ("ray", "optuna", "yaml", "argparse")
 # top-level modules that are not core: the seam and the I/O helpers (the core must not import them either)
