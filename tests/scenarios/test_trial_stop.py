@@ -97,27 +97,3 @@ def test_without_a_stop_signal_the_run_finishes_and_errors_still_raise(ray_sessi
     with pytest.raises(Exception, match="boom"):
         with stopper:
             _trainer(tmp_path, _fails, "fails", [stopper.callback]).fit()
-
-
-def test_outside_tune_there_is_no_stop_event_and_nothing_watches():
-    from simmim_ray.search.trial_stop import StopWithTune
-
-    stopper = StopWithTune()
-    assert stopper.stop_event is None
-    with stopper:
-        pass
-    assert not stopper.stopped
-
-
-def test_trainer_starts_no_dataset_manager_without_datasets(tmp_path):
-    from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
-
-    from simmim_ray._compat.ray_trainer import default_callback_types
-
-    def kinds(**kw) -> set:
-        trainer = _trainer(tmp_path, _quick, "t", [])
-        trainer.datasets = kw.get("datasets", {})
-        return default_callback_types(trainer)
-
-    assert DatasetsCallback not in kinds()
-    assert DatasetsCallback in kinds(datasets={"train": object()})  # a Ray Dataset in a real run

@@ -1,7 +1,6 @@
 """simmim_ray.storage: local paths and URIs through pyarrow, the shared-storage rule, and a real S3 API (moto)."""
 from __future__ import annotations
 
-import os
 
 import pyarrow.fs as pafs
 import pytest
@@ -96,14 +95,6 @@ def test_multi_node_accepts_a_mount_every_node_sees(tmp_path):
     seen = []
     storage.check_shared_storage(str(tmp_path), 2, probe=lambda p: seen.append(p) or [])
     assert seen == [str(tmp_path)]
-
-
-@pytest.mark.slow
-def test_probe_on_a_real_single_node_ray(ray_session, tmp_path):
-    """The default probe runs a task on every node that checks for a marker file, then removes the marker."""
-    assert storage.nodes_missing_path(str(tmp_path)) == []
-    assert os.listdir(tmp_path) == []
-    assert storage.cluster_node_count() == 1
 
 
 def test_s3_roundtrip_against_moto_server(monkeypatch):
