@@ -1,6 +1,6 @@
 """The rows of docs/bad_input.md: (id, group, what, command, key, message), and the files they use.
 
-Read by tests/test_bad_input.py, which runs every row and regenerates the docs table from it.
+Read by tests/unit/cli/test_bad_input.py, which runs every row and regenerates the docs table from it.
 """
 from __future__ import annotations
 

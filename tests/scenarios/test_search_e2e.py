@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
         "--set", "train.batch_size=64",
         "--set", "model.img_size=16", "--set", "eval.batch_size=128",
-        "--confirm", "0"]  # confirmation on Ray: tests/test_isolation.py
+        "--confirm", "0"]  # confirmation on Ray: tests/scenarios/test_isolation.py
 RESULT_COLUMNS = {"trial_id", "status", "val_accuracy", "params", "flops", "feasible", "epochs", "wall_s",
                   "model.embed_dim", "mask.ratio", "loss.visible_weight"}
 

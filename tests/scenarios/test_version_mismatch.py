@@ -1,7 +1,8 @@
 """Joining a real cluster of another Ray version: refused with one line naming both versions, exit 2.
 
 Needs a `ray` executable of another Ray version in SIMMIM_OTHER_RAY (.ci/run passes the floor venv's); skipped
-without one. tests/test_compat.py checks the same refusal against Ray's own version-check error, everywhere."""
+without one. tests/unit/_compat/test_compat.py checks the same refusal against Ray's own version-check error,
+everywhere."""
 from __future__ import annotations
 
 import os

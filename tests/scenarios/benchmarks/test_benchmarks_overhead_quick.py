@@ -1,6 +1,6 @@
 """The trial-overhead benchmark still runs (`--quick`, as a subprocess) and writes a sane RESULTS.md section. No
 timing assertions: only that the numbers are there, well-formed and consistent. (The search replay's quick run:
-tests/test_search_replay.py.)"""
+tests/unit/benchmarks/test_search_replay.py.)"""
 from __future__ import annotations
 
 import re

@@ -93,7 +93,7 @@ def test_rays_version_mismatch_error_is_read_as_both_versions():
 
 def test_joining_a_cluster_of_another_ray_is_refused_in_one_line_naming_both(monkeypatch):
     """The narrow fake: `ray.init` raises the error Ray's own version check makes (the real cluster of another
-    Ray version is tests/test_version_mismatch.py)."""
+    Ray version is tests/scenarios/test_version_mismatch.py)."""
     import ray
 
     from simmim_ray.train import ray_init

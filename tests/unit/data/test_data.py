@@ -119,7 +119,7 @@ def test_cifar10_missing_root_is_user_error(tmp_path):
         build_splits(cfg(source="cifar10", path=str(tmp_path / "nope")))
 
 
-# Parquet and image folders stream: tests/test_data_stream.py, tests/test_data_check.py
+# Parquet and image folders stream: tests/unit/data/test_data_stream.py, tests/unit/data/test_data_check.py
 
 
 # ---- transforms --------------------------------------------------------------------------------------------

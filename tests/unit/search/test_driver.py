@@ -65,7 +65,8 @@ def test_search_applies_the_space_fixed_values_to_trials(monkeypatch, tmp_path):
 
 
 def test_tune_saves_its_state_every_2_s_on_file_systems_only(monkeypatch):
-    # a trial that starts and ends between two of Tune's saves is unknown to --resume (tests/test_search_e2e.py)
+    # a trial that starts and ends between two of Tune's saves is unknown to --resume
+    # (tests/scenarios/test_search_e2e.py)
     from simmim_ray.search.driver import tune_state_period
 
     monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S", raising=False)

@@ -1,7 +1,8 @@
 """The ledger: events appended to one file per stream, merged oldest first; a line cut by a kill is skipped quietly,
 any other damaged line with one warning naming the file, the line and the rule; an older experiment's trials.jsonl
 is read as trial events; only regular files are read (a named pipe never hangs a reader) and a ledger/ that is no
-directory of the experiment is refused. (tests/test_ledger_schema.py: the schema, and ledgers Hypothesis damages.)"""
+directory of the experiment is refused. (tests/unit/search/test_ledger_schema.py: the schema, and ledgers
+Hypothesis damages.)"""
 from __future__ import annotations
 
 import json

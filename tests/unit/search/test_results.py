@@ -106,7 +106,8 @@ def test_report_text_and_json(experiment, capsys):
     exp, _ = experiment
     assert main(["report", exp.uri]) == 0
     out = capsys.readouterr().out
-    # feasible on validation, not yet confirmed on test: no winner yet (tests/test_answer.py: the answer itself)
+    # feasible on validation, not yet confirmed on test: no winner yet (tests/unit/search/test_answer.py: the
+    # answer itself)
     assert "Answer: pending" in out and "1 error" in out and "1 pruned" in out and "1 running" in out
     assert main(["report", exp.uri, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
