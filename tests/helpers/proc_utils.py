@@ -12,12 +12,16 @@ import tempfile
 import pytest
 
 
-def run_simmim(args: list[str], cwd, timeout: float) -> tuple[int, str]:
-    """`python -m simmim_ray ARGS` in `cwd` with a fresh local Ray in its own short temp dir (never someone else's
-    cluster); on timeout the process group it started, Ray included, is killed and the test fails with the log's
-    tail. -> (exit code, stdout + stderr)."""
+def run_simmim(args: list[str], cwd, timeout: float, cluster=None) -> tuple[int, str]:
+    """`python -m simmim_ray ARGS` in `cwd`, joining `cluster` (a cluster_utils.LocalCluster, e.g. the session's
+    `cli_cluster`) or else with a fresh local Ray in its own short temp dir (never someone else's cluster); on
+    timeout the process group it started, a local Ray included, is killed and the test fails with the log's tail.
+    -> (exit code, stdout + stderr)."""
     ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp}
+    if cluster is not None:
+        env = cluster.env({"RAY_ADDRESS": cluster.address})
+    else:
+        env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": ray_tmp}
     proc = subprocess.Popen([sys.executable, "-m", "simmim_ray", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd, start_new_session=True)
     try:

@@ -66,10 +66,11 @@ def test_two_worker_ray_train_on_digits(ray_session, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.floor_smoke
-def test_train_cli_end_to_end(tmp_path):
+def test_train_cli_end_to_end(tmp_path, cli_cluster):
     out = tmp_path / "out"
     rc, log = run_simmim(["train", "--workers", "2", "--output", str(out),
-                          *set_args({**TINY, "train.log_images": False})], tmp_path, timeout=240)
+                          *set_args({**TINY, "train.log_images": False})], tmp_path, timeout=240,
+                         cluster=cli_cluster)
     assert rc == 0, log[-3000:]
     assert "final: val_accuracy=" in log
     assert " trial path (" in log  # one line says which trial path (simmim_ray/_compat) runs

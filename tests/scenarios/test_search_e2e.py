@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import optuna
@@ -39,7 +40,7 @@ def trial_rows(exp: str) -> list[dict]:
     return pq.read_table(os.path.join(exp, "results.parquet")).to_pylist()
 
 
-def test_search_end_to_end_writes_every_output(tmp_path):
+def test_search_end_to_end_writes_every_output(tmp_path, join_cluster):
     r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path", str(tmp_path),
             "--target-accuracy",
             "0.05", "--grace-period", "1", *TINY)
@@ -94,15 +95,21 @@ def trained(exp) -> dict[str, list[dict]]:
 def start_and_kill(args: list[str], exp, log_path, ended: int) -> set[str]:
     """Runs a search until `ended` trials have ended, then SIGKILLs its driver and everything it started, as a
     crash would; -> the trials ended in the ledger by then."""
+    # a private local Ray, killed with the driver's process group: on the session's cluster the killed driver's
+    # trials would go on writing into the experiment until Ray noticed, racing what the test reads next
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env.update(RAY_ADDRESS="local", RAY_TMPDIR=ray_tmp, PYTHONUNBUFFERED="1")
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "simmim_ray", *args], stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                env=env, start_new_session=True)
         deadline = time.time() + 400
         while time.time() < deadline and len(ended_trials(exp)) < ended:
             assert proc.poll() is None, open(log_path).read()[-3000:]
-            time.sleep(1)
+            time.sleep(0.25)  # the ledger is the event: kill soon after the trial that ended it
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     return ended_trials(exp)
 
 
@@ -134,7 +141,8 @@ def test_public_path_search_end_to_end(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("state_period", [pytest.param("", marks=pytest.mark.floor_smoke), "60"],
                          ids=["tune-state-2s", "tune-state-60s"])
-def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path, monkeypatch, state_period):
+def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path, monkeypatch, state_period,
+                                                                         join_cluster):
     """"60": Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial
     starts and finishes between two saves and the restored Tune never knows it: its row still comes from the
     ledger, and the searcher's budget (counted from the study) starts no fifth trial."""
@@ -169,7 +177,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
 
 
-def test_resume_works_on_the_directory_given_copied_or_moved(tmp_path):
+def test_resume_works_on_the_directory_given_copied_or_moved(tmp_path, join_cluster):
     """A killed search copied elsewhere and resumed there: the copy finishes (its own study, ledger, Tune state,
     checkpoints) and the original is untouched, byte for byte. The original, then moved, resumes where it is."""
     exp = tmp_path / "first" / "digits_quick"

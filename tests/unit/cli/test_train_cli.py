@@ -3,8 +3,18 @@
 import pytest
 
 from data_factory import make_image_folder, write_parquet_shards
+from simmim_ray.cli import train as train_cmd
 from simmim_ray.cli import main
 from simmim_ray.errors import UserError
+
+
+@pytest.fixture(autouse=True)
+def no_ray(monkeypatch):
+    """Every case here must be rejected before Ray starts."""
+    def fail(*a, **k):
+        raise AssertionError("Ray was started for bad input")
+
+    monkeypatch.setattr(train_cmd, "init_ray", fail)
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
