@@ -10,9 +10,9 @@ import pytest
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(TESTS, "scenarios")
-# Under `-n N --dist loadgroup` (README's test command) each scenario module runs on one xdist worker (its module
-# fixtures and its Ray start once); these, which measure time, memory or start whole clusters, share one group so
-# that no two of them run at the same time
+# Under `-n N --dist loadgroup` (README's test command) tests spread over the workers one by one (each worker
+# starts its session Ray and its cluster once, with free ports and temp dirs of its own); these scenarios, which
+# measure time or memory or start whole clusters, are one group, so no two of them run at the same time
 ALONE = ("benchmarks", "test_multinode.py", "test_multinode_data.py", "test_job_submit.py")
 
 
@@ -28,9 +28,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.unit)
             continue
         item.add_marker(pytest.mark.scenario)
-        rel = os.path.relpath(path, SCENARIOS)
-        alone = rel.split(os.sep)[0] in ALONE
-        item.add_marker(pytest.mark.xdist_group("alone" if alone else rel))
+        if os.path.relpath(path, SCENARIOS).split(os.sep)[0] in ALONE:
+            item.add_marker(pytest.mark.xdist_group("alone"))
+
 
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
