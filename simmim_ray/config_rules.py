@@ -1,7 +1,7 @@
 """The rule of every config field, in one table: `FIELD_RULES` maps each dotted key to its allowed values.
 
 `Config.validate` applies this table first (one field at a time), then the rules that tie fields together
-(divisibility, Swin windows, model size). A field without a row here is a bug that tests/test_config_properties.py
+(divisibility, Swin windows, model size). A field without a row here is a bug that tests/unit/test_config_properties.py
 reports; its type alone (finite float, real bool, ...) is still checked by `config.coerce`.
 
 Upper bounds are sanity limits, far above any model this project trains: a typo such as `embed_dim=6400000` must

@@ -1,11 +1,36 @@
-"""Shared fixtures. Ray is started once per session with explicit CPUs and its own temp dir; only what a test
-starts is stopped (never `ray stop`)."""
+"""Shared fixtures, and the two layers: tests/unit/ (no Ray, no command line in a process of its own; marker
+`unit`) and tests/scenarios/ (Ray and end-to-end runs; marker `scenario`). Ray is started once per session (per
+xdist worker) with explicit CPUs and its own temp dir; only what a test starts is stopped (never `ray stop`)."""
 from __future__ import annotations
 
 import os
 import tempfile
 
 import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+SCENARIOS = os.path.join(TESTS, "scenarios")
+# Under `-n N --dist loadgroup` (README's test command) tests spread over the workers one by one (each worker
+# starts its session Ray and its cluster once, with free ports and temp dirs of its own); these scenarios, which
+# measure time or memory or start whole clusters, are one group, so no two of them run at the same time
+ALONE = ("benchmarks", "test_multinode.py", "test_multinode_data.py", "test_job_submit.py")
+
+
+def pytest_configure(config):
+    # registered here too, so the mark is known when pytest-xdist is not installed (a plain serial run)
+    config.addinivalue_line("markers", "xdist_group(name): tests that run on the same xdist worker")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = str(item.path)
+        if not path.startswith(SCENARIOS + os.sep):
+            item.add_marker(pytest.mark.unit)
+            continue
+        item.add_marker(pytest.mark.scenario)
+        if os.path.relpath(path, SCENARIOS).split(os.sep)[0] in ALONE:
+            item.add_marker(pytest.mark.xdist_group("alone"))
+
 
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")

@@ -64,7 +64,7 @@ def version_mismatch(error: BaseException) -> tuple[str, str] | None:
     return "another version", ray.__version__
 
 
-# what the lean path needs from Ray core (probe.check arguments); each has a test in tests/test_compat.py
+# what the lean path needs from Ray core (probe.check arguments); each has a test in tests/unit/_compat/test_compat.py
 CHECKS = (("ray.experimental.internal_kv", "_internal_kv_put", ("key", "value", "namespace")),
           ("ray.experimental.internal_kv", "_internal_kv_get", ("key", "namespace")),
           ("ray.experimental.internal_kv", "_internal_kv_del", ("key", "del_by_prefix", "namespace")))

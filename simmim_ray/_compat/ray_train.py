@@ -130,7 +130,7 @@ def abort_controller(published: bytes) -> None:
 
 
 _CTL = "ray.train.v2._internal.execution.controller.controller"
-# probe.check arguments; each has a test in tests/test_compat.py
+# probe.check arguments; each has a test in tests/unit/_compat/test_compat.py
 CHECKS = (
     ("ray._common.network_utils", "build_address"),
     ("ray.train._internal.utils", "get_address_and_port"),

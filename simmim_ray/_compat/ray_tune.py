@@ -32,7 +32,7 @@ def stop_event() -> threading.Event | None:
     return getattr(session, "stop_event", None) if session is not None else None
 
 
-# probe.check arguments; each has a test in tests/test_compat.py
+# probe.check arguments; each has a test in tests/unit/_compat/test_compat.py
 CHECKS = ((SESSION, "get_session"),
           (SESSION, "_TrainSession", (), ("_inter_actor_queue", "stop_event")),
           (SESSION, "_TrainSession._get_or_create_inter_actor_queue"),

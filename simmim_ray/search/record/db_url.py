@@ -6,8 +6,8 @@ connects with takes the password from SIMMIM_RAY_STUDY_DB_PASSWORD when it holds
 stored URL holds none); without that variable the database driver's own defaults apply (PostgreSQL: PGPASSWORD,
 ~/.pgpass).
 
-A URL is split as SQLAlchemy splits it (Optuna connects through SQLAlchemy; tests/test_db_url.py checks that the
-two agree), so what is hidden is what the driver would send as the password; a query parameter a driver also
+A URL is split as SQLAlchemy splits it (Optuna connects through SQLAlchemy; tests/unit/search/test_db_url.py checks
+that the two agree), so what is hidden is what the driver would send as the password; a query parameter a driver also
 takes a password from (`?password=...`) is hidden too. Pure Python.
 """
 from __future__ import annotations

@@ -1,0 +1,90 @@
+"""The test split decides nothing in a search: only confirmation and the baselines read it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT
+
+
+SEARCH = ["search", "digits_quick", "--trials", "3", "--target-accuracy", "0.05", "--scheduler", "fifo",
+          "--workers-per-trial", "1", "--max-concurrent", "1", "--seed", "0",
+          "--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
+          "--set", "train.batch_size=64", "--set", "model.img_size=16", "--set", "eval.batch_size=128"]
+# three configurations, each smaller than the last: every one is feasible at this target, and a configuration that
+# cannot beat the smallest feasible one is never trained, so a larger one would not run
+POINTS = "".join(f"- {{model.embed_dim: {w}, model.depth: {d}, mask.ratio: 0.6, loss.visible_weight: 0.0}}\n"
+                 for w, d in ((64, 2), (48, 1), (32, 1)))
+DECISIONS = ("status", "val_accuracy", "val_count", "proxy_knn", "params", "flops", "feasible", "epochs", "loss")
+
+
+@pytest.mark.slow
+def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_path, monkeypatch, capsys):
+    """Two searches with fixed seeds (FIFO, one trial at a time, one worker each), the second with the test
+    split's labels shuffled: the same trial configs, reports, objective values and feasibility; only what reads
+    the test split differs (the pixel baseline). The first also confirms its smallest candidate on Ray."""
+    from simmim_ray.cli import main
+    from simmim_ray.data import splits as splits_mod
+    from simmim_ray.search.answer import tables
+    from simmim_ray.search.record.experiment import Experiment
+    from simmim_ray.train import launch
+
+    real_build, shared = splits_mod.build_splits, []
+
+    def permuted(cfg):
+        s = real_build(cfg)
+        recs, idx = s.test.dataset, np.asarray(s.test.indices)
+        labels = recs.labels.copy()
+        labels[idx] = np.random.default_rng(7).permutation(labels[idx])
+        assert (labels[idx] != recs.labels[idx]).mean() > 0.5
+        recs.labels = labels  # every split is a Subset of these records: only the test items change
+        return s
+
+    real_share = launch.share_splits
+    monkeypatch.setattr(launch, "share_splits", lambda cfg: shared.append(real_share(cfg)) or shared[-1])
+    points = tmp_path / "points.yaml"
+    points.write_text(POINTS)
+    search = [*SEARCH, "--points", str(points)]
+    assert main([*search, "--storage-path", str(tmp_path), "--name", "plain", "--confirm", "1",
+                 "--confirm-seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    # our TensorBoard hint, not Tune's configuration box and its hint to a directory of Ray's session
+    assert f"tensorboard --logdir {tmp_path / 'plain' / 'tb'}" in out
+    assert "Configuration for experiment" not in out and "driver_artifacts" not in out
+    monkeypatch.setattr(splits_mod, "build_splits", permuted)
+    assert main([*search, "--storage-path", str(tmp_path), "--name", "shuffled", "--confirm", "0"]) == 0
+    # every trial's workers took the driver's (here: shuffled) splits from the object store
+    assert len(shared) == 2 and all(x is not None for x in shared)
+
+    def decisions(name: str):
+        exp = Experiment(str(tmp_path / name))
+        events = exp.ledger.events()
+        rows, history = tables.trial_rows(events)
+        tables.mark_feasible(rows, 0.05)
+        order = [e["trial_id"] for e in events if e["event"] == "trial_started"]
+        by = {r["trial_id"]: r for r in rows}
+        trials = [({k: v for k, v in by[t].items() if "." in k}, {k: by[t][k] for k in DECISIONS}) for t in order]
+        curves = [[(h["epoch"], h.get("proxy_knn"), h.get("loss")) for h in history if h["trial_id"] == t]
+                  for t in order]
+        reported = {k for e in events if e["event"] == "trial_result" for k in e["result"]}
+        return trials, curves, reported, exp
+
+    plain, shuffled = decisions("plain"), decisions("shuffled")
+    assert len(plain[0]) == 3 and all(d["status"] == "complete" for _, d in plain[0])
+    assert plain[0] == shuffled[0] and plain[1] == shuffled[1]
+    assert not {TEST_ACCURACY, TEST_COUNT} & (plain[2] | shuffled[2])  # no trial measured the test split
+    # the shuffled labels did reach what reads the test split: the pixel baseline falls to about chance
+    base = {n: d[3].ledger.latest("baseline", name="pixel_logreg")[TEST_ACCURACY] for n, d in
+            (("plain", plain), ("shuffled", shuffled))}
+    assert base["plain"] > 0.8 and base["shuffled"] < 0.4
+    # the first search's confirmation and scratch baseline ran as Train jobs and were recorded
+    conf = plain[3].ledger.events("confirmation")
+    assert [len(e["runs"]) for e in conf] == [2] and all(0 <= r[TEST_ACCURACY] <= 1 for r in conf[0]["runs"])
+    assert {r["test_count"] for r in conf[0]["runs"]} == {len(real_build(_digits_cfg()).test)}
+    assert plain[3].ledger.events("baseline", name="scratch")
+
+
+def _digits_cfg():
+    from simmim_ray.config import Config
+
+    return Config().with_overrides({"model.img_size": 16})

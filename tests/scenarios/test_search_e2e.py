@@ -1,0 +1,226 @@
+"""End-to-end searches through the real CLI: Ray Tune + Optuna + Train (2 workers per trial) on digits."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+from proc_utils import e2e_space, ran, shrinking, tree
+
+from simmim_ray._compat import ENV_VAR, trial_path
+from simmim_ray.metrics import REPLAYED
+from simmim_ray.search.record.experiment import Experiment
+from simmim_ray.search.record.ledger import INTERRUPTED, TRIAL_ENDED, TRIAL_RESULT
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
+        "--set", "train.batch_size=64",
+        "--set", "model.img_size=16", "--set", "eval.batch_size=128",
+        "--confirm", "0"]  # confirmation on Ray: tests/scenarios/test_isolation.py
+RESULT_COLUMNS = {"trial_id", "status", "val_accuracy", "params", "flops", "feasible", "epochs", "wall_s",
+                  "model.embed_dim", "mask.ratio", "loss.visible_weight"}
+
+
+def cli(*args: str, timeout: int = 600, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "simmim_ray", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+def trial_rows(exp: str) -> list[dict]:
+    return pq.read_table(os.path.join(exp, "results.parquet")).to_pylist()
+
+
+def test_search_end_to_end_writes_every_output(tmp_path, join_cluster):
+    r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path", str(tmp_path),
+            "--target-accuracy",
+            "0.05", "--grace-period", "1", *TINY)
+    assert r.returncode == 0, r.stderr[-3000:]
+    exp = tmp_path / "digits_quick"
+    rows = trial_rows(str(exp))
+    assert len(rows) == 3 and RESULT_COLUMNS <= set(rows[0])
+    assert {row["status"] for row in rows} <= {"complete", "pruned"}
+    done = [row for row in rows if row["status"] == "complete"]
+    assert done and all(0 <= row["val_accuracy"] <= 1 and row["params"] > 0 and row["flops"] > 0 for row in done)
+    # pruned trials carry no (truncated) accuracy and are never feasible
+    assert all(row["val_accuracy"] is None and not row["feasible"] for row in rows if row["status"] == "pruned")
+    history = pq.read_table(str(exp / "history.parquet")).to_pylist()
+    assert {h["trial_id"] for h in history} == {row["trial_id"] for row in rows}
+    # the winner is the smallest feasible trial, exported with its config and loadable in one call
+    feasible = [row for row in rows if row["feasible"]]
+    best = min(feasible, key=lambda row: row["params"])
+    metrics = json.loads((exp / "best" / "metrics.json").read_text())
+    assert metrics["trial_id"] == best["trial_id"]
+    from simmim_ray.io.export import load_encoder
+    from simmim_ray.models import count_params
+
+    enc = load_encoder(str(exp / "best"))
+    assert count_params(enc) == best["params"]
+    assert (exp / "pareto.png").stat().st_size > 1000
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(exp / "tb" / best["trial_id"]))
+    study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{exp}/study.db")
+    states = sorted(t.state.name for t in ran(study))
+    assert states == sorted("COMPLETE" if row["status"] == "complete" else "PRUNED" for row in rows)
+    assert "Winner:" in r.stdout
+    # the terminal in a log (not a TTY): no Optuna INFO line, no colour or redraw codes, counts in one format
+    assert "A new study created" not in r.stdout + r.stderr
+    assert "\x1b[" not in r.stdout and "\r" not in r.stdout and "e+0" not in r.stdout
+    assert "RAY_AUTH_MODE=disabled" not in r.stdout  # Ray's banner goes to stderr; ours never repeats it
+    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("[")]) == 3  # one line per trial
+    pids = {json.loads(line)["pid"] for row in rows
+            for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
+    if trial_path(say=False) == "lean":  # Tune handed finished and pruned trials' actors to later trials
+        assert len(pids) < len(rows), pids
+    else:  # Tune ended each trial's actor (and with it the trial's Train run)
+        assert len(pids) == len(rows), pids
+    # the report reads the stored experiment
+    rep = cli("report", str(exp), "--json")
+    assert rep.returncode == 0
+    assert json.loads(rep.stdout)["winner"]["trial_id"] == best["trial_id"]
+
+
+def trained(exp) -> dict[str, list[dict]]:
+    """Each trial's reports that came from training (not a recorded final result reported again)."""
+    out: dict[str, list[dict]] = {}
+    for e in Experiment(str(exp)).ledger.events(TRIAL_RESULT):
+        if not e["result"].get(REPLAYED):
+            out.setdefault(e["trial_id"], []).append(e["result"])
+    return out
+
+
+def start_and_kill(args: list[str], exp, log_path, ended: int) -> set[str]:
+    """Runs a search until `ended` trials have ended, then SIGKILLs its driver and everything it started, as a
+    crash would; -> the trials ended in the ledger by then."""
+    # a private local Ray, killed with the driver's process group: on the session's cluster the killed driver's
+    # trials would go on writing into the experiment until Ray noticed, racing what the test reads next
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env.update(RAY_ADDRESS="local", RAY_TMPDIR=ray_tmp, PYTHONUNBUFFERED="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "simmim_ray", *args], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+        deadline = time.time() + 400
+        while time.time() < deadline and len(ended_trials(exp)) < ended:
+            assert proc.poll() is None, open(log_path).read()[-3000:]
+            time.sleep(0.25)  # the ledger is the event: kill soon after the trial that ended it
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    return ended_trials(exp)
+
+
+def ended_trials(exp) -> set[str]:
+    if not os.path.isdir(os.path.join(exp, "ledger")):
+        return set()
+    return {e["trial_id"] for e in Experiment(str(exp)).ledger.events(TRIAL_ENDED)}
+
+
+@pytest.mark.floor_smoke
+def test_public_path_search_end_to_end(tmp_path, monkeypatch):
+    """The public trial path (Ray's TuneReportCallback and TorchConfig, no actor reuse), forced: a 2-trial search
+    with ASHA finishes, each trial in its own actor, and says which path ran."""
+    monkeypatch.setenv(ENV_VAR, "public")
+    r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 2), "--trials", "2", "--storage-path", str(tmp_path),
+            "--target-accuracy",
+            "0.05", "--grace-period", "1", *TINY)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "simmim-ray: public trial path (SIMMIM_RAY_TRIAL_PATH=public)" in r.stderr
+    exp = tmp_path / "digits_quick"
+    rows = trial_rows(str(exp))
+    assert len(rows) == 2 and {row["status"] for row in rows} <= {"complete", "pruned"}
+    assert any(row["feasible"] for row in rows) and "Winner:" in r.stdout
+    pids = {json.loads(line)["pid"] for row in rows
+            for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
+    assert len(pids) == 2, pids
+    assert (exp / "trial_path").read_text().strip() == "public"
+
+
+@pytest.mark.parametrize("state_period", [pytest.param("", marks=pytest.mark.floor_smoke), "60"],
+                         ids=["tune-state-2s", "tune-state-60s"])
+def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path, monkeypatch, state_period,
+                                                                         join_cluster):
+    """"60": Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial
+    starts and finishes between two saves and the restored Tune never knows it: its row still comes from the
+    ledger, and the searcher's budget (counted from the study) starts no fifth trial."""
+    if state_period:
+        monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", state_period)
+    args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 4), "--trials", "4", "--storage-path", str(tmp_path),
+            "--target-accuracy",
+            "0.05", "--scheduler", "fifo", *TINY]
+    exp = tmp_path / "digits_quick"
+    before = start_and_kill(args, exp, tmp_path / "first.log", ended=2)
+    assert len(before) >= 2
+    reports_before = trained(exp)
+    r = cli("search", "--resume", str(exp))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = done_rows(exp)
+    assert len(rows) == 4 and all(row["status"] == "complete" for row in rows)
+    assert before <= {row["trial_id"] for row in rows}
+    # a trial that had ended before the kill trained no further epoch after it (a re-launched one reports its
+    # recorded result again); every trial has one set of epochs in history
+    after = trained(exp)
+    assert {t: after[t] for t in before} == {t: reports_before[t] for t in before}
+    history = pq.read_table(str(exp / "history.parquet")).to_pylist()
+    for row in rows:
+        epochs = sorted(h["epoch"] for h in history if h["trial_id"] == row["trial_id"])
+        assert epochs == [1, 2], (row["trial_id"], epochs)
+    keys = [tuple(row[k] for k in ("model.embed_dim", "model.depth", "mask.ratio")) for row in rows]
+    assert len(set(keys)) == 4
+    study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{exp}/study.db")
+    complete = [t for t in ran(study) if t.state.name == "COMPLETE"]
+    assert sorted(t.user_attrs["tune_trial_id"] for t in complete) == sorted(
+        row["trial_id"].removeprefix("trial_") for row in rows)
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_resume_works_on_the_directory_given_copied_or_moved(tmp_path, join_cluster):
+    """A killed search copied elsewhere and resumed there: the copy finishes (its own study, ledger, Tune state,
+    checkpoints) and the original is untouched, byte for byte. The original, then moved, resumes where it is."""
+    exp = tmp_path / "first" / "digits_quick"
+    args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path",
+            str(exp.parent), "--target-accuracy",
+            "0.05", "--scheduler", "fifo", *TINY]
+    before = start_and_kill(args, exp, tmp_path / "first.log", ended=1)
+    copy = tmp_path / "copies" / "renamed"
+    shutil.copytree(exp, copy)
+    original = tree(exp)
+    r = cli("search", "--resume", str(copy))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert tree(exp) == original, "resuming a copy wrote into the original"
+    for where in (copy,):
+        rows = done_rows(where)
+        assert len(rows) == 3 and all(row["status"] == "complete" for row in rows) and before <= {
+            row["trial_id"] for row in rows}
+        study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{where}/study.db")
+        assert sorted(t.state.name for t in ran(study)) == ["COMPLETE"] * 3
+        assert all(os.listdir(where / "train_runs" / row["trial_id"]) for row in rows)
+    moved = tmp_path / "moved" / "elsewhere"
+    shutil.move(exp, moved)
+    r = cli("search", "--resume", str(moved))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = done_rows(moved)
+    assert len(rows) == 3 and all(row["status"] == "complete" for row in rows)
+    assert not exp.exists()  # nothing recreated where it was
+
+
+def done_rows(exp) -> list[dict]:
+    """The rows of trials the search finished. A trial the killed driver had started but Tune had not saved yet
+    was never continued: its row says `interrupted`, without accuracy, and its study trial failed (orphaned)."""
+    rows = trial_rows(str(exp))
+    lost = [row for row in rows if row["status"] == INTERRUPTED]
+    assert all(row["val_accuracy"] is None and not row["feasible"] for row in lost), lost
+    study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{exp}/study.db")
+    failed = {t.user_attrs.get("tune_trial_id") for t in study.trials if t.state.name == "FAIL"}
+    assert {row["trial_id"].removeprefix("trial_") for row in lost} <= failed, (lost, failed)
+    return [row for row in rows if row["status"] != INTERRUPTED]
+
+
