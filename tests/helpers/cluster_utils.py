@@ -22,6 +22,9 @@ import time
 from dataclasses import dataclass
 
 from benchmarks.proc_meter import all_pids, descendants, start_time  # the one walk of a process tree
+from repo_root import REPO
+
+HELPERS = os.path.dirname(os.path.abspath(__file__))
 
 RAY_BIN = os.path.join(os.path.dirname(sys.executable), "ray")
 MiB = 1024 ** 2
@@ -109,6 +112,9 @@ class LocalCluster:
             # Train's placement-group cleaner cannot tell which State API is its own and never frees a stopped
             # trial's CPUs; every process of this cluster inherits this from its raylet
             env["RAY_API_SERVER_ADDRESS"] = self.dashboard_url
+        # a driver script run against the cluster (a test file run with --drive) imports the test helpers and the
+        # repository's packages as pytest's `pythonpath` gives them to the tests
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (HELPERS, REPO, env.get("PYTHONPATH", "")) if p)
         env.update({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.token_path,
                     "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
                     # SIGTERM'd nodes stop at once instead of draining for up to 30 s

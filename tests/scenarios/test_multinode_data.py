@@ -63,7 +63,7 @@ def test_decode_tasks_run_on_the_labelled_cpu_node_only(tmp_path, tiny_cfg):
         spec["address"] = cluster.address
         (tmp_path / "spec.json").write_text(json.dumps(spec))
         proc = run_with_cluster(cluster, [sys.executable, __file__, "--drive", str(tmp_path / "spec.json")],
-                                timeout_s=400, env={"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+                                timeout_s=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "out.json").read_text())
     assert res["error"] is None and res["metrics"]["done"], res

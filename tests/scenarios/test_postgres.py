@@ -11,6 +11,7 @@ import pytest
 from proc_utils import e2e_space, shrinking
 
 import pg_server
+import repo_root
 from simmim_ray.cli import main
 from simmim_ray.errors import UserError
 from simmim_ray.search.record.db_errors import explain, missing_module
@@ -59,7 +60,7 @@ def test_the_postgres_extra_holds_the_driver_of_the_plain_url():
 
     from sqlalchemy.engine import make_url
 
-    with open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml"), "rb") as f:
+    with open(os.path.join(repo_root.REPO, "pyproject.toml"), "rb") as f:
         extras = tomllib.load(f)["project"]["optional-dependencies"]
     dialect = make_url("postgresql://u@h/db").get_dialect()
     assert dialect.driver == "psycopg", dialect.driver  # what SQLAlchemy imports for the plain URL

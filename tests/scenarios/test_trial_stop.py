@@ -9,6 +9,8 @@ import time
 import pytest
 import ray.cloudpickle
 
+from lean_trainer import lean_trainer
+
 # the Train workers cannot import this test module: ship its loop functions by value
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -31,17 +33,6 @@ def _quick(config: dict) -> None:
     ray.train.report({"epoch": 1})
 
 
-def _trainer(tmp_path, loop, name: str, callbacks: list, config: dict | None = None):
-    import ray.train
-
-    from simmim_ray._compat.ray_trainer import LeanTorchTrainer
-
-    return LeanTorchTrainer(loop, train_loop_config=config or {},
-                   scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-                   run_config=ray.train.RunConfig(name=name, storage_path=str(tmp_path), callbacks=callbacks,
-                                                  failure_config=ray.train.FailureConfig(max_failures=0)))
-
-
 def _wait(path: str, timeout: float = 120.0) -> None:
     t0 = time.time()
     while not os.path.exists(path):
@@ -56,7 +47,7 @@ def test_stop_signal_aborts_a_running_train_run_and_frees_its_cpus(ray_session, 
     started = str(tmp_path / "started")
     stop = threading.Event()
     stopper = StopWithTune(stop_event=stop)
-    trainer = _trainer(tmp_path, _forever, "forever", [stopper.callback], {"started": started})
+    trainer = lean_trainer(tmp_path, _forever, "forever", [stopper.callback], {"started": started})
     threading.Thread(target=lambda: (_wait(started), stop.set()), daemon=True).start()
     errors: list[BaseException] = []
 
@@ -78,7 +69,7 @@ def test_stop_signal_aborts_a_running_train_run_and_frees_its_cpus(ray_session, 
         assert time.time() - t1 < 30, ray_session.available_resources()
         time.sleep(0.1)
     # and the next run on the same 2 CPUs goes through
-    _trainer(tmp_path, _quick, "after", []).fit()
+    lean_trainer(tmp_path, _quick, "after", []).fit()
 
 
 @pytest.mark.slow
@@ -87,7 +78,7 @@ def test_without_a_stop_signal_the_run_finishes_and_errors_still_raise(ray_sessi
 
     stopper = StopWithTune(stop_event=threading.Event())
     with stopper:
-        result = _trainer(tmp_path, _quick, "quick", [stopper.callback]).fit()
+        result = lean_trainer(tmp_path, _quick, "quick", [stopper.callback]).fit()
     assert not stopper.stopped and result.error is None
 
     def _fails(config: dict) -> None:
@@ -96,4 +87,4 @@ def test_without_a_stop_signal_the_run_finishes_and_errors_still_raise(ray_sessi
     stopper = StopWithTune(stop_event=threading.Event())
     with pytest.raises(Exception, match="boom"):
         with stopper:
-            _trainer(tmp_path, _fails, "fails", [stopper.callback]).fit()
+            lean_trainer(tmp_path, _fails, "fails", [stopper.callback]).fit()

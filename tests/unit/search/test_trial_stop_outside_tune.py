@@ -6,6 +6,8 @@ import sys
 
 import ray.cloudpickle
 
+from lean_trainer import lean_trainer
+
 
 # the Train workers cannot import this test module: ship its loop functions by value
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -15,17 +17,6 @@ def _quick(config: dict) -> None:
     import ray.train
 
     ray.train.report({"epoch": 1})
-
-
-def _trainer(tmp_path, loop, name: str, callbacks: list, config: dict | None = None):
-    import ray.train
-
-    from simmim_ray._compat.ray_trainer import LeanTorchTrainer
-
-    return LeanTorchTrainer(loop, train_loop_config=config or {},
-                   scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
-                   run_config=ray.train.RunConfig(name=name, storage_path=str(tmp_path), callbacks=callbacks,
-                                                  failure_config=ray.train.FailureConfig(max_failures=0)))
 
 
 def test_outside_tune_there_is_no_stop_event_and_nothing_watches():
@@ -44,7 +35,7 @@ def test_trainer_starts_no_dataset_manager_without_datasets(tmp_path):
     from simmim_ray._compat.ray_trainer import default_callback_types
 
     def kinds(**kw) -> set:
-        trainer = _trainer(tmp_path, _quick, "t", [])
+        trainer = lean_trainer(tmp_path, _quick, "t", [])
         trainer.datasets = kw.get("datasets", {})
         return default_callback_types(trainer)
 
