@@ -11,13 +11,13 @@ recorded as PRUNED with the reason (`skipped`), never trained, and the sampler a
 proposing such configurations, the next one comes from the configurations of the space that are smaller and untried,
 and when there are none the search is finished: its answer cannot improve.
 
-What optuna-dashboard shows of the study (checked against the dashboard itself, tests/test_dashboard.py): the
-objective's name (the size metric), the target and size metric as study user attrs, each trial's constraint where
-the dashboard reads it (_compat/optuna.py), each epoch's proxy as an intermediate value (its learning curves), and
-an infeasible trial's objective as +inf: the goal ranks any trial that misses the target below every one that meets
-it, and the dashboard badges as "Best Trial" the smallest objective value whatever the constraints say. Samplers
-read an infeasible trial by its constraint alone, so nothing they learn changes; its size stays in the user attr
-`size`.
+What optuna-dashboard shows of the study (checked against the dashboard itself,
+tests/unit/search/test_dashboard.py): the objective's name (the size metric), the target and size metric as study
+user attrs, each trial's constraint where the dashboard reads it (_compat/optuna.py), each epoch's proxy as an
+intermediate value (its learning curves), and an infeasible trial's objective as +inf: the goal ranks any trial that
+misses the target below every one that meets it, and the dashboard badges as "Best Trial" the smallest objective
+value whatever the constraints say. Samplers read an infeasible trial by its constraint alone, so nothing they learn
+changes; its size stays in the user attr `size`.
 
 Also: a trial stopped early (by the scheduler) is told as PRUNED with the reason, never as a measured accuracy; a
 sample that repeats an earlier trial is answered from that trial without running (Optuna's recipe for repeated
