@@ -161,7 +161,7 @@ def s3_peaks(paths: dict, n: int, tmp: str, env: dict) -> tuple[dict, dict]:
     """The same two runs reading from moto's S3 server (in this process; its memory is not any role's)."""
     import pyarrow.fs as pafs
 
-    from tests.cluster_utils import moto_s3  # the tests' S3 server; tests/ is a namespace package from the root
+    from benchmarks.s3_server import moto_s3  # moto: the `test` extra, needed only for these rows
 
     out = []
     with moto_s3() as s3:

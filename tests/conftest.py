@@ -22,14 +22,21 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    rank = {}
     for item in items:
         path = str(item.path)
         if not path.startswith(SCENARIOS + os.sep):
             item.add_marker(pytest.mark.unit)
+            rank[item.nodeid] = 2
             continue
         item.add_marker(pytest.mark.scenario)
+        rank[item.nodeid] = 1
         if os.path.relpath(path, SCENARIOS).split(os.sep)[0] in ALONE:
             item.add_marker(pytest.mark.xdist_group("alone"))
+            rank[item.nodeid] = 0
+    # longest first, so that the workers end together: the "alone" group (one worker runs it from end to end), then
+    # the other scenarios, then the unit tests, which fill in behind them in seconds each
+    items.sort(key=lambda item: rank[item.nodeid])
 
 
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")

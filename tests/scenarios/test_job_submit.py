@@ -50,7 +50,7 @@ def test_quick_search_as_a_ray_job_on_a_local_head(tmp_path):
         logs = job_cli("logs", "--address", url, job_id)
         assert logs.returncode == 0, logs.stderr[-2000:]
         # the search joined the head's cluster (no private instance), and finished with a winner
-        assert ("simmim-ray search: a budget of 480 trial-epochs (at most 2 trials) of space 'digits_quick'"
+        assert ("simmim-ray search: a budget of 420 trial-epochs (at most 2 trials) of space 'digits_quick'"
                 in logs.stdout)
         assert "Winner: trial_" in logs.stdout, logs.stdout[-3000:]
         # the trials ran on this cluster (a private Ray instance would not show here): one Train run each

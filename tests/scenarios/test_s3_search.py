@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 
 REPO = repo_root.REPO
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
-        "--set", "model.img_size=16", "--grace-period", "1", "--confirm", "0"]  # confirmation: test_isolation.py
+        "--set", "model.img_size=16", "--grace-period", "1", "--confirm", "0",  # confirmation: test_isolation.py
+        "--workers-per-trial", "1"]  # two trials at once on 2 CPUs; DDP: test_search_e2e.py
 
 
 def _files(fs: pafs.FileSystem, path: str) -> list[str]:
@@ -83,7 +84,7 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
         cmd = [sys.executable, "-m", "simmim_ray", "search"]
         try:
             with open(tmp_path / "first.log", "w") as log:
-                first = subprocess.Popen([*cmd, e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3",
+                first = subprocess.Popen([*cmd, e2e_space(tmp_path), *shrinking(tmp_path, 2), "--trials", "2",
                                           "--storage-path", storage_uri,
                                           "--target-accuracy", "0.05", *TINY], cwd=cwd, env=env, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
@@ -119,15 +120,15 @@ def test_search_with_s3_storage_path_writes_everything_to_the_bucket(tmp_path, m
         lost = [row for row in rows if row["status"] == "interrupted"]
         assert all(row["val_accuracy"] is None and not row["feasible"] for row in lost), lost
         rows = [row for row in rows if row["status"] != "interrupted"]
-        assert len(rows) == 3 and {row["status"] for row in rows} <= {"complete", "pruned"}
+        assert len(rows) == 2 and {row["status"] for row in rows} <= {"complete", "pruned"}
         assert before <= {row["trial_id"] for row in rows}
         done = [row for row in rows if row["status"] == "complete"]
         assert done and all(0 <= row["val_accuracy"] <= 1 and row["params"] > 0 for row in done)
-        assert pq.read_table(f"{exp}/history.parquet", filesystem=fs).num_rows >= 3  # >= 1 epoch each, 2 for one
+        assert pq.read_table(f"{exp}/history.parquet", filesystem=fs).num_rows >= 2  # >= 1 epoch each
 
         # Train's checkpoints were written to S3 by Ray itself; Tune's per-trial state too, except for a trial
         # that ended between two of Tune's state saves before the kill (its row comes from the ledger)
-        assert sum(f"{row['trial_id']}/result.json" in files for row in rows) >= 2
+        assert sum(f"{row['trial_id']}/result.json" in files for row in rows) >= 1
         for row in rows:
             assert any(f.startswith(f"train_runs/{row['trial_id']}/checkpoint_") and f.endswith("/state.pt")
                        for f in files), row["trial_id"]

@@ -23,6 +23,11 @@ pytestmark = pytest.mark.slow
 # imagenet_swin.yaml's fixed keys kept (swinv2, patch 4, mask patch 32, Parquet), sizes cut for 2 CPUs
 TINY = ["model.img_size=64", "model.window_size=2", "train.batch_size=8", "eval.batch_size=8", "train.epochs=1",
         "train.warmup_epochs=0", "eval.epochs=1", "train.log_images=false"]
+# the space's two widths at its shallower depths, the larger first (both are feasible at the test's target, and a
+# configuration that cannot beat the smallest feasible one is never trained)
+POINTS = "".join(f"- {{model.embed_dim: {w}, model.depths: [2, 2, 6, 2], model.heads: [3, 6, 12, 24], "
+                 f"model.drop_path: 0.1, mask.ratio: 0.6, loss.visible_weight: 0.1, loss.norm_target: false}}\n"
+                 for w in (96, 48))
 
 
 def test_convert_to_s3_then_search_streams_from_the_bucket(tmp_path, monkeypatch):
@@ -41,8 +46,11 @@ def test_convert_to_s3_then_search_streams_from_the_bucket(tmp_path, monkeypatch
             assert conv.returncode == 0, conv.stderr[-3000:]
             assert f"{made['images']} images in 4 shard(s) -> {data_uri}" in conv.stdout
             sets = [*TINY, f"data.path={data_uri}"]
+            (tmp_path / "points.yaml").write_text(POINTS)
+            # one candidate confirmed with one seed: the answer stage's Train jobs stream from the bucket too
             argv = [*cmd, "search", "imagenet_swin", "--trials", "2", "--warm-start", "0", "--grace-period", "1",
-                    "--target-accuracy", "0.01", "--storage-path", str(tmp_path / "exp")]
+                    "--target-accuracy", "0.01", "--storage-path", str(tmp_path / "exp"), "--points",
+                    str(tmp_path / "points.yaml"), "--confirm", "1", "--confirm-seeds", "1"]
             for s in sets:
                 argv += ["--set", s]
             r = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)

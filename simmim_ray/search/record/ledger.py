@@ -188,18 +188,22 @@ def parse_line(raw: bytes) -> tuple[dict | None, str | None]:
     return (event, None) if (rule := ledger_schema.problem(event)) is None else (None, rule)
 
 
-def read_events(uri: str, warn: Warn = warn_stderr) -> list[dict]:
-    """The events of one ledger file that pass the schema; every other line is skipped, with a warning unless a
-    kill cut it. A file that cannot be read (a pipe, a directory, gone) is skipped with a warning."""
+def _numbered_lines(uri: str, warn: Warn) -> list[tuple[int, bytes]]:
+    """(line number, bytes) of every non-blank line of one ledger file; a file that cannot be read (a pipe, a
+    directory, gone) gives none, with a warning."""
     try:
         data = storage.read_bytes(uri)
     except OSError as e:
         warn(f"{uri} cannot be read ({e.strerror or e}); its events are skipped")
         return []
+    return [(n, raw) for n, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
+
+
+def read_events(uri: str, warn: Warn = warn_stderr) -> list[dict]:
+    """The events of one ledger file that pass the schema; every other line is skipped, with a warning unless a
+    kill cut it. A file that cannot be read (a pipe, a directory, gone) is skipped with a warning."""
     out = []
-    for n, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
+    for n, raw in _numbered_lines(uri, warn):
         event, rule = parse_line(raw)
         if event is not None:
             out.append(event)
@@ -213,13 +217,8 @@ def legacy_events(uri: str, warn: Warn = warn_stderr) -> list[dict]:
     each passing the schema (a line that does not is skipped with a warning)."""
     if not storage.exists(uri):
         return []
-    try:
-        data = storage.read_bytes(uri)
-    except OSError as e:
-        warn(f"{uri} cannot be read ({e.strerror or e}); skipped")
-        return []
     out = []
-    for n, raw in enumerate(data.split(b"\n"), 1):
+    for n, raw in _numbered_lines(uri, warn):
         try:
             e = json.loads(raw.decode("utf-8", errors="replace"))
         except (ValueError, RecursionError):  # the log of an older version: a cut line was its last

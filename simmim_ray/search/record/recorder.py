@@ -38,7 +38,7 @@ class Recorder(Callback):
         self._exp: Experiment | None = None  # bound at the first trial event (see _bind)
         self.settings = None
         self.started: dict[str, float] = {}
-        self.ended: set[str] | None = None  # trials ended in the ledger, read at the first end
+        self.ended: set[str] = set()  # trials ended in the ledger: earlier drivers' (read at _bind), then ours
         self.bar: StatusLine | None = None  # the status line (search/status_line.py), made at the first event
 
     def __getstate__(self) -> dict:
@@ -58,7 +58,9 @@ class Recorder(Callback):
                 self.uri = rebased(self.uri, where)
             self._exp = Experiment(self.uri)
             self.settings = self._exp.load_settings()
-            self.bar = StatusLine(status_of(self.settings, self._exp))
+            ended = self._exp.ledger.events(ledger.TRIAL_ENDED)  # a resumed search counts its earlier drivers'
+            self.ended = {e["trial_id"] for e in ended}
+            self.bar = StatusLine(status_of(self.settings, ended))
         return self._exp
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
@@ -102,8 +104,6 @@ class Recorder(Callback):
         exp.ledger.append(ledger.TRIAL_ENDED, trial_id=name, status=status, metrics=r,
                           checkpoint_path=r.get("checkpoint_path", ""), error=error, epochs=r.get(EPOCH, 0),
                           wall_s=wall)
-        if self.ended is None:  # a resumed search counts the trials its earlier drivers ended
-            self.ended = {e["trial_id"] for e in exp.ledger.events(ledger.TRIAL_ENDED)}
         self.ended.add(name)
         self._status(lambda st: st.end(name, status, r.get(EPOCH, 0), wall, r.get(VAL_ACCURACY),
                                        r.get(self.settings.size_metric)))
@@ -135,12 +135,13 @@ class Recorder(Callback):
                                         "continue it")
 
 
-def status_of(s, exp: Experiment) -> Status:
-    """The status line's state: the search's settings, and the trials earlier drivers of it ended (the ledger)."""
+def status_of(s, ended: list[dict]) -> Status:
+    """The status line's state: the search's settings, and the trials earlier drivers of it ended (`ended`: their
+    TRIAL_ENDED events in the ledger)."""
     budget = (float(s.budget_epochs), "epochs") if s.budget_epochs else (float(s.budget_seconds), "s") \
         if s.budget_seconds else None
     st = Status(trials=s.trials, size_metric=s.size_metric, target=s.target_accuracy, budget=budget)
-    for e in exp.ledger.events(ledger.TRIAL_ENDED):
+    for e in ended:
         m = e.get("metrics") or {}
         st.end(e["trial_id"], e["status"], e.get("epochs", 0), e.get("wall_s", 0.0), m.get(VAL_ACCURACY),
                m.get(s.size_metric))

@@ -184,7 +184,7 @@ def test_a_named_pipe_named_like_a_ledger_file_never_hangs_the_reader(tmp_path):
         f"{tmp_path}/ledger/trial_p.jsonl is a named pipe, but a ledger file must be a regular file; skipped",
         f"{tmp_path}/ledger/x.jsonl is a named pipe, but a ledger file must be a regular file; skipped",
         f"{tmp_path}/trials.jsonl cannot be read ({tmp_path}/trials.jsonl is a named pipe, not a regular file); "
-        f"skipped",
+        f"its events are skipped",
         f"{tmp_path}/ledger/trial_p.jsonl cannot be read ({tmp_path}/ledger/trial_p.jsonl is a named pipe, not a "
         f"regular file); its events are skipped"])
 
