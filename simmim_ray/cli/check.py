@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.cli.validate import validate_check
+    from simmim_ray.cli.input_checks import validate_check
 
     _, space = validate_check(args)
     print(f"space {space.name}: {len(space.params)} searched keys, target_accuracy={space.target_accuracy}, "

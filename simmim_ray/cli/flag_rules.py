@@ -1,6 +1,6 @@
-"""The command line checked as a whole, before Ray starts (cli/validate.py calls these): one function per family of
-rules. A flag can be valid alone and still mean nothing (empty, a bound no one means, no effect beside another flag,
-a contradiction), and the environment variables we read are input too.
+"""The command line checked as a whole, before Ray starts (cli/input_checks.py and search_checks.py call these): one
+function per family of rules. A flag can be valid alone and still mean nothing (empty, a bound no one means, no
+effect beside another flag, a contradiction), and the environment variables we read are input too.
 
 EARLY families need the command line only; LATE ones the search as it will run (settings, a resumed one's
 included, the space and the base config).

@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.cli.validate import open_experiment
+    from simmim_ray.cli.search_checks import open_experiment
     from simmim_ray.search.answer import report, tables
     from simmim_ray.search.answer.answer import labeled_fraction
 

@@ -12,7 +12,8 @@ from typing import Callable
 from simmim_ray import signals
 from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
 from simmim_ray.cli.flag_rules import NO_ANSWER_EXIT
-from simmim_ray.cli.validate import ASHA_METRICS, check_new_experiment, seed_flag, space_file, validate_search
+from simmim_ray.cli.input_checks import space_file
+from simmim_ray.cli.search_checks import ASHA_METRICS, check_new_experiment, seed_flag, validate_search
 from simmim_ray.errors import NoFeasibleTrial, one_line
 from simmim_ray.metrics import SIZE_METRICS
 from simmim_ray.search import settings

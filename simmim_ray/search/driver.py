@@ -50,7 +50,7 @@ def check_trials_fit(s: SearchSettings, cluster: dict, where: str = "the Ray clu
 def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experiment, resume: bool) -> int:
     """Runs (or, with `resume`, continues) the search in experiment `exp`; -> exit code."""
     # Ray, Tune, Optuna and what is built on them, imported when a search runs: the command line imports this
-    # module to check --points before Ray starts (cli/validate.py), and `--help` stays fast
+    # module to check --points before Ray starts (cli/search_checks.py), and `--help` stays fast
     import ray
     from ray import tune
 
