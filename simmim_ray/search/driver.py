@@ -168,7 +168,7 @@ def finished_reason(study_db, study_name: str) -> str:
     """Why the searcher stopped proposing trials before Tune's trial count ran out ("" if it did not)."""
     import optuna  # only when a search runs, as the searcher
 
-    from simmim_ray.search.searcher import FINISHED_ATTR
+    from simmim_ray.search.study import FINISHED_ATTR
 
     try:
         return optuna.load_study(study_name=study_name, storage=study_db).user_attrs.get(FINISHED_ATTR, "")

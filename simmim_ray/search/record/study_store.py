@@ -83,7 +83,7 @@ def close_study(s: SearchSettings, exp: Experiment) -> None:
     """After the search: orphaned study trials marked FAIL, the study copied into an object-store experiment."""
     import optuna
 
-    from simmim_ray.search.searcher import fail_orphans
+    from simmim_ray.search.study import fail_orphans
 
     study = optuna.load_study(study_name=s.name, storage=optuna_storage(s, exp))
     n = fail_orphans(study)
