@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from simmim_ray import paths
 from simmim_ray.cli import flag_rules
 from simmim_ray.config import Config, coerce, field_type
+from simmim_ray.data import check
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.io.configio import load_config, parse_set, read_yaml
+from simmim_ray.search.space import decode, load_space
 from simmim_ray.train.resources import check_fits, local_resources, starts_locally
 from simmim_ray.train.ray_init import check_address
 
@@ -24,8 +27,6 @@ class TrainPlan:
 
 
 def validate_train(args) -> TrainPlan:
-    from simmim_ray.io.configio import load_config
-
     flag_rules.check(flag_rules.Flags("train", args), flag_rules.EARLY)
     # files are read here, in the user's directory, and named in messages as given; only what leaves this
     # process (the config the workers get, settings.json) needs absolute paths
@@ -44,17 +45,13 @@ def validate_train(args) -> TrainPlan:
 def check_data(cfg: Config) -> dict:
     """The data checks (data/check.py): paths, schema, labels, before any worker reads the data; on the config the
     workers get (paths absolute, `~` expanded), so what is checked is what they will read."""
-    from simmim_ray.data.check import check_data as check
-
-    return check(cfg)
+    return check.check_data(cfg)
 
 
 def check_train_output(out: str, cfg: Config) -> None:
     """`train` on an existing --output resumes that run (Ray Train restores it by name), which is only right with
     the same config: a changed one is refused before anything is written. A non-empty directory that is no
     `train` output is refused too (config.yaml, metrics.json and tb/ would land among the user's files)."""
-    from simmim_ray.io.configio import read_yaml
-
     shown = f"--output {excerpt(out, PATH_CHARS)}"
     if not os.path.isdir(out) or not os.listdir(out):
         return
@@ -87,11 +84,6 @@ def _changed_keys(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object,
 
 def validate_check(args):
     """-> (base config, space): what `check` prints."""
-    from simmim_ray.io.configio import load_config
-    from simmim_ray.search.space import load_space
-
-    from simmim_ray.io.configio import parse_set
-
     flag_rules.check(flag_rules.Flags("check", args), flag_rules.EARLY)
     base = load_config(args.config, args.set)
     space = load_space(space_file(args.space), base)
@@ -102,8 +94,6 @@ def validate_check(args):
 def check_points(path: str, points: list[dict], space, base: Config) -> None:
     """Each --points entry must be a value its distribution can propose (Optuna would run it anyway) and make a
     valid config: else its trial fails after Ray started."""
-    from simmim_ray.search.space import decode
-
     where = f"--points {excerpt(path, PATH_CHARS)}: point"
     params = {p.key: p for p in space.params}
     for i, point in enumerate(points):

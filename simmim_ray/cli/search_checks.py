@@ -12,18 +12,22 @@ from typing import TYPE_CHECKING
 
 from simmim_ray import paths
 from simmim_ray.cli import flag_rules
+from simmim_ray.cli.args import int_in
 from simmim_ray.cli.input_checks import check_data, check_points, space_file
 from simmim_ray.config import Config
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.io.configio import load_config, parse_set
 from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
+from simmim_ray.search import settings
+from simmim_ray.search.record import db_url
+from simmim_ray.search.settings import SearchSettings
+from simmim_ray.search.space import SearchSpace, load_space
 from simmim_ray.train.resources import check_fits, local_resources, starts_locally
 from simmim_ray.train.ray_init import check_address
 
-if TYPE_CHECKING:  # the search layer is imported by the search command only (`train` and `check` skip it)
+if TYPE_CHECKING:  # pyarrow: not at the CLI's startup
     from simmim_ray.search.record.experiment import Experiment
-    from simmim_ray.search.settings import SearchSettings
-    from simmim_ray.search.space import SearchSpace
 
 MAX_TRIALS = 1_000_000
 # an experiment name is one directory (local or in a bucket), an Optuna study name and a Tune experiment name
@@ -58,10 +62,7 @@ def split_budget(args) -> None:
 
 
 def validate_search(args) -> SearchPlan:
-    from simmim_ray.io.configio import load_config, parse_set
-    from simmim_ray.search import settings
-    from simmim_ray.search.driver import load_points
-    from simmim_ray.search.space import load_space
+    from simmim_ray.search.driver import load_points  # pyarrow: not at the CLI's startup
     from simmim_ray.search.record.study_store import check_new_study, check_study
 
     split_budget(args)
@@ -112,8 +113,7 @@ def validate_search(args) -> SearchPlan:
 def new_settings(args, space, space_path: str):
     """A new search's experiment and settings: the flags given, else the space's values, else SearchSettings'
     defaults; every path absolute, the experiment root writable, the experiment new."""
-    from simmim_ray.io import storage
-    from simmim_ray.search import settings
+    from simmim_ray.io import storage  # pyarrow: not at the CLI's startup
     from simmim_ray.search.record.experiment import Experiment
 
     target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
@@ -139,9 +139,7 @@ def new_settings(args, space, space_path: str):
     if "budget_epochs" not in given and "budget_seconds" not in given and space.budget is not None:
         given["budget_epochs"] = space.budget
     if given.get("study_db"):
-        from simmim_ray.search.record.db_url import check
-
-        check(given["study_db"], "--study-db")
+        db_url.check(given["study_db"], "--study-db")
         given["study_db"] = _absolute_sqlite(given["study_db"])
     s = settings.SearchSettings(**{
         **given, "space_path": paths.absolute(space_path), "name": name, "root": root, "trials": trials,
@@ -180,8 +178,6 @@ def _flag(field: str) -> str:
 def resumed_settings(args):
     """The experiment in --resume DIR (where it is now) and its settings; refuses flags that would change the
     search, and settings or inputs changed since it started, before anything is written."""
-    from simmim_ray.search import settings
-
     d = args.resume.rstrip("/")
     exp = open_experiment(d, "--resume")
     changing = ["SPACE" if k == "space" else f"--{k.replace('_', '-')}" for k in (*DEFINING, *FIELDS)
@@ -201,7 +197,7 @@ def resumed_settings(args):
 
 def open_experiment(d: str, flag: str):
     """An existing experiment named on the command line (`flag`: how messages name it)."""
-    from simmim_ray.search.record.experiment import SETTINGS, Experiment
+    from simmim_ray.search.record.experiment import SETTINGS, Experiment  # pyarrow: not at the CLI's startup
 
     if not paths.is_uri(d):
         paths.require_dir(d, f"{flag} {excerpt(d, PATH_CHARS)}")
@@ -216,6 +212,4 @@ def open_experiment(d: str, flag: str):
 
 def seed_flag(v: str) -> int:
     """argparse type of `search --seed`: the config's seed rule (numpy and Optuna take [0, 2**32))."""
-    from simmim_ray.cli.args import int_in
-
     return int_in("--seed", 0, SEED_MAX)(v)

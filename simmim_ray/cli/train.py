@@ -43,7 +43,7 @@ def fit(args, plan) -> int:
     # session logs: the driver prints one line per epoch from rank 0's queue instead (train/epoch_lines.py)
     init_ray(args.address, log_to_driver=False)
 
-    from ray.train import TrainingFailedError
+    from ray.train import TrainingFailedError  # Ray Train once Ray is up: not at the CLI's startup
 
     from simmim_ray.train.launch import Resources, make_trainer
 
