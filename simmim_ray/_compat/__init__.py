@@ -24,6 +24,7 @@ import os
 import sys
 
 from simmim_ray._compat.versions import LEAN_TESTED_RAY
+from simmim_ray.errors import UserError
 
 ENV_VAR = "SIMMIM_RAY_TRIAL_PATH"
 PATHS = ("auto", "lean", "public")
@@ -31,22 +32,20 @@ _said: set[str] = set()
 
 
 def _ray_version() -> str:
-    import ray
+    import ray  # Ray only to pick a trial path: the CLI imports this package at startup
 
     return ray.__version__
 
 
 def lean_missing() -> list[str]:
     """The private pieces the lean path needs that the installed Ray lacks (empty: all there)."""
-    from simmim_ray._compat import ray_train, ray_tune
+    from simmim_ray._compat import ray_train, ray_tune  # ray_train imports Ray Train: not at the CLI's startup
 
     return ray_train.missing() + ray_tune.missing()
 
 
 def trial_path(say: bool = True) -> str:
     """'lean' or 'public' for this process (see the module docstring); logs the choice once per process."""
-    from simmim_ray.errors import UserError
-
     asked = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if asked not in PATHS:
         raise UserError(f"{ENV_VAR}={asked!r}: must be one of {', '.join(PATHS)}")

@@ -11,26 +11,26 @@ KV_NAMESPACE = "simmim_ray"
 
 
 def kv_put(key: str, value: bytes) -> None:
-    from ray.experimental import internal_kv
+    from ray.experimental import internal_kv  # Ray on use: the CLI imports this module at startup
 
     internal_kv._internal_kv_put(key, value, namespace=KV_NAMESPACE)
 
 
 def kv_get(key: str) -> bytes | None:
-    from ray.experimental import internal_kv
+    from ray.experimental import internal_kv  # Ray on use: the CLI imports this module at startup
 
     return internal_kv._internal_kv_get(key, namespace=KV_NAMESPACE)
 
 
 def kv_del(key: str, prefix: bool = False) -> None:
-    from ray.experimental import internal_kv
+    from ray.experimental import internal_kv  # Ray on use: the CLI imports this module at startup
 
     internal_kv._internal_kv_del(key, del_by_prefix=prefix, namespace=KV_NAMESPACE)
 
 
 def init_local(temp_dir: str | None = None, **kwargs) -> None:
     """`ray.init` starting a local instance; `temp_dir` (sockets, logs) has no public argument."""
-    import ray
+    import ray  # Ray on use: the CLI imports this module at startup
 
     ray.init(_temp_dir=temp_dir, **kwargs)
 
@@ -39,7 +39,7 @@ def local_cpus() -> float:
     """CPUs a Ray started on this machine will offer, counted the way Ray counts them (cgroup CPU limits included);
     without Ray's helper, the CPUs this process may run on."""
     try:
-        from ray._private.utils import get_num_cpus
+        from ray._private.utils import get_num_cpus  # private; Ray on use: the CLI imports this module at startup
 
         return float(get_num_cpus(override_docker_cpu_warning=True))
     except Exception:  # noqa: BLE001 - a private helper: any other Ray layout falls back
@@ -59,7 +59,7 @@ def version_mismatch(error: BaseException) -> tuple[str, str] | None:
     found = _VERSIONS.findall(text)
     if len(found) >= 2:
         return found[0], found[1]
-    import ray
+    import ray  # Ray on use: the CLI imports this module at startup
 
     return "another version", ray.__version__
 

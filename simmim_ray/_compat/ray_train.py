@@ -31,7 +31,7 @@ TORCH_CONFIG = "ray.train.torch.config"
 
 def _ray_torch(name: str, **kwargs):
     """On a worker: Ray's torch backend function `name` (imports torch there)."""
-    import ray.train.torch.config as torch_config
+    import ray.train.torch.config as torch_config  # torch on the workers, never in the controller
 
     return getattr(torch_config, name)(**kwargs)
 
@@ -44,7 +44,7 @@ class LazyTorchBackend(Backend):
     share_cuda_visible_devices: bool = True  # as Ray's torch backend: workers on a node see each other's GPUs
 
     def on_start(self, worker_group, backend_config: "LazyTorchConfig") -> None:
-        from ray._common.network_utils import build_address
+        from ray._common.network_utils import build_address  # private: this module must import on any Ray
         from ray.train._internal.utils import get_address_and_port
 
         backend = backend_config.backend
@@ -97,7 +97,7 @@ class LazyTorchConfig(BackendConfig):
 
     @property
     def framework(self):
-        from ray.train.v2._internal.util import TrainingFramework
+        from ray.train.v2._internal.util import TrainingFramework  # private: this module must import on any Ray
 
         return TrainingFramework.TORCH
 

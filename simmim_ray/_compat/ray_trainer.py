@@ -10,6 +10,7 @@ class LeanTorchTrainer(TorchTrainer):
     trial, whose start-up a small machine takes from the workers' start (benchmarks/trial_overhead.py)."""
 
     def _create_default_callbacks(self):
+        # private: train/launch.py imports this module on any Ray
         from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 
         callbacks = super()._create_default_callbacks()

@@ -15,7 +15,7 @@ SESSION = "ray.train._internal.session"
 
 
 def _session():
-    from ray.train._internal.session import get_session
+    from ray.train._internal.session import get_session  # private: this module must import on any Ray
 
     return get_session()
 
@@ -48,7 +48,7 @@ def asha_bracket(min_t: int, max_t: int, reduction_factor: float):
     (benchmarks/studies/proxy_correlation.py): -> (bracket with `on_result(trial, epoch, value) -> "STOP" |
     "CONTINUE"`, the epochs of its rungs). The same decision rule the search's scheduler applies; Ray keeps the class
     private."""
-    from ray.tune.schedulers.async_hyperband import _Bracket
+    from ray.tune.schedulers.async_hyperband import _Bracket  # private: this module must import on any Ray
 
     bracket = _Bracket(min_t=min_t, max_t=max_t, reduction_factor=reduction_factor, s=0)
     return bracket, {milestone for milestone, _ in bracket._rungs}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from simmim_ray.cli.args import path_arg
+from simmim_ray.cli.input_checks import validate_check
 
 
 def add_parser(sub) -> None:
@@ -12,8 +13,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.cli.validate import validate_check
-
     _, space = validate_check(args)
     print(f"space {space.name}: {len(space.params)} searched keys, target_accuracy={space.target_accuracy}, "
           f"size_metric={space.size_metric}, trials={space.trials}"

@@ -1,6 +1,6 @@
-"""The command line checked as a whole, before Ray starts (cli/validate.py calls these): one function per family of
-rules. A flag can be valid alone and still mean nothing (empty, a bound no one means, no effect beside another flag,
-a contradiction), and the environment variables we read are input too.
+"""The command line checked as a whole, before Ray starts (cli/input_checks.py and search_checks.py call these): one
+function per family of rules. A flag can be valid alone and still mean nothing (empty, a bound no one means, no
+effect beside another flag, a contradiction), and the environment variables we read are input too.
 
 EARLY families need the command line only; LATE ones the search as it will run (settings, a resumed one's
 included, the space and the base config).
@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from simmim_ray._compat import trial_path
 from simmim_ray.config import Config
 from simmim_ray.errors import UserError, excerpt
+from simmim_ray.io.configio import parse_set
 
 if TYPE_CHECKING:  # the search layer is imported by the search command only
     from simmim_ray.search.settings import SearchSettings
@@ -106,8 +108,6 @@ def environment(f: Flags) -> None:
         if value is not None and f.command in commands and not ok(value):
             raise UserError(f"environment variable {name} {rule}, but got {excerpt(value)}")
     if f.command == "search" and os.environ.get("SIMMIM_RAY_TRIAL_PATH", "").strip().lower() == "lean":
-        from simmim_ray._compat import trial_path
-
         trial_path(say=False)  # the lean path on a Ray that lacks it: refused here, not after Ray started
 
 
@@ -158,8 +158,6 @@ def searched_keys(f: Flags) -> None:
     """--set on a key the space searches: every trial's sampled value would override it."""
     if getattr(f.args, "resume", None):  # the search's own overrides, checked when it started
         return
-    from simmim_ray.io.configio import parse_set
-
     both = sorted(set(parse_set(f.settings.overrides)) & set(f.space.keys()))
     if both:
         raise UserError(f"--set {both[0]}: the space searches `{both[0]}` (params:), so each trial's sampled value "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from simmim_ray.cli.args import path_arg
+from simmim_ray.cli.search_checks import open_experiment
 
 
 def add_parser(sub) -> None:
@@ -14,8 +15,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.cli.validate import open_experiment
-    from simmim_ray.search.answer import report, tables
+    from simmim_ray.search.answer import report, tables  # pyarrow: not at the CLI's startup
     from simmim_ray.search.answer.answer import labeled_fraction
 
     exp = open_experiment(args.dir.rstrip("/"), "report")

@@ -12,10 +12,12 @@ from typing import Callable
 from simmim_ray import signals
 from simmim_ray.cli.args import budget_flag, int_at_least, int_in, path_arg, positive_int, resource_amount
 from simmim_ray.cli.flag_rules import NO_ANSWER_EXIT
-from simmim_ray.cli.validate import ASHA_METRICS, check_new_experiment, seed_flag, space_file, validate_search
+from simmim_ray.cli.input_checks import space_file
+from simmim_ray.cli.search_checks import ASHA_METRICS, check_new_experiment, seed_flag, validate_search
 from simmim_ray.errors import NoFeasibleTrial, one_line
 from simmim_ray.metrics import SIZE_METRICS
 from simmim_ray.search import settings
+from simmim_ray.train import ray_init
 
 __all__ = ["add_parser", "run", "space_file"]
 
@@ -101,10 +103,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from simmim_ray.search.driver import run_search
+    from simmim_ray.search.driver import run_search  # pyarrow, then Ray: not at the CLI's startup
     from simmim_ray.search.record.lease import hold
     from simmim_ray.search.record.trust import verify
-    from simmim_ray.train.ray_init import init_ray
 
     plan = validate_search(args)  # config, space, points, paths, settings, data, resources: all before Ray starts
     exp = plan.exp
@@ -114,7 +115,7 @@ def run(args) -> int:
             verify(exp.uri, trusted=bool(args.trust_experiment))  # before Tuner.restore unpickles it
         else:
             check_new_experiment(exp)
-        init_ray(plan.settings.address or None, log_to_driver=False)
+        ray_init.init_ray(plan.settings.address or None, log_to_driver=False)
         return ending(lambda: run_search(plan.settings, plan.space, plan.base, exp, resume=plan.resume),
                       args.no_answer_exit, exp)
 

@@ -7,7 +7,7 @@ import sys
 
 from simmim_ray import signals
 from simmim_ray.cli.args import path_arg, positive_int, resource_amount
-from simmim_ray.cli.validate import validate_train
+from simmim_ray.cli.input_checks import validate_train
 from simmim_ray.io.configio import dump_config
 from simmim_ray.train.epoch_lines import EpochFeed, data_summary, final_line
 from simmim_ray.train.ray_init import init_ray
@@ -43,7 +43,7 @@ def fit(args, plan) -> int:
     # session logs: the driver prints one line per epoch from rank 0's queue instead (train/epoch_lines.py)
     init_ray(args.address, log_to_driver=False)
 
-    from ray.train import TrainingFailedError
+    from ray.train import TrainingFailedError  # Ray Train once Ray is up: not at the CLI's startup
 
     from simmim_ray.train.launch import Resources, make_trainer
 

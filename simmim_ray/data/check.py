@@ -9,6 +9,9 @@ that sampled images decode (some corrupt images are skipped and counted during t
 from __future__ import annotations
 
 from simmim_ray.config import Config
+from simmim_ray.data.scan import scan_cached
+from simmim_ray.data.splits import build_splits
+from simmim_ray.data.stream_read import sample_images
 from simmim_ray.errors import UserError
 
 SAMPLE_UNITS, SAMPLE_ROWS = 4, 4  # images decoded: up to 4 rows from each of up to 4 units, spread over the data
@@ -18,12 +21,8 @@ def check_data(cfg: Config) -> dict:
     """Raises UserError for anything a worker would trip over; returns a small summary (image counts) for the log."""
     d = cfg.data
     if d.source not in ("parquet", "imagefolder"):
-        from simmim_ray.data.splits import build_splits
-
         s = build_splits(cfg)
         return {"source": d.source, **s.sizes()}
-    from simmim_ray.data.scan import scan_cached
-
     plan = scan_cached(cfg)
     fgbg_rule(cfg, plan.has_masks)
     empty = [name for name, n in plan.sizes.items() if n == 0]
@@ -49,8 +48,7 @@ def fgbg_rule(cfg: Config, has_masks: bool) -> None:
 def check_sample(plan) -> None:
     """Decodes a few images spread over the data; refuses data none of whose sampled images decode, naming the
     first and the rule it broke (image_decode.py: the pixel limit, the modes)."""
-    from simmim_ray.data.image_decode import ImageRefused, decode
-    from simmim_ray.data.stream_read import sample_images
+    from simmim_ray.data.image_decode import ImageRefused, decode  # simplejpeg: not at the CLI's startup
 
     step = max(1, len(plan.units) // SAMPLE_UNITS)
     units = plan.units[::step][:SAMPLE_UNITS]

@@ -17,6 +17,12 @@ import json
 import os
 from dataclasses import dataclass
 
+from PIL import Image
+
+from simmim_ray.data import folder_walk
+from simmim_ray.data.folder_walk import MAX_IMAGE_BYTES
+from simmim_ray.data.parquet_files import filesystem, join
+from simmim_ray.data.sources import cifar10_records
 from simmim_ray.errors import UserError, excerpt
 from simmim_ray.paths import (DIRECTORY, FILE, MISSING, check_apart, check_writable_dir, is_uri, kind, require,
                               require_dir, shown)
@@ -67,9 +73,7 @@ def _check_out(out: str, src: str) -> None:
 
 
 def _check_out_uri(out: str) -> None:
-    import pyarrow.fs as pafs
-
-    from simmim_ray.data.parquet_files import filesystem
+    import pyarrow.fs as pafs  # pyarrow on use: the CLI imports this module at startup
 
     try:
         fs, base = filesystem(out)
@@ -81,8 +85,6 @@ def _check_out_uri(out: str) -> None:
 
 
 def _imagefolder_rows(src: str):
-    from simmim_ray.data import folder_walk
-
     classes = folder_walk.class_names(src)
     if not classes:
         raise UserError(f"convert SRC {shown(src)} is not an image folder of <class>/<image> files "
@@ -111,15 +113,11 @@ def _imagefolder_rows(src: str):
 
 
 def _not_read(path: str) -> str:
-    from simmim_ray.data.folder_walk import MAX_IMAGE_BYTES
-
     k = kind(path)
     return f"more than {MAX_IMAGE_BYTES:,} bytes" if k == FILE else f"{k}, not a regular file"
 
 
 def _cifar10_rows(src: str):
-    from simmim_ray.data.sources import cifar10_records
-
     if not os.path.isdir(os.path.join(src, "cifar-10-batches-py")):
         raise UserError(f"convert SRC {shown(src)}: no CIFAR-10 batches (expected "
                         f"{shown(src)[1:-1]}/cifar-10-batches-py/)")
@@ -129,8 +127,6 @@ def _cifar10_rows(src: str):
         raise UserError(f"convert SRC {shown(src)}: {str(e).removeprefix('data.path: ')}") from None
 
     def rows():
-        from PIL import Image
-
         for name, recs in splits:
             for img, label in zip(recs.images, recs.labels, strict=True):
                 yield _png(Image.fromarray(img)), int(label), name
@@ -141,9 +137,7 @@ def _cifar10_rows(src: str):
 def _encode_file(where: str, data: bytes | None) -> bytes | Skipped:
     """Keeps PNG and JPEG bytes as they are (re-encoding JPEG to PNG would inflate it); other formats become 8-bit
     RGB PNG. What training's decoder refuses (image_decode.py: corrupt, truncated, a bomb, mode F) is skipped."""
-    from PIL import Image
-
-    from simmim_ray.data.image_decode import ImageRefused, decode
+    from simmim_ray.data.image_decode import ImageRefused, decode  # simplejpeg: not at the CLI's startup
 
     if data is None:
         return Skipped(where, "cannot be read")
@@ -163,10 +157,8 @@ def _png(img) -> bytes:
 
 
 def _write(rows, out: str, rows_per_shard: int, classes: list[str], with_split: bool) -> dict:
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow on use: the CLI imports this module at startup
     import pyarrow.parquet as pq
-
-    from simmim_ray.data.parquet_files import filesystem, join
 
     fields = [pa.field("image", pa.binary()), pa.field("label", pa.int64())]
     if with_split:

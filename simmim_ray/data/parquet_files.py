@@ -11,7 +11,7 @@ import numpy as np
 from simmim_ray.errors import UserError
 from simmim_ray.paths import DIRECTORY, FILE, is_uri, kind, require, walk_files
 
-if TYPE_CHECKING:  # pyarrow is imported where a file is opened
+if TYPE_CHECKING:  # pyarrow is imported where a file is opened: the core and the CLI's data checks import this module
     import pyarrow.parquet
 
 # labels are class indices, and the scan and the classifier size per-class arrays by the largest one: ImageNet-21k
@@ -23,7 +23,7 @@ _FS_CACHE: dict[str, tuple] = {}
 
 def filesystem(path: str):
     """(pyarrow filesystem, path inside it), cached per process: an object-store client is not free to make."""
-    import pyarrow.fs as pafs
+    import pyarrow.fs as pafs  # pyarrow on use (see TYPE_CHECKING above)
 
     if path not in _FS_CACHE:
         _FS_CACHE[path] = pafs.FileSystem.from_uri(path) if is_uri(path) else (pafs.LocalFileSystem(), path)
@@ -33,7 +33,7 @@ def filesystem(path: str):
 def parquet_files(path: str):
     """-> (fs, base directory, sorted paths of the .parquet files relative to it; a file path gives its name).
     A local directory is walked by the path policy's safe walk (paths.walk_files); a URI by its filesystem."""
-    import pyarrow.fs as pafs
+    import pyarrow.fs as pafs  # pyarrow on use (see TYPE_CHECKING above)
 
     if not path or not is_uri(path):
         return _local_parquet_files(path)
@@ -55,7 +55,7 @@ def parquet_files(path: str):
 
 
 def _local_parquet_files(path: str):
-    import pyarrow.fs as pafs
+    import pyarrow.fs as pafs  # pyarrow on use (see TYPE_CHECKING above)
 
     label = f"data.path: Parquet path {path!r}"
     if require(path, label, "a .parquet file or a directory of them", FILE, DIRECTORY) == FILE:
@@ -88,7 +88,7 @@ class ParquetFile:
 
 def open_parquet(fs, base: str, rel: str, d) -> ParquetFile:
     """Opens one file (its footer only) and checks its columns against `d` (the DataConfig)."""
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow on use (see TYPE_CHECKING above)
     import pyarrow.parquet as pq
 
     name = rel
@@ -121,7 +121,7 @@ def join(base: str, rel: str) -> str:
 
 
 def _is_bytes(t) -> bool:
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow on use (see TYPE_CHECKING above)
 
     return pa.types.is_binary(t) or pa.types.is_large_binary(t)
 
@@ -145,7 +145,7 @@ def label_array(col, name: str, start: int, column: str) -> np.ndarray:
 
 def image_cell_bytes(col):
     """A pyarrow image column (binary, or a struct with `bytes` as HF datasets write) -> binary array."""
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow on use (see TYPE_CHECKING above)
     import pyarrow.compute as pc
 
     if pa.types.is_struct(col.type):

@@ -10,6 +10,7 @@ import os
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.datasets import CIFAR10
 
 from simmim_ray.errors import UserError
 from simmim_ray.paths import require_file_if_present
@@ -30,7 +31,7 @@ class DigitsRecords(Dataset):
     has_masks = True
 
     def __init__(self) -> None:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # scikit-learn (slow to import) for digits only
 
         d = load_digits()
         self.images = (d.images / 16.0 * 255).round().astype(np.uint8)  # [N, 8, 8]
@@ -61,8 +62,6 @@ class ArrayRecords(Dataset):
 
 
 def cifar10_records(root: str, train: bool, download: bool) -> ArrayRecords:
-    from torchvision.datasets import CIFAR10
-
     if not download and not os.path.isdir(os.path.join(root, "cifar-10-batches-py")):
         raise UserError(f"data.path: no CIFAR-10 batches under {root!r} (expected cifar-10-batches-py/; "
                         f"pass --set data.download=true to fetch them)")

@@ -109,7 +109,7 @@ def local_batches(cfg: Config, plan: StreamPlan, split: str, kind: str, batch_si
 
 
 def _concat(tables):
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow for streamed data only: every run imports this module
 
     return pa.concat_tables(tables)
 

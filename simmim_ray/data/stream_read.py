@@ -50,7 +50,7 @@ def read_unit(sel: Selection, unit: Unit, split: str):
 
 
 def _empty(with_mask: bool):
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow on use: the CLI's data checks import this module
 
     cols = {"image": pa.array([], pa.binary()), "label": pa.array([], pa.int64())}
     if with_mask:
@@ -59,7 +59,7 @@ def _empty(with_mask: bool):
 
 
 def _read_row_group(sel: Selection, unit: Unit, code: int):
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow on use: the CLI's data checks import this module
     import pyarrow.parquet as pq
 
     fs, _ = filesystem(sel.root)
@@ -82,7 +82,7 @@ def _read_row_group(sel: Selection, unit: Unit, code: int):
 
 
 def _read_folder_chunk(sel: Selection, unit: Unit, code: int):
-    import pyarrow as pa
+    import pyarrow as pa  # pyarrow on use: the CLI's data checks import this module
 
     files = folder_walk.class_files(sel.root, unit.file)[unit.start:unit.start + unit.rows]
     if not files:
@@ -107,7 +107,7 @@ def read_units(sel: Selection, units: list[Unit], split: str):
 def sample_images(plan: StreamPlan, units: list[Unit], rows: int):
     """Yields (where, encoded bytes) for the first `rows` rows of each of `units`, whatever their split: what the
     up-front check decodes. Reads a few pages of a row group, not the whole of it."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # pyarrow on use: the CLI's data checks import this module
 
     for unit in units:
         if plan.source == "parquet":

@@ -13,11 +13,14 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from simmim_ray.config import Config
 from simmim_ray.data import EvalTransform, PretrainTransform, build_splits, collate_skip
+from simmim_ray.data.check import fgbg_rule
+from simmim_ray.data.scan import scan
 from simmim_ray.data.stream_batches import StreamedSplits, local_splits
 from simmim_ray.data.transforms import Transformed
 from simmim_ray.engine import evaluate
 from simmim_ray.engine.optim import build_optimizer, param_groups, scaled_lr, warmup_cosine
 from simmim_ray.engine.pretrain import train_one_epoch
+from simmim_ray.masking import upsample_mask
 from simmim_ray.metrics import FLOPS, PARAMS, PROXY_KNN
 from simmim_ray.models import build_simmim, count_params, encoder_flops
 
@@ -184,8 +187,6 @@ class PretrainRun:
         What was masked must be visible whatever the images look like (black digits' backgrounds are black): the
         masked input fills hidden patches with HIDDEN_FILL, and the reconstruction tints the patches it predicted
         with PREDICTED_TINT (GRID_LEGEND says so where the grid is shown)."""
-        from simmim_ray.masking import upsample_mask
-
         if self.streamed:
             if self._grid is None:
                 return torch.zeros(3, 3 * self.cfg.model.img_size, self.cfg.model.img_size)
@@ -212,9 +213,6 @@ class PretrainRun:
 def _load_splits(cfg: Config, rank: int, world: int, device: torch.device):
     """In-memory sources load whole; Parquet and image folders stream from this process (no Ray)."""
     if cfg.data.source in ("parquet", "imagefolder"):
-        from simmim_ray.data.check import fgbg_rule
-        from simmim_ray.data.scan import scan
-
         plan = scan(cfg)
         fgbg_rule(cfg, plan.has_masks)
         return local_splits(cfg, plan, rank, world, device)

@@ -5,9 +5,12 @@ import io
 import json
 
 import torch
+import yaml
 
 from simmim_ray.io import storage
 from simmim_ray.config import Config
+from simmim_ray.errors import UserError
+from simmim_ray.io.yamlio import parse_yaml
 
 CHECKPOINT_FILE = "state.pt"  # in every Train checkpoint directory (written by train/trial_loop.py)
 
@@ -28,8 +31,6 @@ def latest_checkpoint(run_dir: str, hint: str = "") -> str | None:
 
 def export_best(ckpt: str, dest: str, row: dict) -> str:
     """Copies the encoder weights and resolved config of checkpoint `ckpt`, and `row`'s metrics, into `dest`."""
-    import yaml
-
     state = torch.load(io.BytesIO(storage.read_bytes(storage.join(ckpt, CHECKPOINT_FILE))), map_location="cpu",
                        weights_only=True)
     # clone: the checkpoint's tensors are views of the optimiser's flat buffers, and saving a view saves its
@@ -52,9 +53,7 @@ def load_encoder(path: str) -> torch.nn.Module:
     encoder.pt of different models (or a file that is neither) are a UserError naming both files and the first
     tensor that does not fit, instead of torch's list of every size mismatch.
     """
-    from simmim_ray.errors import UserError
-    from simmim_ray.models import build_encoder
-    from simmim_ray.io.yamlio import parse_yaml
+    from simmim_ray.models import build_encoder  # the models (torchvision) only here: `report` imports this module
 
     config_file, weights_file = storage.join(path, "config.yaml"), storage.join(path, "encoder.pt")
     try:

@@ -198,7 +198,7 @@ def append_line(uri: str, line: str) -> None:
 
 def cluster_node_count() -> int:
     """Alive nodes of the Ray cluster this process is connected to (1 when not connected)."""
-    import ray
+    import ray  # Ray on use: the CLI's checks import this module before Ray starts
 
     if not ray.is_initialized():
         return 1
@@ -210,7 +210,7 @@ def nodes_missing_path(path: str, timeout_s: float = 60.0) -> list[str] | None:
 
     -> node ids that do not see it (empty: the path is shared), or None when not connected to Ray.
     """
-    import ray
+    import ray  # Ray on use: the CLI's checks import this module before Ray starts
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not ray.is_initialized():

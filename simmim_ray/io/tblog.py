@@ -8,6 +8,9 @@ from __future__ import annotations
 import math
 import tempfile
 
+import pyarrow.fs as pafs
+import torch
+
 from simmim_ray.metrics import PROXY_KNN
 
 MIN_IMAGE_PX = 96  # each image of the grid is upscaled (nearest neighbour, pixels stay sharp) to at least this
@@ -40,8 +43,6 @@ class TBLogger:
 
     def _sync(self) -> None:
         if self.remote:
-            import pyarrow.fs as pafs
-
             pafs.copy_files(self.local, self.target, destination_filesystem=None)
 
     def close(self) -> None:
@@ -69,8 +70,6 @@ def image_tag() -> str:
 def upscaled(grid, img_size: int):
     """The grid ([3, H, W]) with each image at least MIN_IMAGE_PX wide: 16 px digits are unreadable at
     TensorBoard's size."""
-    import torch
-
     factor = max(1, math.ceil(MIN_IMAGE_PX / img_size))
     if factor == 1:
         return grid

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 
+from simmim_ray._compat import trial_path
 from simmim_ray.config import Config, coerce, field_type
 from simmim_ray.errors import UserError, excerpt
 from simmim_ray.io import storage
@@ -15,6 +16,8 @@ from simmim_ray.metrics import EPOCH
 from simmim_ray.search.answer.seed_jobs import SeedJobSetup
 from simmim_ray.search.answer.stage import run_answer_stage
 from simmim_ray.search.record.experiment import TB, TRIAL_PATH, Experiment
+from simmim_ray.search.record.study_store import close_study, optuna_storage, upload_study
+from simmim_ray.search.record.trust import TUNER_PKL, record_experiment
 from simmim_ray.search.settings import SearchSettings
 from simmim_ray.search.size import SizeOf
 from simmim_ray.search.space import SearchSpace, encode, to_optuna
@@ -50,14 +53,11 @@ def check_trials_fit(s: SearchSettings, cluster: dict, where: str = "the Ray clu
 def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experiment, resume: bool) -> int:
     """Runs (or, with `resume`, continues) the search in experiment `exp`; -> exit code."""
     # Ray, Tune, Optuna and what is built on them, imported when a search runs: the command line imports this
-    # module to check --points before Ray starts (cli/validate.py), and `--help` stays fast
+    # module to check --points before Ray starts (cli/search_checks.py), and `--help` stays fast
     import ray
     from ray import tune
 
-    from simmim_ray._compat import trial_path
     from simmim_ray.search.record.recorder import Recorder
-    from simmim_ray.search.record.study_store import close_study, optuna_storage, upload_study
-    from simmim_ray.search.record.trust import TUNER_PKL, record_experiment
     from simmim_ray.search.record.trust_callback import PickleDigests
     from simmim_ray.search.searcher import ConstrainedOptunaSearch
     from simmim_ray.search.trial.trial import make_trial_fn, trial_name
@@ -135,7 +135,7 @@ def run_search(s: SearchSettings, space: SearchSpace, base: Config, exp: Experim
 def quiet_optuna() -> None:
     """Optuna logs "A new study created in RDB with name: ..." (and each trial's end) at INFO: the search's own
     lines say what happens. Its warnings still show."""
-    import optuna
+    import optuna  # only when a search runs: the search command's checks import this module
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -168,7 +168,7 @@ def finished_reason(study_db, study_name: str) -> str:
     """Why the searcher stopped proposing trials before Tune's trial count ran out ("" if it did not)."""
     import optuna  # only when a search runs, as the searcher
 
-    from simmim_ray.search.searcher import FINISHED_ATTR
+    from simmim_ray.search.study import FINISHED_ATTR
 
     try:
         return optuna.load_study(study_name=study_name, storage=study_db).user_attrs.get(FINISHED_ATTR, "")

@@ -35,41 +35,24 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from simmim_ray._compat.optuna import (SKIPPED_ATTR, STOPPED_ATTR, describe_study, fail_with_attr, report_intermediate,
-                                       set_constraint, tell_pruned, tpe_sampler, trial_of)
-from simmim_ray.metrics import EPOCH, PROXY_KNN, VAL_ACCURACY
+from simmim_ray._compat.optuna import (SKIPPED_ATTR, STOPPED_ATTR, describe_study, report_intermediate, set_constraint,
+                                       tell_pruned, trial_of)
+from simmim_ray.metrics import EPOCH, PROXY_KNN
 from simmim_ray.search.incumbent import answer_repeat, incumbent, skip_if_cannot_win, twin_of
+from simmim_ray.search.study import (FINAL_KEY, FINISHED_ATTR, ORPHAN_ATTR, SEARCH_ATTR, SIZE_ATTR, TUNE_ID_ATTR,
+                                     is_final, make_sampler)
 from simmim_ray.search.untried import smaller_untried
 
 log = logging.getLogger(__name__)
 
-TUNE_ID_ATTR = "tune_trial_id"
-SEARCH_ATTR = "search_id"
-ORPHAN_ATTR = "orphaned"  # a study trial asked just before a driver kill, never run
 STOPPED_ATTR = STOPPED_ATTR  # a trial the scheduler stopped before its end (why)
-SIZE_ATTR = "size"  # the trial's size, known before it trains
-FINISHED_ATTR = "search_finished"  # study user attr: why the searcher proposed no more trials ("" while it does)
 # the per-epoch intermediate value: the proxy's error, so that lower is better as for the objective (TPE ranks a
 # pruned trial by its last intermediate value in the study's direction: the raw accuracy would rank it backwards)
 INTERMEDIATE = f"1 - {PROXY_KNN} (k-NN error on validation) per pre-training epoch; lower is better"
 # samples per suggestion before an untried configuration smaller than the incumbent is taken instead of the
 # sampler's proposals: only a nearly exhausted space, or a sampler fixed on the incumbent's region, gets there
 MAX_ASKS = 32
-FINAL_KEY = VAL_ACCURACY  # present only in a trial's final report (after the fine-tune / probe)
 TIME_KEY = "time_total_s"  # Tune's wall seconds of a trial so far, in every result
-
-
-def is_final(result: dict | None) -> bool:
-    return bool(result) and FINAL_KEY in result and result.get("done", True)
-
-
-def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
-    if sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # independent (univariate) TPE: on the default space's benchmark table it reached the smallest size that
-    # confirms on validation in 28% of 50 seeds at 1x the default budget and 92% at 2x, multivariate TPE in 14% and
-    # 80% (a what-if replay, benchmarks/replay_methods.py); constraints come from the trial
-    return tpe_sampler(seed=seed, multivariate=False, n_startup_trials=4)
 
 
 class ConstrainedOptunaSearch(Searcher):
@@ -306,13 +289,3 @@ class ConstrainedOptunaSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__setstate__(pickle.load(f))
-
-
-def fail_orphans(study: optuna.Study) -> int:
-    """After a search, RUNNING study trials are orphans (asked just before a driver kill, never run by Tune):
-    mark them FAIL so the study holds no phantom running trials. Returns how many."""
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        fail_with_attr(study, t, ORPHAN_ATTR, "asked before the driver was killed; never run")
-        n += 1
-    return n

@@ -2,14 +2,19 @@
 the smallest feasible one it already has (search/searcher.py)."""
 from __future__ import annotations
 
+import json
+
 import torch
 
 from simmim_ray.config import Config
+from simmim_ray.search.space import decode
 
 
 @torch.no_grad()
 def encoder_size(cfg: Config, metric: str) -> int:
     """Parameters or forward FLOPs of cfg's encoder, built on the meta device (no memory, no init cost)."""
+    # the models (torchvision) load when a size is first computed: the driver imports this module, and the
+    # search command's checks import the driver before Ray starts
     from simmim_ray.models.factory import build_encoder, count_params, encoder_flops
 
     with torch.device("meta"):
@@ -26,10 +31,6 @@ class SizeOf:
         self._cache: dict[str, int] = {}
 
     def __call__(self, params: dict) -> int:
-        import json
-
-        from simmim_ray.search.space import decode
-
         key = json.dumps(params, sort_keys=True, default=str)
         if key not in self._cache:
             self._cache[key] = encoder_size(Config.from_dict(self.base).with_overrides(decode(params)), self.metric)

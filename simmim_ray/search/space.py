@@ -27,6 +27,7 @@ from typing import Any
 
 from simmim_ray.config import Config, coerce, field_type
 from simmim_ray.errors import UserError, excerpt
+from simmim_ray.io.configio import read_yaml
 
 DIST_KINDS = ("uniform", "loguniform", "int", "choice")
 MAX_CHOICES = 1000
@@ -143,8 +144,6 @@ def parse_space(d: Any, name: str, base: Config | None = None) -> SearchSpace:
 
 
 def load_space(path: str, base: Config | None = None) -> SearchSpace:
-    from simmim_ray.io.configio import read_yaml
-
     name = os.path.splitext(os.path.basename(path))[0]
     return parse_space(read_yaml(path, "search space"), name, base)
 
@@ -249,7 +248,7 @@ def _cut(text: str, limit: int = 300) -> str:
 
 def to_optuna(space: SearchSpace) -> dict:
     """Optuna distributions keyed by the dotted config keys (used as Tune's flat param names)."""
-    import optuna.distributions as od
+    import optuna.distributions as od  # Optuna when a search runs: the CLI imports this module at startup
 
     out = {}
     for p in space.params:

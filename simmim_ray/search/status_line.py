@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from simmim_ray.search.record.ledger import COMPLETE, ERROR, INTERRUPTED, PRUNED
+from simmim_ray.train import epoch_lines
 
 PLAIN_PERIOD_S = 60.0  # a log gets a status line at most this often
 TTY_PERIOD_S = 1.0  # the terminal's line is redrawn at most this often (its clock moves)
@@ -21,9 +22,7 @@ ERASE = "\r\x1b[2K"  # back to the line's start, erase it
 
 
 def duration(seconds: float) -> str:
-    from simmim_ray.train.epoch_lines import duration as d
-
-    return d(seconds)
+    return epoch_lines.duration(seconds)
 
 
 @dataclass

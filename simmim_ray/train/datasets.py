@@ -16,9 +16,14 @@ import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import ray.data
+from ray.data import ExecutionOptions, ExecutionResources
+from ray.train import DataConfig
 
 from simmim_ray.config import Config
+from simmim_ray.data.decode import StreamTransform
 from simmim_ray.data.scan import StreamPlan, Unit
+from simmim_ray.data.stream_read import Selection, read_unit
 
 DECODE_ROWS = 64  # rows decoded per output batch of a read task: bounds a task's decoded memory
 
@@ -32,8 +37,6 @@ class StreamSetup:
     node_label: str  # "KEY=VALUE": run the pipelines on nodes with this label only ("": anywhere)
 
     def execution_options(self):
-        from ray.data import ExecutionOptions, ExecutionResources
-
         opts = ExecutionOptions()
         if self.data_cpus > 0:
             opts.resource_limits = ExecutionResources(cpu=self.data_cpus)
@@ -44,8 +47,6 @@ class StreamSetup:
 
 
 def _read_decode(batch, sel, split: str, transform):
-    from simmim_ray.data.stream_read import read_unit
-
     cols = {k: batch.column(k).to_pylist() for k in batch.column_names}
     for i in range(batch.num_rows):
         table = read_unit(sel, Unit(**{k: v[i] for k, v in cols.items()}), split)
@@ -56,11 +57,6 @@ def _read_decode(batch, sel, split: str, transform):
 def split_dataset(setup: StreamSetup, cfg: Config, split: str, kind: str, units: list[Unit] | None = None):
     """The Ray Dataset of `split`'s rows (of `units`, default all the split's units), decoded as `kind`
     (pretrain | eval | eval_train)."""
-    import ray.data
-
-    from simmim_ray.data.decode import StreamTransform
-    from simmim_ray.data.stream_read import Selection
-
     plan = setup.plan
     units = plan.units_for(split) if units is None else units
     order = np.random.default_rng(cfg.seed).permutation(len(units))  # no one class's rows all at once
@@ -89,7 +85,5 @@ def train_datasets(setup: StreamSetup, cfg: Config) -> dict:
 def data_config(setup: StreamSetup):
     """Equal shares per worker, with the pipelines' resource limit and node label (Train applies its own
     execution options to the datasets it is given, replacing theirs)."""
-    from ray.train import DataConfig
-
     opts = setup.execution_options()
     return DataConfig(datasets_to_split="all", execution_options={"pretrain": opts, "labeled": opts})

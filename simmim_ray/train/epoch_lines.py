@@ -107,7 +107,7 @@ class EpochFeed(EpochPrinter):
     """The queue rank 0 puts each epoch's metrics on, and the driver thread that prints them as they arrive."""
 
     def __init__(self, epochs: int, out=None):
-        from ray.util.queue import Queue
+        from ray.util.queue import Queue  # Ray once a run starts: `simmim-ray train` imports this module at startup
 
         super().__init__(epochs, out)
         self.queue = Queue(actor_options={"num_cpus": 0})  # a zero-CPU actor: it never takes a worker's place
@@ -121,7 +121,7 @@ class EpochFeed(EpochPrinter):
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        from ray.util.queue import Empty
+        from ray.util.queue import Empty  # Ray on use, as in __init__
 
         while True:  # what arrived after the thread's last look
             try:
@@ -134,7 +134,7 @@ class EpochFeed(EpochPrinter):
             pass
 
     def _run(self) -> None:
-        from ray.util.queue import Empty
+        from ray.util.queue import Empty  # Ray on use, as in __init__
 
         while not self._stop.is_set():
             try:

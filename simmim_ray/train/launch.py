@@ -14,7 +14,12 @@ import ray
 import ray.train
 from ray.train.torch import TorchConfig, TorchTrainer
 
+from simmim_ray._compat import trial_path
+from simmim_ray._compat.ray_train import LazyTorchConfig
+from simmim_ray._compat.ray_trainer import LeanTorchTrainer
 from simmim_ray.config import Config
+from simmim_ray.errors import UserError
+from simmim_ray.train.data_cpus import plan_data_cpus
 from simmim_ray.train.loop_config import LoopConfig, Remeasure, SeedJob
 
 if TYPE_CHECKING:  # imported where used: the scan and Ray Data only for a streamed source
@@ -48,11 +53,11 @@ def worker_loop(train_loop_config: dict) -> None:
     the workers, so the trial process that only builds the trainer never pays for them."""
     loop = train_loop_config[LOOP_KEY]
     if loop.seed_job is not None:  # a confirmation or the scratch baseline, not a training run
-        from simmim_ray.train.seed_loop import seed_loop
+        from simmim_ray.train.seed_loop import seed_loop  # the workers' import (see above)
 
         seed_loop(loop)
     else:
-        from simmim_ray.train.trial_loop import trial_loop
+        from simmim_ray.train.trial_loop import trial_loop  # the workers' import (see above)
 
         trial_loop(loop)
 
@@ -66,9 +71,6 @@ def trainer_parts(lean: bool) -> tuple[type[TorchTrainer], TorchConfig]:
     controller never imports torch (its workers do)."""
     if not lean:
         return TorchTrainer, TorchConfig()
-    from simmim_ray._compat.ray_train import LazyTorchConfig
-    from simmim_ray._compat.ray_trainer import LeanTorchTrainer
-
     return LeanTorchTrainer, LazyTorchConfig()
 
 
@@ -106,14 +108,13 @@ def make_trainer(cfg: Config, res: Resources, storage_path: str, name: str, tb_d
         progress: a queue rank 0 puts each epoch's metrics on (`simmim-ray train`'s lines, train/epoch_lines.py).
     """
     if lean is None:
-        from simmim_ray._compat import trial_path
-
         lean = trial_path() == "lean"
     trainer_cls, torch_config = trainer_parts(lean)
     ref, stream, datasets, dataset_config = None, None, None, None
     match = shared is not None and shared.key == data_key(cfg)
     worker_cpus = res.cpus_per_worker
     if is_streamed(cfg):
+        # the data modules (torchvision) only for streamed data: not in every trial process
         from simmim_ray.train.datasets import data_config, train_datasets
 
         stream = stream_setup(cfg, res, shared.plan if match and shared.plan is not None else None)
@@ -166,11 +167,9 @@ def share_splits(cfg: Config) -> SharedSplits | None:
     """Loads `cfg`'s data once for every trial of a search: in-memory splits go into the object store (the
     workers skip reading and decoding them, and importing scikit-learn for digits); a streamed source is scanned
     once (its label column), and each trial streams its own rows. None when this process cannot load it."""
-    from simmim_ray.errors import UserError
-
     try:
         if is_streamed(cfg):
-            from simmim_ray.data.scan import scan_cached
+            from simmim_ray.data.scan import scan_cached  # data modules (torchvision): not in every trial process
 
             plan = scan_cached(cfg)
             return SharedSplits(data_key(cfg), None, plan.has_masks, plan)
@@ -191,10 +190,8 @@ class _Stream:
 def stream_setup(cfg: Config, res: Resources, plan=None) -> _Stream:
     """Scans a streamed source (unless `plan` is given), checks it fits the workers, and leaves Ray Data CPUs
     (data_cpus.py); UserError, before any worker starts, when it cannot."""
-    from simmim_ray.data.check import fgbg_rule
+    from simmim_ray.data.check import fgbg_rule  # data modules (torchvision): not in every trial process
     from simmim_ray.data.scan import scan_cached
-    from simmim_ray.errors import UserError
-    from simmim_ray.train.data_cpus import plan_data_cpus
     from simmim_ray.train.datasets import StreamSetup
 
     plan = plan if plan is not None else scan_cached(cfg)

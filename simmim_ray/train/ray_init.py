@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
+from simmim_ray import signals
+from simmim_ray._compat.ray_core import init_local, version_mismatch
 from simmim_ray.errors import UserError
 
 
@@ -17,8 +20,6 @@ def start_local(num_cpus: int | None = None, temp_dir: str | None = None, **kwar
     """Start a private local Ray instance whose processes find *its* State API, even when other Ray instances
     run on the same host (Train's placement-group cleaner otherwise fails with "multiple active Ray instances").
     The dashboard (which serves the State API) binds to loopback only."""
-    from simmim_ray._compat.ray_core import init_local
-
     port = free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"  # inherited by every Ray process
     init_local(temp_dir, num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
@@ -84,8 +85,6 @@ def check_address(address: str | None) -> None:
 def plain_ray_lines(stream=None) -> None:
     """Ray's lines that still reach the driver (a raylet's note that a worker died) carry colour codes even in a
     file; Ray's RAY_COLOR_PREFIX=0 leaves them plain when our output is not a terminal (unless the user set it)."""
-    import sys
-
     if not (stream or sys.stdout).isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
 
@@ -93,9 +92,8 @@ def plain_ray_lines(stream=None) -> None:
 def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bool = True) -> None:
     """Join `address` or start a private local instance. A search passes log_to_driver=False: its terminal
     shows one line per trial, and worker logs stay in Ray's session directory."""
-    import ray
+    import ray  # Ray when it starts: the CLI imports this module at startup
 
-    from simmim_ray import signals
     from simmim_ray.train.launch import RAY_ENV_DEFAULTS, apply_ray_env_defaults
 
     # Ray processes of a cluster we join inherit their raylet's environment, not ours: the defaults we set (not
@@ -118,8 +116,6 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
             start_local(num_cpus, log_to_driver=log_to_driver)
         signals.reassert()  # ray.init replaced the CLI's SIGTERM handler with its own
     except (ConnectionError, ValueError, RuntimeError) as e:
-        from simmim_ray._compat.ray_core import version_mismatch
-
         versions = version_mismatch(e)
         if versions is not None:
             raise UserError(f"--address {address!r}: the cluster runs Ray {versions[0]}, this client has Ray "

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 
+import torch
+
+from simmim_ray._compat.ray_core import local_cpus
 from simmim_ray.errors import UserError
 
 
@@ -18,12 +21,8 @@ def starts_locally(address: str | None) -> bool:
 def local_resources() -> dict[str, float]:
     """CPUs and GPUs a Ray started on this machine will offer, detected the way Ray does (cgroup CPU limits
     included); falls back to the OS's count when Ray's helper is not there."""
-    from simmim_ray._compat.ray_core import local_cpus
-
     cpus = local_cpus()
     try:
-        import torch
-
         gpus = float(torch.cuda.device_count())
     except Exception:  # noqa: BLE001 - no usable CUDA is no GPU
         gpus = 0.0

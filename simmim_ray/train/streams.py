@@ -7,6 +7,7 @@ unit of the split): disjoint over ranks, each row once, so summed counts are exa
 """
 from __future__ import annotations
 
+import ray.train
 import torch
 
 from simmim_ray.config import Config
@@ -43,8 +44,6 @@ def _eval_loader(setup: StreamSetup, cfg: Config, split: str, rank: int, world: 
 
 
 def worker_splits(setup: StreamSetup, cfg: Config, rank: int, world: int, device: torch.device) -> StreamedSplits:
-    import ray.train
-
     plan = setup.plan
     pretrain = _train_loader(ray.train.get_dataset_shard("pretrain"), plan.sizes["pretrain"], world,
                              cfg.train.batch_size, device, plan)

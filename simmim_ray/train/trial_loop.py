@@ -15,7 +15,9 @@ import torch
 
 from simmim_ray.engine.run import PretrainRun
 from simmim_ray.io.export import CHECKPOINT_FILE
+from simmim_ray.io.tblog import TBLogger
 from simmim_ray.metrics import DONE, REPLAYED, VAL_ACCURACY, VAL_ACCURACY_SEEDS, VAL_COUNT
+from simmim_ray.train.epoch_lines import tell
 from simmim_ray.train.loop_config import LoopConfig
 from simmim_ray.train.worker_context import make_run, worker_context
 
@@ -49,8 +51,6 @@ def trial_loop(loop: LoopConfig) -> None:
 
     tb = None
     if loop.tb_dir and rank == 0:
-        from simmim_ray.io.tblog import TBLogger  # TensorBoard's import is slow; only rank 0 writes
-
         tb = TBLogger(loop.tb_dir, enabled=True)
     node_ids = _node_ids(world)
     size = run.size()
@@ -74,8 +74,6 @@ def trial_loop(loop: LoopConfig) -> None:
         if tb is not None:
             tb.epoch(run, metrics, final)
         if loop.progress is not None and rank == 0:  # the driver's line for this epoch (train/epoch_lines.py)
-            from simmim_ray.train.epoch_lines import tell
-
             tell(loop.progress, metrics)
         if final:
             metrics["reported_at"] = time.time()
@@ -103,7 +101,7 @@ def _timing_metrics(run: PretrainRun, timing: dict, entered: float) -> dict:
     """Where this rank's time went. `loop_seconds` (pre-training + evaluation) is the useful work of a trial;
     everything else in a trial's wall time is overhead (see benchmarks/trial_overhead.py)."""
     try:
-        import psutil  # comes with ray[default]
+        import psutil  # Ray's vendored copy (ray[default]): importable once Ray is
 
         process_started = psutil.Process().create_time()
     except Exception:  # noqa: BLE001 - diagnostics only

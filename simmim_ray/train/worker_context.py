@@ -16,6 +16,7 @@ from simmim_ray.data.splits import Splits, build_splits
 from simmim_ray.data.stream_batches import StreamedSplits
 from simmim_ray.engine.run import PretrainRun
 from simmim_ray.train.loop_config import LoopConfig
+from simmim_ray.train.streams import worker_splits
 
 
 @dataclass
@@ -40,8 +41,6 @@ def worker_context(loop: LoopConfig) -> WorkerContext:
     t0 = time.time()
     rank, world, device = ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
     if loop.stream is not None:  # Parquet / image folder: every split streams through Ray Data
-        from simmim_ray.train.streams import worker_splits
-
         splits = worker_splits(loop.stream, loop.cfg(), rank, world, device)
     else:
         splits = ray.get(loop.splits_ref) if loop.splits_ref is not None else build_splits(loop.cfg())

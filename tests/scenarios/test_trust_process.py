@@ -37,7 +37,7 @@ def resumable_experiment(tmp_path) -> str:
     import optuna
 
     from simmim_ray.cli import build_parser
-    from simmim_ray.cli.validate import validate_search
+    from simmim_ray.cli.search_checks import validate_search
 
     (tmp_path / "s.yaml").write_text("params:\n  mask.ratio: {uniform: [0.4, 0.8]}\n")
     args = build_parser().parse_args(["search", str(tmp_path / "s.yaml"), "--storage-path", str(tmp_path / "exps"),

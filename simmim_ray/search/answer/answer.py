@@ -87,7 +87,7 @@ def labeled_fraction(exp: Experiment, s) -> float | None:
 def _pixel_logreg(exp: Experiment, setup: SeedJobSetup, lf: float) -> None:
     splits = None
     if setup.shared is not None and setup.shared.ref is not None:  # in memory (a streamed source has no ref)
-        import ray
+        import ray  # only for a search's in-memory splits: `report` imports this module
 
         splits = ray.get(setup.shared.ref)  # the search's own splits: the same labelled and test images
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT, VAL_ACCURACY, VAL_COUNT
 from simmim_ray.search.record.ledger_schema import PIXEL_LOGREG, SCRATCH
 
 __all__ = ["PIXEL_LOGREG", "SCRATCH", "labels", "pixel_logreg", "pixel_matrices"]
@@ -36,12 +37,10 @@ def pixel_logreg(cfg, splits=None, with_val: bool = False) -> dict:
     {"test_accuracy": None, "skipped": why} where the labelled set is not held in memory. `with_val` also scores
     the validation split ("val_accuracy", "val_count"): the digits studies set it beside a trial's validation
     accuracy (benchmarks/studies/digits_frontier.py)."""
-    from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT, VAL_ACCURACY, VAL_COUNT
-
     if cfg.data.source not in IN_MEMORY_SOURCES:
         return {TEST_ACCURACY: None, "skipped": f"data.source={cfg.data.source} is streamed, not held in memory"}
     if splits is None:
-        from simmim_ray.data.splits import build_splits
+        from simmim_ray.data.splits import build_splits  # the data (torchvision) only here: `report` imports this
 
         splits = build_splits(cfg.with_overrides({"loss.fgbg_weight": 0.0}))
     n_lab = len(splits.labeled)
@@ -49,7 +48,7 @@ def pixel_logreg(cfg, splits=None, with_val: bool = False) -> dict:
     if n_lab * first.size[0] * first.size[1] * 3 > MAX_PIXEL_VALUES:
         return {TEST_ACCURACY: None, "skipped": f"{n_lab} labelled images of {first.size[0]}x{first.size[1]} "
                                                 f"pixels are too many to hold here"}
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # scikit-learn only here: `report` imports this
 
     held = {TEST_ACCURACY: (TEST_COUNT, splits.test)}
     if with_val:

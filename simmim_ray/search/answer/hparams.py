@@ -71,7 +71,7 @@ def hyperparameters(row: dict, keys: list[str], int_keys: set[str]) -> dict:
 def write(exp: Experiment, s, rows: list[dict], history: list[dict], rep: dict) -> None:
     """Writes the table for every trial in `rows` (results rows with `feasible`). (`s`, `rep`: the search's settings
     and report, unused: the confirmed test accuracy is reported, never a column, as only candidates have one.)"""
-    from torch.utils.tensorboard.summary import hparams
+    from torch.utils.tensorboard.summary import hparams  # TensorBoard is slow to import: the driver imports this module
 
     if not rows:
         return
@@ -103,7 +103,7 @@ def _remove_root_table(exp: Experiment) -> None:
 
 
 def _write(tmp: str, name: str, summaries: list, scalars: dict[str, float], step: int, dest: str) -> None:
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # slow to import: the driver imports this module
 
     local = os.path.join(tmp, name)
     with SummaryWriter(local) as w:

@@ -49,7 +49,7 @@ def seed_summary(values) -> SeedSummary:
     if n == 1:
         return SeedSummary(vals, mean, 0.0, mean, mean)
     std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-    from scipy.stats import t
+    from scipy.stats import t  # SciPy only for an interval: `report` imports this module
 
     half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
     # accuracies: an interval reaching past 0 or 1 says nothing more than one that stops there

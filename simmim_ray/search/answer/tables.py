@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import math
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from simmim_ray.io import storage
 from simmim_ray.metrics import (EPOCH, FLOPS, PARAMS, ROW_METRICS, SIZE_METRICS, VAL_ACCURACY, VAL_ACCURACY_HIGH,
                                 VAL_ACCURACY_LOW, VAL_COUNT)
@@ -90,9 +93,6 @@ def pareto_front(rows: list[dict], size_metric: str) -> list[dict]:
 
 def write_tables(exp: Experiment, target: float, size_metric: str) -> tuple[list[dict], list[dict]]:
     """results.parquet and history.parquet from the ledger; -> (rows with `feasible` marked, history rows)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     rows, history = load_trials(exp)
     mark_feasible(rows, target)
     rows.sort(key=lambda r: r["trial_id"])
@@ -106,8 +106,6 @@ def write_tables(exp: Experiment, target: float, size_metric: str) -> tuple[list
 def _table(data: list[dict]):
     """A table of `data`; a column whose values differ in type (a config key that is a number in one trial and a
     string in another: a hand-edited ledger) is written as strings rather than failing the search's end."""
-    import pyarrow as pa
-
     try:
         return pa.Table.from_pylist(data)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -119,7 +117,7 @@ def _table(data: list[dict]):
 
 
 def plot_pareto(exp: Experiment, rows: list[dict], target: float, size_metric: str, best: dict | None) -> None:
-    import matplotlib
+    import matplotlib  # only to draw (`report` imports this module); its backend before pyplot
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

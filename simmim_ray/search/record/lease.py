@@ -53,7 +53,7 @@ def acquire(exp_uri: str) -> Lease:
                             ) from None
     if exp_uri.startswith("s3://"):
         try:
-            from simmim_ray.search.record import lease_s3
+            from simmim_ray.search.record import lease_s3  # needs boto3 (optional)
         except ImportError:  # boto3 is not a dependency of the package
             lease_s3 = None
         if lease_s3 is not None:

@@ -20,9 +20,9 @@ from simmim_ray.metrics import EPOCH, VAL_ACCURACY
 from simmim_ray.search.record import ledger
 from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.progress import error_reason, progress_line
-from simmim_ray.search.searcher import is_final
 from simmim_ray.search.record.study_store import study_in_cache
 from simmim_ray.search.status_line import Status, StatusLine
+from simmim_ray.search.study import is_final
 
 # Tune's own bookkeeping in every result; the ledger keeps what the trial reported (and its running time)
 TUNE_KEYS = frozenset(AUTO_RESULT_KEYS) - {TIME_TOTAL_S} | {"trial_id", "experiment_tag", "experiment_id"}

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 from simmim_ray.io.storage import exists, resolve_storage
 from simmim_ray.errors import UserError
 from simmim_ray.search.record import db_url
+from simmim_ray.search.record.db_errors import explain
+from simmim_ray.search.record.experiment import STUDY_DB, Experiment
 
 if TYPE_CHECKING:
-    from simmim_ray.search.record.experiment import Experiment
     from simmim_ray.search.settings import SearchSettings
 
 
@@ -23,9 +24,7 @@ def study_in_cache(s: SearchSettings, exp: Experiment) -> bool:
 def optuna_storage(s: SearchSettings, exp: Experiment):
     """The study's database: `--study-db URL`, else the experiment's study.db (SQLite) where the experiment is
     now; for an s3:// or gs:// experiment, in the driver's cache (fetched from the experiment when not there)."""
-    import optuna
-
-    from simmim_ray.search.record.experiment import STUDY_DB
+    import optuna  # where a study is opened: the search command's checks import this module
 
     url = db_url.connect_url(s.study_db)  # the password, if any, from the command line or the environment
     if not url:
@@ -34,8 +33,6 @@ def optuna_storage(s: SearchSettings, exp: Experiment):
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except Exception as e:  # noqa: BLE001 - sqlalchemy raises many types for a bad URL
-        from simmim_ray.search.record.db_errors import explain
-
         raise UserError(f"--study-db {db_url.masked(url)!r}: cannot open the Optuna database: "
                         f"{explain(e, url)}") from None
 
@@ -44,9 +41,7 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
     """`--resume` continues the experiment's Optuna study (Tune's restored searcher holds its trial ids): refuse
     before Ray starts when it is gone, instead of failing inside Tune. Also what fetches an object-store
     experiment's study into the driver's cache, where the restored searcher opens it."""
-    import optuna
-
-    from simmim_ray.search.record.experiment import STUDY_DB
+    import optuna  # where a study is opened: the search command's checks import this module
 
     def refuse(url: str) -> UserError:
         return UserError(f"--resume {exp.uri}: the search's Optuna study {s.name!r} is not in {url} "
@@ -64,7 +59,7 @@ def check_study(s: SearchSettings, exp: Experiment) -> None:
 def check_new_study(s: SearchSettings, exp: Experiment) -> None:
     """A new search creates its study; Optuna would silently join a study of that name already in the database
     (another search's trials would then steer this one's sampler and appear in its study): refuse it."""
-    import optuna
+    import optuna  # where a study is opened: the search command's checks import this module
 
     storage = optuna_storage(s, exp)
     if s.name in optuna.get_all_study_names(storage):
@@ -81,9 +76,9 @@ def upload_study(s: SearchSettings, exp: Experiment) -> None:
 
 def close_study(s: SearchSettings, exp: Experiment) -> None:
     """After the search: orphaned study trials marked FAIL, the study copied into an object-store experiment."""
-    import optuna
+    import optuna  # where a study is opened: the search command's checks import this module
 
-    from simmim_ray.search.searcher import fail_orphans
+    from simmim_ray.search.study import fail_orphans
 
     study = optuna.load_study(study_name=s.name, storage=optuna_storage(s, exp))
     n = fail_orphans(study)

@@ -14,6 +14,7 @@ import sys
 from ray.tune import Callback
 
 from simmim_ray.search.record import trust
+from simmim_ray.search.record.recorder import rebased
 
 
 class PickleDigests(Callback):
@@ -68,7 +69,5 @@ class PickleDigests(Callback):
 
     def where(self, storage) -> str:
         """The experiment where it is now (a restored callback carries where its search started)."""
-        from simmim_ray.search.record.recorder import rebased
-
         now = getattr(storage, "experiment_fs_path", None)
         return rebased(self.uri, now) if now else self.uri

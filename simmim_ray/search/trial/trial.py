@@ -4,6 +4,7 @@ from __future__ import annotations
 import ray
 from ray import tune
 
+from simmim_ray._compat import trial_path
 from simmim_ray.config import Config
 from simmim_ray.metrics import REPLAYED
 from simmim_ray.search.record.experiment import Experiment
@@ -27,8 +28,6 @@ def make_trial_fn(base: dict, res: Resources, exp_uri: str, max_failures: int, s
     Called in the search driver, with Ray up: the data is loaded here once (or given: `shared`) and shared by
     every trial's workers. `lean`: the trial path (simmim_ray/_compat), decided here once for every trial (None:
     this Ray's). `remeasure`: for borderline final accuracies, or None."""
-    from simmim_ray._compat import trial_path
-
     lean = trial_path() == "lean" if lean is None else lean
     if shared is None and ray.is_initialized():
         shared = share_splits(Config.from_dict(base))

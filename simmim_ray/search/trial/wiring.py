@@ -12,23 +12,23 @@
 """
 from __future__ import annotations
 
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from simmim_ray.search.trial.relay import tune_report_channel
+from simmim_ray.search.trial.stop import StopWithTune
+
 
 class TrialWiring:
     def __init__(self, lean: bool) -> None:
         self.lean = lean
         self.stopper = self.results = None
         if lean:
-            from simmim_ray.search.trial.relay import tune_report_channel
-            from simmim_ray.search.trial.stop import StopWithTune
-
             # Tune reuses this trial's actor for the next trial (reuse_actors): when Tune stops the trial, the
             # stopper aborts the Train run, so the function returns in time to hand the actor over
             self.stopper = StopWithTune()
             report, self.results = tune_report_channel()
             self.callbacks = [report, self.stopper.callback]
         else:
-            from ray.tune.integration.ray_train import TuneReportCallback
-
             self.callbacks = [TuneReportCallback()]
 
     @property

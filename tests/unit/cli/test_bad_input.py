@@ -1,8 +1,10 @@
 """Every row of docs/bad_input.md: the exact one-line message, exit code 2, no traceback, and Ray never started.
 
-The table in tests/helpers/bad_input_cases.py is the source of truth; docs/bad_input.md must contain it verbatim
-(regenerate the docs table with `PYTHONPATH=tests/helpers python tests/unit/cli/test_bad_input.py`). Commands run
-from a scratch directory prepared by `make_workdir`, so the messages show short relative paths; `$PWD` in a message stands for that directory, `$CPUS` for this machine's CPUs.
+The table in tests/helpers/bad_input_cases.py (one module per input family, bad_input_cases_*.py) is the source
+of truth; docs/bad_input.md must contain it verbatim (regenerate the docs table with
+`PYTHONPATH=tests/helpers python tests/unit/cli/test_bad_input.py`). Commands run from a scratch directory prepared by
+`make_workdir`, so the messages show short relative paths; `$PWD` in a message stands for that directory, `$CPUS`
+for this machine's CPUs.
 """
 from __future__ import annotations
 

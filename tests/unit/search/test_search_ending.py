@@ -10,7 +10,7 @@ import pytest
 from test_results import experiment  # noqa: F401 - the fixture: a stored experiment with four trials
 
 from simmim_ray.cli import main
-from simmim_ray.cli.validate import SearchPlan
+from simmim_ray.cli.search_checks import SearchPlan
 from simmim_ray.search.settings import SearchSettings
 
 REPORT_HEAD = "No trial reached the target"  # the text report's line for this experiment (target 0.99)

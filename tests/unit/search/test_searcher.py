@@ -8,7 +8,8 @@ import pytest
 from optuna.trial import TrialState
 
 from simmim_ray._compat.optuna import constraint_values
-from simmim_ray.search.searcher import ConstrainedOptunaSearch, fail_orphans
+from simmim_ray.search.searcher import ConstrainedOptunaSearch
+from simmim_ray.search.study import fail_orphans
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # the Optuna 4 / 5 difference lives here: the floor venv runs these too

@@ -113,7 +113,7 @@ def test_list_choices_round_trip_through_optuna_storage(tmp_path):
 def test_the_default_space_searches_architecture_masking_and_loss_weights():
     """What the service exists for: widths/depths, masking and loss weights, all discrete (so the benchmark table
     holds every configuration), a compute budget and rungs fitted to its recipe."""
-    from simmim_ray.cli.validate import space_file
+    from simmim_ray.cli.input_checks import space_file
     from simmim_ray.search import settings
     from simmim_ray.search.space import load_space
 
@@ -138,7 +138,7 @@ def test_the_default_space_searches_architecture_masking_and_loss_weights():
 
 @pytest.mark.parametrize("name", ["cifar10_vit", "imagenet_swin"])
 def test_the_gpu_spaces_set_rungs_and_budget_for_their_own_recipe(name):
-    from simmim_ray.cli.validate import space_file
+    from simmim_ray.cli.input_checks import space_file
     from simmim_ray.search.space import load_space
 
     space = load_space(space_file(name))

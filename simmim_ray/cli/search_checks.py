@@ -1,10 +1,10 @@
-"""The one validation pass of each command, on the driver, before Ray starts: config, space, points, paths, data,
-resources. Each `simmim-ray <command>` calls its `validate_*` first and starts Ray only with what it returns, so
-nothing reaches a worker that the driver could have refused (docs/bad_input.md lists what is refused).
+"""`search`'s validation pass, on the driver before Ray starts: its flags as a whole (flag_rules.py), the
+experiment's settings (a new search's from the flags, the space and SearchSettings' defaults; a resumed one's as it
+was started), the experiment directory, and the inputs input_checks.py checks (config, space, --points, data).
+`simmim-ray search` starts Ray only with what `validate_search` returns (docs/bad_input.md lists what is refused).
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -12,106 +12,26 @@ from typing import TYPE_CHECKING
 
 from simmim_ray import paths
 from simmim_ray.cli import flag_rules
-from simmim_ray.config import Config, coerce, field_type
+from simmim_ray.cli.args import int_in
+from simmim_ray.cli.input_checks import check_data, check_points, space_file
+from simmim_ray.config import Config
 from simmim_ray.config_rules import SEED_MAX
 from simmim_ray.errors import PATH_CHARS, UserError, excerpt
+from simmim_ray.io.configio import load_config, parse_set
 from simmim_ray.metrics import LOSS, LOSS_MASKED, LOSS_VISIBLE, PROXY_KNN
+from simmim_ray.search import settings
+from simmim_ray.search.record import db_url
+from simmim_ray.search.settings import SearchSettings
+from simmim_ray.search.space import SearchSpace, load_space
 from simmim_ray.train.resources import check_fits, local_resources, starts_locally
 from simmim_ray.train.ray_init import check_address
 
-if TYPE_CHECKING:  # the search layer is imported by the search command only (`train` and `check` skip it)
+if TYPE_CHECKING:  # pyarrow: not at the CLI's startup
     from simmim_ray.search.record.experiment import Experiment
-    from simmim_ray.search.settings import SearchSettings
-    from simmim_ray.search.space import SearchSpace
 
 MAX_TRIALS = 1_000_000
 # an experiment name is one directory (local or in a bucket), an Optuna study name and a Tune experiment name
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,127}")
-
-
-@dataclass
-class TrainPlan:
-    cfg: Config  # data.path absolute
-    out: str  # absolute
-    summary: dict  # data summary for the log
-
-
-def validate_train(args) -> TrainPlan:
-    from simmim_ray.io.configio import load_config
-
-    flag_rules.check(flag_rules.Flags("train", args), flag_rules.EARLY)
-    # files are read here, in the user's directory, and named in messages as given; only what leaves this
-    # process (the config the workers get, settings.json) needs absolute paths
-    cfg = paths.resolve_config_paths(load_config(args.config, args.set))
-    out = paths.check_writable_dir(args.output, "--output")
-    paths.check_apart_from_data(out, f"--output {excerpt(out, PATH_CHARS)}", cfg)
-    check_train_output(out, cfg)
-    if starts_locally(args.address):
-        check_fits(args.workers, args.cpus_per_worker, 1.0, args.gpu, local_resources(), "--workers",
-                   "this machine (Ray starts locally; join a cluster with --address for more)")
-    summary = check_data(cfg)
-    check_address(args.address)
-    return TrainPlan(cfg, out, summary)
-
-
-def check_data(cfg: Config) -> dict:
-    """The data checks (data/check.py): paths, schema, labels, before any worker reads the data; on the config the
-    workers get (paths absolute, `~` expanded), so what is checked is what they will read."""
-    from simmim_ray.data.check import check_data as check
-
-    return check(cfg)
-
-
-def check_train_output(out: str, cfg: Config) -> None:
-    """`train` on an existing --output resumes that run (Ray Train restores it by name), which is only right with
-    the same config: a changed one is refused before anything is written. A non-empty directory that is no
-    `train` output is refused too (config.yaml, metrics.json and tb/ would land among the user's files)."""
-    from simmim_ray.io.configio import read_yaml
-
-    shown = f"--output {excerpt(out, PATH_CHARS)}"
-    if not os.path.isdir(out) or not os.listdir(out):
-        return
-    saved = os.path.join(out, "config.yaml")
-    if not os.path.isfile(saved):
-        raise UserError(f"{shown} is not empty and holds no `simmim-ray train` run (no config.yaml); give a new or "
-                        f"empty directory")
-    try:
-        old = Config.from_dict(read_yaml(saved, "--output config"))
-    except UserError as e:
-        raise UserError(f"{shown} holds a config.yaml that is no valid config ({e}); give another --output"
-                        ) from None
-    changed = _changed_keys(old.to_dict(), cfg.to_dict())
-    if changed:
-        shown_changes = ", ".join(f"{k}: {excerpt(a, 30)} -> {excerpt(b, 30)}" for k, a, b in changed[:3])
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise UserError(f"{shown} holds a run with another config ({shown_changes}{more}); the same config "
-                        f"resumes it, a changed one needs another --output")
-
-
-def _changed_keys(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    out = []
-    for k in a:
-        if isinstance(a[k], dict) and isinstance(b.get(k), dict):
-            out += _changed_keys(a[k], b[k], f"{prefix}{k}.")
-        elif a[k] != b.get(k):
-            out.append((f"{prefix}{k}", a[k], b.get(k)))
-    return out
-
-
-def validate_check(args):
-    """-> (base config, space): what `check` prints."""
-    from simmim_ray.io.configio import load_config
-    from simmim_ray.search.space import load_space
-
-    from simmim_ray.io.configio import parse_set
-
-    flag_rules.check(flag_rules.Flags("check", args), flag_rules.EARLY)
-    base = load_config(args.config, args.set)
-    space = load_space(space_file(args.space), base)
-    flag_rules.arch_keys(space, space.base_config(load_config(args.config)).with_overrides(parse_set(args.set)))
-    return base, space
-
-
 # what every trial reports each epoch (engine/pretrain.py's loss terms, engine/run.py's proxy); another name would
 # leave ASHA without its metric, which it does not report: it would silently stop nothing
 ASHA_METRICS = (PROXY_KNN, LOSS, LOSS_MASKED, LOSS_VISIBLE)
@@ -142,10 +62,7 @@ def split_budget(args) -> None:
 
 
 def validate_search(args) -> SearchPlan:
-    from simmim_ray.io.configio import load_config, parse_set
-    from simmim_ray.search import settings
-    from simmim_ray.search.driver import load_points
-    from simmim_ray.search.space import load_space
+    from simmim_ray.search.driver import load_points  # pyarrow: not at the CLI's startup
     from simmim_ray.search.record.study_store import check_new_study, check_study
 
     split_budget(args)
@@ -193,34 +110,10 @@ def validate_search(args) -> SearchPlan:
     return SearchPlan(s, space, base, exp, bool(args.resume))
 
 
-def check_points(path: str, points: list[dict], space, base: Config) -> None:
-    """Each --points entry must be a value its distribution can propose (Optuna would run it anyway) and make a
-    valid config: else its trial fails after Ray started."""
-    from simmim_ray.search.space import decode
-
-    where = f"--points {excerpt(path, PATH_CHARS)}: point"
-    params = {p.key: p for p in space.params}
-    for i, point in enumerate(points):
-        values = decode(point)
-        for key, value in values.items():
-            try:
-                values[key] = value = coerce(key, field_type(key), value)
-            except UserError as e:
-                raise UserError(f"{where} {i}: {e}") from None
-            if not params[key].contains(value):
-                raise UserError(f"{where} {i}: {key}={excerpt(value)} is outside the space's "
-                                f"{params[key].describe()}")
-        try:
-            base.with_overrides(values)
-        except UserError as e:
-            raise UserError(f"{where} {i} makes an invalid config: {e}") from None
-
-
 def new_settings(args, space, space_path: str):
     """A new search's experiment and settings: the flags given, else the space's values, else SearchSettings'
     defaults; every path absolute, the experiment root writable, the experiment new."""
-    from simmim_ray.io import storage
-    from simmim_ray.search import settings
+    from simmim_ray.io import storage  # pyarrow: not at the CLI's startup
     from simmim_ray.search.record.experiment import Experiment
 
     target = args.target_accuracy if args.target_accuracy is not None else space.target_accuracy
@@ -246,9 +139,7 @@ def new_settings(args, space, space_path: str):
     if "budget_epochs" not in given and "budget_seconds" not in given and space.budget is not None:
         given["budget_epochs"] = space.budget
     if given.get("study_db"):
-        from simmim_ray.search.record.db_url import check
-
-        check(given["study_db"], "--study-db")
+        db_url.check(given["study_db"], "--study-db")
         given["study_db"] = _absolute_sqlite(given["study_db"])
     s = settings.SearchSettings(**{
         **given, "space_path": paths.absolute(space_path), "name": name, "root": root, "trials": trials,
@@ -287,8 +178,6 @@ def _flag(field: str) -> str:
 def resumed_settings(args):
     """The experiment in --resume DIR (where it is now) and its settings; refuses flags that would change the
     search, and settings or inputs changed since it started, before anything is written."""
-    from simmim_ray.search import settings
-
     d = args.resume.rstrip("/")
     exp = open_experiment(d, "--resume")
     changing = ["SPACE" if k == "space" else f"--{k.replace('_', '-')}" for k in (*DEFINING, *FIELDS)
@@ -308,7 +197,7 @@ def resumed_settings(args):
 
 def open_experiment(d: str, flag: str):
     """An existing experiment named on the command line (`flag`: how messages name it)."""
-    from simmim_ray.search.record.experiment import SETTINGS, Experiment
+    from simmim_ray.search.record.experiment import SETTINGS, Experiment  # pyarrow: not at the CLI's startup
 
     if not paths.is_uri(d):
         paths.require_dir(d, f"{flag} {excerpt(d, PATH_CHARS)}")
@@ -321,20 +210,6 @@ def open_experiment(d: str, flag: str):
     return exp
 
 
-def space_file(space: str) -> str:
-    """A path as given, else a bundled space by name: ./search_spaces/ first, then the source checkout's."""
-    if os.path.isfile(space):
-        return space
-    roots = ("search_spaces", os.path.join(os.path.dirname(__file__), "..", "..", "search_spaces"))
-    for root in roots:
-        for cand in (os.path.join(root, space), os.path.join(root, space + ".yaml")):
-            if os.path.isfile(cand):
-                return cand
-    return space
-
-
 def seed_flag(v: str) -> int:
     """argparse type of `search --seed`: the config's seed rule (numpy and Optuna take [0, 2**32))."""
-    from simmim_ray.cli.args import int_in
-
     return int_in("--seed", 0, SEED_MAX)(v)
