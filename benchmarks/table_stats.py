@@ -1,7 +1,8 @@
 """How well the early-stopping proxy ranks configurations, measured on the benchmark table: at each rung, the
 Spearman correlation of `proxy_knn` at that epoch with the configuration's mean validation accuracy, and the AUC of
 the proxy for telling feasible configurations (by the table's truth) from infeasible ones; size alone as the
-reference a proxy has to beat. Writes docs/proxy_correlation.md.
+reference a proxy has to beat; and, on the table's sample of configurations pre-trained under more seeds, how much
+the pre-training seed moves a configuration's accuracy against the fine-tune seed. Writes docs/proxy_correlation.md.
 
     python -m benchmarks.table_stats                       # the default table -> docs/proxy_correlation.md
     python -m benchmarks.table_stats --table T --no-write  # print only
@@ -9,8 +10,10 @@ reference a proxy has to beat. Writes docs/proxy_correlation.md.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import statistics
 import sys
 from dataclasses import dataclass
 
@@ -64,6 +67,55 @@ def correlations(table: rt.Table, rungs=None) -> list[Correlation]:
     return out
 
 
+@dataclass(frozen=True)
+class SeedNoise:
+    point: dict
+    val_by_pretrain_seed: tuple[float, ...]  # mean validation accuracy over the fine-tune seeds, per pre-training seed
+    test_by_pretrain_seed: tuple[float, ...]
+    pretrain_sd: float  # sd of those means across pre-training seeds
+    finetune_sd: float  # sd across fine-tune seeds within one pre-training, averaged over the pre-training seeds
+
+
+def seed_noise(data: dict) -> list[SeedNoise]:
+    """The sampled configurations of a table (search_table.py's `pretrain_seeds`: seed 0 is the row itself)."""
+    out = []
+    for key, extra in sorted(data.get("pretrain_seeds", {}).items()):
+        row = data["configs"].get(key)
+        if row is None or not extra:
+            continue
+        runs = [row["finetune"]] + [extra[s]["finetune"] for s in sorted(extra, key=int)]
+        val = tuple(statistics.mean(f["val_accuracy"] for f in r) for r in runs)
+        test = tuple(statistics.mean(f["test_accuracy"] for f in r) for r in runs)
+        within = [statistics.stdev(f["val_accuracy"] for f in r) for r in runs if len(r) > 1]
+        out.append(SeedNoise(row["point"], val, test, statistics.stdev(val) if len(val) > 1 else math.nan,
+                             statistics.mean(within) if within else math.nan))
+    return out
+
+
+def noise_markdown(rows: list[SeedNoise]) -> str:
+    if not rows:
+        return "No configuration of this table was pre-trained under more than one seed."
+    lines = ["Pre-training seed against fine-tune seed, on the configurations the table also pre-trained with seeds 1 "
+             "and 2 (validation accuracy: the mean over the fine-tune seeds of each pre-training):", "",
+             "| configuration | validation, per pre-training seed | test, per pre-training seed | sd across "
+             "pre-training seeds | sd across fine-tune seeds |", "|---|---|---|---|---|"]
+    for r in rows:
+        name = ", ".join(f"{k.split('.')[-1]} {v:g}" for k, v in sorted(r.point.items()))
+        lines.append(f"| {name} | {' / '.join(f'{v:.3f}' for v in r.val_by_pretrain_seed)} | "
+                     f"{' / '.join(f'{v:.3f}' for v in r.test_by_pretrain_seed)} | {_points(r.pretrain_sd)} | "
+                     f"{_points(r.finetune_sd)} |")
+    pre = statistics.mean(r.pretrain_sd for r in rows)
+    ft = statistics.mean(r.finetune_sd for r in rows)
+    lines += ["", f"Mean: {_points(pre)} across pre-training seeds against {_points(ft)} across fine-tune seeds. "
+              "Confirmation re-seeds the fine-tune (`--confirm-reseed finetune`), so the pre-training seed's share of "
+              "the noise is not averaged out by it; `--confirm-reseed pretrain` re-runs whole trials instead."]
+    return "\n".join(lines)
+
+
+def _points(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.1f} points"
+
+
 def _num(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:.2f}"
 
@@ -115,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
     table = rt.load(args.table)
-    body = markdown(table, correlations(table), common.command_line())
+    with open(args.table) as f:
+        data = json.load(f)
+    body = markdown(table, correlations(table), common.command_line()) + "\n\n" + noise_markdown(seed_noise(data))
     print(body)
     if not args.no_write:
         common.atomic_write_text(args.md, PAGE.format(body=body))

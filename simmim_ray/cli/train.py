@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     plan = validate_train(args)  # everything the driver can refuse, before anything is written or Ray starts
-    cfg, out = plan.cfg, plan.out
+    out = plan.out
     with signals.stopping(lambda: f"run the same command again to resume {out} from its last checkpoint"):
         return fit(args, plan)
 

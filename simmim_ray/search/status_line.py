@@ -7,7 +7,6 @@ still shows it is alive without a line per second. `format_status` and `Status` 
 """
 from __future__ import annotations
 
-import math
 import shutil
 import sys
 import time

@@ -66,3 +66,23 @@ def test_main_writes_the_page(tmp_path):
     assert "Command: `python" in text and "| proxy_knn at epoch 2 | -1.00 | 0.00 |" in text
     assert "| proxy_knn at epoch 4 | 1.00 | 1.00 |" in text  # the grace period and the last epoch by default
     assert "## Earlier measurements (old space)" in text and "5 configurations" in text
+
+
+def test_seed_noise_compares_pre_training_seeds_with_fine_tune_seeds(tmp_path):
+    data = make_table()
+    key = next(iter(data["configs"]))  # width 8: validation 0.80 under every fine-tune seed of pre-training seed 0
+    ft = lambda accs: [{"seed": s, "val_accuracy": a, "test_accuracy": a + 0.01, "cpu_s": 1.0}  # noqa: E731
+                       for s, a in zip((1, 2, 3), accs)]
+    data["pretrain_seeds"] = {key: {"2": {"epochs": [], "finetune": ft([0.90, 0.90, 0.90])},
+                                    "1": {"epochs": [], "finetune": ft([0.84, 0.86, 0.85])}}}
+    (row,) = ts.seed_noise(data)
+    assert row.val_by_pretrain_seed == pytest.approx((0.80, 0.85, 0.90))  # seed 0 (the row), then 1, 2 in order
+    assert row.test_by_pretrain_seed == pytest.approx((0.80, 0.86, 0.91))  # the row's own: test = validation
+    assert row.pretrain_sd == pytest.approx(0.05)
+    assert row.finetune_sd == pytest.approx(0.01 / 3)  # only pre-training seed 1's fine-tunes differ (sd 0.01)
+    text = ts.noise_markdown([row])
+    assert "| embed_dim 8 | 0.800 / 0.850 / 0.900 | 0.800 / 0.860 / 0.910 | 5.0 points | 0.3 points |" in text
+    assert ts.seed_noise(make_table()) == [] and "No configuration" in ts.noise_markdown([])
+    path, md = tmp_path / "t.json", tmp_path / "proxy.md"
+    path.write_text(json.dumps(data))
+    assert ts.main(["--table", str(path), "--md", str(md)]) == 0 and "5.0 points across pre-training" in md.read_text()
