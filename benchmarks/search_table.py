@@ -193,17 +193,41 @@ def status(path: str, space_name: str) -> str:
             f"{cpu:,.0f} CPU s measured")
 
 
+def cost_section(path: str, space_name: str, jobs: int) -> str:
+    """RESULTS.md's record of a complete table: what it holds, its command and what it cost."""
+    space, base = recipe(space_name)
+    t = load(path)
+    rows = t["configs"].values()
+    cpu = sum(sum(e["cpu_s"] for e in r["epochs"]) + sum(f["cpu_s"] for f in r["finetune"]) for r in rows)
+    extra = t.get("pretrain_seeds", {})
+    cpu += sum(sum(e["cpu_s"] for e in v["epochs"]) + sum(f["cpu_s"] for f in v["finetune"])
+               for seeds in extra.values() for v in seeds.values())
+    seeds = sorted({len(r["finetune"]) for r in rows})
+    return (f"`{os.path.relpath(path, common.ROOT)}`: {len(t['configs'])} of {len(grid(space))} configurations of "
+            f"`{space_name}` ({', '.join(space.keys())}), each pre-trained once ({base.train.epochs} epochs, "
+            f"`{PROXY_KNN}` and CPU seconds per epoch) and fine-tuned under {'/'.join(map(str, seeds))} seeds "
+            f"(validation and test accuracy, CPU seconds each); {len(extra)} of them also pre-trained under seeds "
+            f"{', '.join(map(str, PRETRAIN_SEEDS))} (the pre-training seed's noise: `python -m benchmarks.table_stats`)."
+            f"\n\nCost: {cpu:,.0f} CPU seconds measured, one core per configuration: about {cpu / 3600 / max(1, jobs):.1f} "
+            f"hours of wall time with `--jobs {jobs}` on an idle machine of {jobs} cores. The build resumes where it "
+            f"stopped (run the same command again), so it can span sessions; the table is committed, and "
+            f"`python -m benchmarks.search_replay` replays searches over it.")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--space", default=DEFAULT_SPACE, help="a bundled space (search_spaces/NAME.yaml)")
     ap.add_argument("--out", default=None, help="the table (default benchmarks/tables/SPACE.json)")
     ap.add_argument("--jobs", type=int, default=2, help="configurations measured at once (one core each)")
     ap.add_argument("--ft-seeds", type=int, default=FT_SEEDS, help="fine-tune seeds per configuration")
-    ap.add_argument("--pretrain-sample", type=int, default=8,
+    ap.add_argument("--pretrain-sample", type=int, default=4,
                     help="configurations (spread over the grid) also pre-trained with seeds 1 and 2")
     ap.add_argument("--limit", type=int, default=0, help="measure at most this many configurations (0: all)")
     ap.add_argument("--status", action="store_true", help="print how far the table is and stop")
+    ap.add_argument("--results", default=None, help="RESULTS.md to update once the table is complete")
+    ap.add_argument("--no-write", action="store_true", help="write no RESULTS.md section")
     args = ap.parse_args(argv)
+    args.quick = False
     path = args.out or table_path(args.space)
     init_table(path, args.space)
     if args.status:
@@ -225,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{time.time() - t0:6.0f} s] {what}: {task[2]}" + (f" pretrain seed {task[3]}" if task[3] else ""),
                   flush=True)
     print(status(path, args.space))
+    if len(load(path)["configs"]) == len(keys):
+        common.publish("search_table", cost_section(path, args.space, args.jobs), args)
     return 0
 
 

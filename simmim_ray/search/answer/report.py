@@ -95,8 +95,8 @@ def selection_rule(s) -> str:
     if not s.confirm:
         return (f"the smallest trial ({s.size_metric}) whose validation accuracy in the search (one seed) >= "
                 f"{s.target_accuracy:g}; --confirm 0: nothing re-measured, no test")
-    return (f"the smallest of the {s.confirm} smallest trials feasible on validation ({s.size_metric}) whose "
-            f"validation {bound_name(s.feasibility)} over {s.confirm_seeds} fresh seeds >= {s.target_accuracy:g}; "
+    return (f"the smallest of the (up to) {s.confirm} smallest trials feasible on validation ({s.size_metric}) "
+            f"whose validation {bound_name(s.feasibility)} over {s.confirm_seeds} fresh seeds >= {s.target_accuracy:g}; "
             f"test measured in the same runs, reported, never used to choose")
 
 

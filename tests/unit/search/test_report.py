@@ -60,8 +60,8 @@ def test_winner_is_chosen_on_validation_and_its_test_is_reported():
     assert w["test_accuracy_per_seed"] == [0.80, 0.81, 0.82] and w["test_accuracy_mean"] == pytest.approx(0.81)
     assert w["val_accuracy"] == 0.92  # the search's own measurement stays beside the fresh seeds
     assert rep["selected_on"] == "validation"
-    assert rep["selection_rule"] == ("the smallest of the 3 smallest trials feasible on validation (params) whose "
-                                     "validation mean over 3 fresh seeds >= 0.9; test measured in the same runs, "
+    assert rep["selection_rule"] == ("the smallest of the (up to) 3 smallest trials feasible on validation (params) "
+                                     "whose validation mean over 3 fresh seeds >= 0.9; test measured in the same runs, "
                                      "reported, never used to choose")
     # every candidate carries both summaries; one not measured, null (and no seeds)
     big = rep["confirmation"]["candidates"][2]
