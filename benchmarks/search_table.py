@@ -182,27 +182,28 @@ def init_table(path: str, space_name: str) -> None:
         "keys": space.keys(), "recipe": base.to_dict(), "machine": common.machine_info(), "configs": {}})
 
 
+def measured_cpu_s(t: dict) -> float:
+    """Every CPU second the table measured: each configuration's epochs and fine-tunes, and those of the extra
+    pre-training seeds."""
+    runs = [*t["configs"].values(), *(v for seeds in t.get("pretrain_seeds", {}).values() for v in seeds.values())]
+    return sum(sum(e["cpu_s"] for e in r["epochs"]) + sum(f["cpu_s"] for f in r["finetune"]) for r in runs)
+
+
 def status(path: str, space_name: str) -> str:
     space, _ = recipe(space_name)
     t = load(path)
     total = len(grid(space))
-    rows = t["configs"].values()
-    cpu = sum(sum(e["cpu_s"] for e in r["epochs"]) + sum(f["cpu_s"] for f in r["finetune"]) for r in rows)
     sample = sum(len(v) for v in t.get("pretrain_seeds", {}).values())
     return (f"{path}: {len(t['configs'])} of {total} configurations, {sample} extra pre-training seeds, "
-            f"{cpu:,.0f} CPU s measured")
+            f"{measured_cpu_s(t):,.0f} CPU s measured")
 
 
 def cost_section(path: str, space_name: str, jobs: int) -> str:
     """RESULTS.md's record of a complete table: what it holds, its command and what it cost."""
     space, base = recipe(space_name)
     t = load(path)
-    rows = t["configs"].values()
-    cpu = sum(sum(e["cpu_s"] for e in r["epochs"]) + sum(f["cpu_s"] for f in r["finetune"]) for r in rows)
-    extra = t.get("pretrain_seeds", {})
-    cpu += sum(sum(e["cpu_s"] for e in v["epochs"]) + sum(f["cpu_s"] for f in v["finetune"])
-               for seeds in extra.values() for v in seeds.values())
-    seeds = sorted({len(r["finetune"]) for r in rows})
+    cpu, extra = measured_cpu_s(t), t.get("pretrain_seeds", {})
+    seeds = sorted({len(r["finetune"]) for r in t["configs"].values()})
     return (f"`{os.path.relpath(path, common.ROOT)}`: {len(t['configs'])} of {len(grid(space))} configurations of "
             f"`{space_name}` ({', '.join(space.keys())}), each pre-trained once ({base.train.epochs} epochs, "
             f"`{PROXY_KNN}` and CPU seconds per epoch) and fine-tuned under {'/'.join(map(str, seeds))} seeds "
@@ -226,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--status", action="store_true", help="print how far the table is and stop")
     ap.add_argument("--results", default=None, help="RESULTS.md to update once the table is complete")
     ap.add_argument("--no-write", action="store_true", help="write no RESULTS.md section")
+    ap.set_defaults(quick=False)  # common.publish names quick runs' sections; a table has none
     args = ap.parse_args(argv)
-    args.quick = False
     path = args.out or table_path(args.space)
     init_table(path, args.space)
     if args.status:

@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", default=DOC, help="the page to write (default docs/proxy_correlation.md)")
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args(argv)
-    table = rt.load(args.table)
     with open(args.table) as f:
         data = json.load(f)
+    table = rt.from_dict(data)
     body = markdown(table, correlations(table), common.command_line()) + "\n\n" + noise_markdown(seed_noise(data))
     print(body)
     if not args.no_write:

@@ -38,3 +38,5 @@ def test_the_cost_section_counts_every_measured_second(tmp_path):
     assert "2 of 120 configurations of `digits_quick`" in text and "fine-tuned under 3 seeds" in text
     assert "1 of them also pre-trained under seeds 1, 2" in text
     assert "Cost: 369 CPU seconds measured" in text  # 3 x (60 epochs x 2 s + 3 fine-tunes x 1 s)
+    assert st.status(str(path), "digits_quick").endswith(
+        "2 of 120 configurations, 1 extra pre-training seeds, 369 CPU s measured")  # the same count
