@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
+
+from benchmarks.proc_meter import alive
 
 
 def run_simmim(args: list[str], cwd, timeout: float, cluster=None) -> tuple[int, str]:
@@ -33,6 +36,26 @@ def run_simmim(args: list[str], cwd, timeout: float, cluster=None) -> tuple[int,
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     return proc.returncode, log
+
+
+def kill_run(proc: subprocess.Popen, seen: set[int], wait_s: float = 30.0) -> None:
+    """SIGKILLs `proc`'s process group (started with start_new_session) and every process `seen` below it: a Ray
+    worker can leave the group and would go on writing into the run's output until it noticed its raylet gone. Then
+    waits (up to `wait_s`) until they are all gone, so the test reads (or copies) a run nothing still writes to."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    for pid in seen:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    until = time.time() + wait_s
+    while any(alive(pid) for pid in seen) and time.time() < until:
+        time.sleep(0.1)
 
 
 def set_args(sets: dict) -> list[str]:

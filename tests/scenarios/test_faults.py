@@ -24,6 +24,7 @@ import pytest
 
 from benchmarks.proc_meter import alive, cmdline, descendants
 from data_factory import make_image_folder, truncated_png, write_parquet_shards
+from proc_utils import kill_run
 
 TINY = {
     "model.img_size": 16, "model.patch_size": 4, "model.embed_dim": 32, "model.depth": 2, "model.num_heads": 2,
@@ -66,15 +67,7 @@ class CliRun:
 
     def close(self) -> None:
         self.tree()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        for pid in self.seen:  # Ray processes that left the group, if any
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_run(self.proc, self.seen)  # and the Ray processes that left the group, if any
         self.log.close()
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
 

@@ -1,11 +1,9 @@
 """End-to-end searches through the real CLI: Ray Tune + Optuna + Train (2 workers per trial) on digits."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,9 +12,9 @@ import time
 import optuna
 import pyarrow.parquet as pq
 import pytest
-from proc_utils import e2e_space, ran, shrinking, tree
+from proc_utils import e2e_space, kill_run, ran, shrinking, tree
 
-from benchmarks.proc_meter import alive, descendants
+from benchmarks.proc_meter import descendants
 from simmim_ray._compat import ENV_VAR, trial_path
 from simmim_ray.metrics import REPLAYED
 from simmim_ray.search.record.experiment import Experiment
@@ -118,16 +116,7 @@ def start_and_kill(args: list[str], exp, log_path, ended: int) -> set[str]:
             seen.update(descendants(proc.pid))
             time.sleep(0.25)  # the ledger is the event: kill soon after the trial that ended it
         seen.update(descendants(proc.pid))
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    # a Ray worker outside the driver's process group would go on writing its trial into the experiment until it
-    # noticed its raylet gone, racing what the test reads (or copies) next: it is killed too, and waited for
-    for pid in seen:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    until = time.time() + 30
-    while any(alive(pid) for pid in seen) and time.time() < until:
-        time.sleep(0.1)
+        kill_run(proc, seen)  # the driver, its Ray, and any worker of it that left the group: nothing writes after
     shutil.rmtree(ray_tmp, ignore_errors=True)
     return ended_trials(exp)
 
