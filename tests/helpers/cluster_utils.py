@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 
 from benchmarks.proc_meter import all_pids, descendants, start_time  # the one walk of a process tree
-from benchmarks.s3_server import S3Server, moto_s3  # noqa: F401 - the one S3 server, shared with data_scaling
 from repo_root import REPO
 
 HELPERS = os.path.dirname(os.path.abspath(__file__))

@@ -24,7 +24,7 @@ import pytest
 import repo_root
 import torch
 
-from cluster_utils import moto_s3
+from benchmarks.s3_server import moto_s3
 from proc_utils import e2e_space, ran, shrinking
 from simmim_ray.search.record.ledger import TRIAL_ENDED
 

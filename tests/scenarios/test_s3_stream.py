@@ -15,7 +15,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from cluster_utils import moto_s3
+from benchmarks.s3_server import moto_s3
 from data_factory import make_jpeg_folder
 
 pytestmark = pytest.mark.slow

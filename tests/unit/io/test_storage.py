@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.fs as pafs
 import pytest
 
-from cluster_utils import moto_s3
+from benchmarks.s3_server import moto_s3
 from simmim_ray.io import storage
 from simmim_ray.errors import UserError
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cluster_utils import moto_s3
+from benchmarks.s3_server import moto_s3
 from simmim_ray.cli import main
 from simmim_ray.errors import UserError
 from simmim_ray.search.record import lease
