@@ -200,6 +200,24 @@ class LocalCluster:
         """Processes of this cluster still running (for tests that check a stop was complete)."""
         return sorted(_pids_naming(self.root) - {os.getpid()})
 
+    def status(self) -> str:
+        """`ray status` of this cluster (nodes, resources in use, pending demands)."""
+        out = run_with_cluster(self, [RAY_BIN, "status", "--address", self.address], timeout_s=60)
+        return out.stdout + out.stderr
+
+    def wait_idle(self, timeout_s: float = 60) -> str | None:
+        """Waits until no CPU of the cluster is in use (a finished driver's actors and placement groups are freed
+        a moment after it exits); -> None, or `ray status` when CPUs are still held after `timeout_s`."""
+        deadline = time.time() + timeout_s
+        while True:
+            text = self.status()
+            used = [ln.split()[0] for ln in text.splitlines() if ln.strip().endswith(" CPU") or " CPU (" in ln]
+            if used and all(float(u.split("/")[0]) == 0 for u in used):
+                return None
+            if time.time() > deadline:
+                return text
+            time.sleep(1)
+
     def shutdown(self) -> None:
         for node in reversed(list(self.nodes)):  # workers before the head
             self.stop_node(node, graceful=True)

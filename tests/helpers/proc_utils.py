@@ -30,9 +30,11 @@ def run_simmim(args: list[str], cwd, timeout: float, cluster=None) -> tuple[int,
     try:
         log, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        # what the cluster was doing when the run stalled (resources held, demands pending), before the kill frees it
+        state = f"\n{cluster.status()}" if cluster is not None else ""
         os.killpg(proc.pid, signal.SIGKILL)
         log, _ = proc.communicate()
-        pytest.fail(f"simmim-ray {args[0]} timed out:\n{log[-3000:]}")
+        pytest.fail(f"simmim-ray {args[0]} timed out:\n{log[-3000:]}{state}")
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     return proc.returncode, log

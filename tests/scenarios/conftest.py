@@ -2,8 +2,6 @@
 each starting a Ray of their own (a start and a stop cost ~10 s on 2 cores)."""
 from __future__ import annotations
 
-import os
-
 import pytest
 
 # what a command that joins the cluster must see: its address and token; RAY_API_SERVER_ADDRESS, which the
@@ -12,16 +10,26 @@ JOIN_VARS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_API_SER
 
 
 @pytest.fixture(scope="session")
-def cli_cluster():
+def session_cluster():
     """A one-node cluster (`ray start --head`) with explicit CPUs and memory, its own ports, temp dir and token;
-    stopped at the end of the session, and only the processes it started. As many CPUs as a local start would
-    take on a small machine (2..4): the scenarios' concurrency follows the cluster's CPUs."""
+    stopped at the end of the session, and only the processes it started. Exactly 2 CPUs, as on CI's machine, on
+    any host: what the scenarios assert of the CPU plan (test_ray_data.py) holds everywhere."""
     from cluster_utils import GiB, MiB, LocalCluster
 
     with LocalCluster() as cluster:
-        cluster.start_head(num_cpus=max(2, min(4, os.cpu_count() or 2)), memory=8 * GiB,
+        cluster.start_head(num_cpus=2, memory=8 * GiB,
                            object_store_memory=400 * MiB)
         yield cluster
+
+
+@pytest.fixture
+def cli_cluster(session_cluster):
+    """The session's cluster, checked after each test that used it until every CPU of it is free again: a run
+    that leaves an actor or placement group holding CPUs fails its own test, instead of starving the next test's
+    run (a streamed run's Ray Data would wait for a CPU forever)."""
+    yield session_cluster
+    held = session_cluster.wait_idle()
+    assert held is None, f"this test left CPUs of the session's Ray cluster in use:\n{held}"
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_the_cli_exits_2_naming_study_db(server, tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.slow
-def test_search_on_postgres_killed_and_resumed_runs_every_trial_once(server, tmp_path, monkeypatch):
+def test_search_on_postgres_killed_and_resumed_runs_every_trial_once(server, tmp_path, monkeypatch, join_cluster):
     """The shape of test_search_e2e's SIGKILL test, on PostgreSQL: the study lives in the server, the password
     only in SIMMIM_RAY_STUDY_DB_PASSWORD for --resume (settings.json holds none)."""
     import optuna

@@ -1,17 +1,18 @@
 """Streamed training through Ray Data: never starved of CPUs, every split streamed, exact evaluation counts.
 
 The run is the user's command, `simmim-ray train --set data.source=parquet ...` with the default 2 workers x 1
-CPU, against a Ray instance of exactly 2 CPUs (a `ray start` head of this test; bounded in time): before the
-CPU plan, Ray Data got no CPU there and the run read 0 rows forever.
+CPU, joining a Ray cluster of exactly 2 CPUs (the session's, bounded in time): before the CPU plan, Ray Data got
+no CPU there and the run read 0 rows forever. It runs from the data's folder with a relative `data.path`: Ray's
+workers run elsewhere, so that failed in the workers (`does not exist`) until the driver made it absolute.
 """
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
 from data_factory import write_parquet_shards
+from proc_utils import run_simmim, set_args
 from simmim_ray.errors import UserError
 from simmim_ray.train.data_cpus import plan_data_cpus
 
@@ -41,26 +42,21 @@ def test_no_cpu_left_for_ray_data_is_refused_naming_the_flag():
 
 
 @pytest.mark.slow
-def test_default_parquet_train_on_a_two_cpu_ray_completes_with_exact_counts(tmp_path):
-    from cluster_utils import LocalCluster, run_with_cluster
+def test_default_parquet_train_on_a_two_cpu_ray_completes_with_exact_counts(tmp_path, cli_cluster):
     from simmim_ray.io.configio import load_config
     from simmim_ray.data.scan import scan
     from simmim_ray.data.stream_batches import local_batches
 
     data = str(tmp_path / "pq")
     write_parquet_shards(data, n=160, shards=4, corrupt_rows=4)
-    sets = [*TINY, "data.source=parquet", f"data.path={data}"]
-    argv = [sys.executable, "-m", "simmim_ray", "train", "--output", str(tmp_path / "out")]
-    for s in sets:
-        argv += ["--set", s]
-    with LocalCluster() as cluster:
-        cluster.start_head(num_cpus=2)
-        proc = run_with_cluster(cluster, [*argv, "--address", cluster.address], timeout_s=420, cwd=tmp_path)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-4000:]
+    rc, log = run_simmim(["train", "--output", "out", *set_args(dict(
+        kv.split("=", 1) for kv in [*TINY, "data.source=parquet", "data.path=pq"]))],
+                         tmp_path, timeout=420, cluster=cli_cluster)
+    assert rc == 0, log[-4000:]
     assert "each worker requests 0.5 CPU and Ray Data keeps 1" in log
+    assert f"path: {data}" in (tmp_path / "out" / "config.yaml").read_text()  # made absolute by the driver
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    cfg = load_config(None, sets)
+    cfg = load_config(None, [*TINY, "data.source=parquet", f"data.path={data}"])
     plan = scan(cfg)
 
     def readable(split: str) -> int:

@@ -30,7 +30,7 @@ POINTS = ("- {model.embed_dim: 48, model.depths: [2, 2, 6, 2], model.heads: [3, 
 
 def test_convert_to_s3_then_search_streams_from_the_bucket(tmp_path, monkeypatch):
     src = str(tmp_path / "imagenet")
-    made = make_jpeg_folder(src, classes=5, per_class=40)
+    made = make_jpeg_folder(src, classes=5, per_class=20)
     with moto_s3() as s3:
         data_uri = s3.uri("imagenet-parquet")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "RAY_ADDRESS"}
@@ -39,7 +39,7 @@ def test_convert_to_s3_then_search_streams_from_the_bucket(tmp_path, monkeypatch
                    RAY_USAGE_STATS_ENABLED="0")
         cmd = [sys.executable, "-m", "simmim_ray"]
         try:
-            conv = subprocess.run([*cmd, "convert", src, data_uri, "--from", "imagefolder", "--rows-per-shard", "64"],
+            conv = subprocess.run([*cmd, "convert", src, data_uri, "--from", "imagefolder", "--rows-per-shard", "25"],
                                   env=env, capture_output=True, text=True, timeout=300)
             assert conv.returncode == 0, conv.stderr[-3000:]
             assert f"{made['images']} images in 4 shard(s) -> {data_uri}" in conv.stdout

@@ -147,34 +147,31 @@ def test_public_path_search_end_to_end(tmp_path, monkeypatch):
     assert (exp / "trial_path").read_text().strip() == "public"
 
 
-@pytest.mark.parametrize("state_period", [pytest.param("", marks=pytest.mark.floor_smoke), "60"],
-                         ids=["tune-state-2s", "tune-state-60s"])
-def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path, monkeypatch, state_period,
-                                                                         join_cluster):
-    """"60": Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial
-    starts and finishes between two saves and the restored Tune never knows it: its row still comes from the
-    ledger, and the searcher's budget (counted from the study) starts no fourth trial."""
-    if state_period:
-        monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", state_period)
-    args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path", str(tmp_path),
-            "--target-accuracy", "0.05", "--scheduler", "fifo", *RESUMABLE]
-    exp = tmp_path / "digits_quick"
+def kill_a_search(tmp_path) -> tuple:
+    """A 3-trial search SIGKILLed once 2 trials have ended -> (experiment dir, trials ended before the kill, the
+    epochs each trial had reported by then)."""
+    exp = tmp_path / "first" / "digits_quick"
+    args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path",
+            str(exp.parent), "--target-accuracy", "0.05", "--scheduler", "fifo", *RESUMABLE]
     before = start_and_kill(args, exp, tmp_path / "first.log", ended=2)
     assert len(before) >= 2
-    reports_before = trained(exp)
-    r = cli("search", "--resume", str(exp))
-    assert r.returncode == 0, r.stderr[-3000:]
+    return exp, before, trained(exp)
+
+
+def assert_resumed(exp, before: set[str], reports_before: dict) -> None:
+    """The resumed search finished its 3 trials, each trained once: a trial that had ended before the kill trained
+    no further epoch after it (a re-launched one reports its recorded result again); one set of epochs each in
+    history; the study holds one COMPLETE trial per row and none left RUNNING."""
     rows = done_rows(exp)
     assert len(rows) == 3 and all(row["status"] == "complete" for row in rows)
     assert before <= {row["trial_id"] for row in rows}
-    # a trial that had ended before the kill trained no further epoch after it (a re-launched one reports its
-    # recorded result again); every trial has one set of epochs in history
     after = trained(exp)
     assert {t: after[t] for t in before} == {t: reports_before[t] for t in before}
     history = pq.read_table(str(exp / "history.parquet")).to_pylist()
     for row in rows:
         epochs = sorted(h["epoch"] for h in history if h["trial_id"] == row["trial_id"])
         assert epochs == [1, 2], (row["trial_id"], epochs)
+        assert os.listdir(exp / "train_runs" / row["trial_id"])  # its checkpoints, in this directory
     keys = [tuple(row[k] for k in ("model.embed_dim", "model.depth", "mask.ratio")) for row in rows]
     assert len(set(keys)) == 3
     study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{exp}/study.db")
@@ -184,33 +181,37 @@ def test_resume_after_sigkill_keeps_finished_trials_and_runs_none_twice(tmp_path
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
 
 
-def test_resume_works_on_the_directory_given_copied_or_moved(tmp_path, join_cluster):
+@pytest.mark.floor_smoke
+def test_resume_after_sigkill_runs_none_twice_on_the_directory_copied_or_moved(tmp_path, join_cluster):
     """A killed search copied elsewhere and resumed there: the copy finishes (its own study, ledger, Tune state,
-    checkpoints) and the original is untouched, byte for byte. The original, then moved, resumes where it is."""
-    exp = tmp_path / "first" / "digits_quick"
-    args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 2), "--trials", "2", "--storage-path",
-            str(exp.parent), "--target-accuracy", "0.05", "--scheduler", "fifo", *RESUMABLE]
-    before = start_and_kill(args, exp, tmp_path / "first.log", ended=1)
+    checkpoints), every trial trained once, and the original is untouched, byte for byte. The original, then
+    moved (its old path gone), resumes where it is."""
+    exp, before, reports_before = kill_a_search(tmp_path)
     copy = tmp_path / "copies" / "renamed"
     shutil.copytree(exp, copy)
     original = tree(exp)
     r = cli("search", "--resume", str(copy))
     assert r.returncode == 0, r.stderr[-3000:]
     assert tree(exp) == original, "resuming a copy wrote into the original"
-    for where in (copy,):
-        rows = done_rows(where)
-        assert len(rows) == 2 and all(row["status"] == "complete" for row in rows) and before <= {
-            row["trial_id"] for row in rows}
-        study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{where}/study.db")
-        assert sorted(t.state.name for t in ran(study)) == ["COMPLETE"] * 2
-        assert all(os.listdir(where / "train_runs" / row["trial_id"]) for row in rows)
+    assert_resumed(copy, before, reports_before)
     moved = tmp_path / "moved" / "elsewhere"
     shutil.move(exp, moved)
     r = cli("search", "--resume", str(moved))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = done_rows(moved)
-    assert len(rows) == 2 and all(row["status"] == "complete" for row in rows)
+    assert len(rows) == 3 and all(row["status"] == "complete" for row in rows)
     assert not exp.exists()  # nothing recreated where it was
+
+
+def test_resume_after_sigkill_between_two_tune_state_saves(tmp_path, monkeypatch, join_cluster):
+    """Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial starts
+    and finishes between two saves and the restored Tune never knows it: its row still comes from the ledger,
+    and the searcher's budget (counted from the study) starts no fourth trial."""
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "60")
+    exp, before, reports_before = kill_a_search(tmp_path)
+    r = cli("search", "--resume", str(exp))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_resumed(exp, before, reports_before)
 
 
 def done_rows(exp) -> list[dict]:
