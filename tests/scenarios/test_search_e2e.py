@@ -128,9 +128,10 @@ def ended_trials(exp) -> set[str]:
 
 
 @pytest.mark.floor_smoke
-def test_public_path_search_end_to_end(tmp_path, monkeypatch):
+def test_public_path_search_end_to_end(tmp_path, monkeypatch, join_cluster):
     """The public trial path (Ray's TuneReportCallback and TorchConfig, no actor reuse), forced: a 2-trial search
-    with ASHA finishes, each trial in its own actor, and says which path ran."""
+    with ASHA finishes, each trial in its own actor, and says which path ran. The driver chooses the path and hands
+    it to the trials, so the variable need only reach the driver (the joined cluster's processes never see it)."""
     monkeypatch.setenv(ENV_VAR, "public")
     r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 2), "--trials", "2", "--storage-path", str(tmp_path),
             "--target-accuracy",
