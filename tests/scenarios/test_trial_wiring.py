@@ -67,7 +67,10 @@ def test_public_path_stop_ends_the_train_run_and_frees_its_workers(ray_session, 
     runner = threading.Thread(target=lambda: out.setdefault("grid", tuner.fit()), daemon=True)
     runner.start()
     runner.join(timeout=240)
-    assert not runner.is_alive(), "the second trial never got the stopped trial's CPUs"
+    # on failure, what held the CPUs: the free resources and every placement group still there (a flake seen once)
+    assert not runner.is_alive(), (f"the second trial never got the stopped trial's CPUs: free "
+                                   f"{ray_session.available_resources()}, placement groups "
+                                   f"{ray_session.util.placement_group_table()}")
     results = sorted(out["grid"], key=lambda r: r.metrics["epoch"])
     assert [r.error for r in results] == [None, None]
     # Ray's TuneReportCallback carried every report; the endless trial was stopped after its third
