@@ -1,9 +1,12 @@
 """Shared fixtures, and the two layers: tests/unit/ (no Ray, no command line in a process of its own; marker
 `unit`) and tests/scenarios/ (Ray and end-to-end runs; marker `scenario`). Ray is started once per session (per
-xdist worker) with explicit CPUs and its own temp dir; only what a test starts is stopped (never `ray stop`)."""
+xdist worker, tests/scenarios/conftest.py) with explicit CPUs and its own temp dir; only what a test starts is
+stopped (never `ray stop`)."""
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import tempfile
 
 import pytest
@@ -39,25 +42,24 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank[item.nodeid])
 
 
+# this process joins the session's cluster as a driver (tests/scenarios/conftest.py: ray_session) and Ray reads its
+# auth mode once, when first imported: the session's token is fixed here, before anything imports Ray. Command-line
+# runs that start a Ray of their own inherit it and use it for theirs; other test clusters set their own.
+SESSION_TOKEN_DIR = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+with open(os.path.join(SESSION_TOKEN_DIR, "auth_token"), "w") as _f:  # the dir is the owner's only (mkdtemp)
+    _f.write(secrets.token_hex(32))
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN_PATH"] = _f.name
+os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the file
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_TOKEN_DIR, ignore_errors=True)
+
+
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "60")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    """A local Ray instance with 2 CPUs, its own short temp dir (socket paths must stay short)."""
-    import ray
-
-    from simmim_ray.train.launch import apply_ray_env_defaults
-    from simmim_ray.train.ray_init import start_local
-
-    apply_ray_env_defaults()
-    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")
-    # with the dashboard: Train needs the State API it serves to free stopped trials' workers
-    start_local(num_cpus=2, temp_dir=temp, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture

@@ -48,6 +48,14 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def new_token(path: str) -> str:
+    """Writes a new random Ray auth token to `path` (readable by its owner only); -> path."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return path
+
+
 def _pids_naming(text: str) -> set[int]:
     out = set()
     needle = text.encode()
@@ -99,12 +107,11 @@ class RayNode:
 class LocalCluster:
     """A Ray cluster of `ray start` processes on 127.0.0.1. Use as a context manager; `shutdown()` is idempotent."""
 
-    def __init__(self) -> None:
+    def __init__(self, token_path: str | None = None) -> None:
+        """`token_path`: an existing token file to use (the session's, which the pytest process itself reads:
+        tests/conftest.py); default a new token of this cluster's own."""
         self.root = tempfile.mkdtemp(prefix="rc", dir="/tmp")
-        self.token_path = os.path.join(self.root, "auth_token")
-        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
+        self.token_path = token_path or new_token(os.path.join(self.root, "auth_token"))
         self.nodes: list[RayNode] = []
         self.gcs_port = self.dashboard_port = 0
 

@@ -1,7 +1,9 @@
 """Scenario fixtures: one Ray cluster per test session (per xdist worker) that command-line runs join instead of
-each starting a Ray of their own (a start and a stop cost ~10 s on 2 cores)."""
+each starting a Ray of their own (a start and a stop cost ~10 s on 2 cores), and that this process joins as a
+driver for the tests that call Ray in-process (`ray_session`)."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -18,10 +20,30 @@ def session_cluster():
     any host: what the scenarios assert of the CPU plan (test_ray_data.py) holds everywhere."""
     from cluster_utils import GiB, MiB, LocalCluster
 
-    with LocalCluster() as cluster:
+    # the token this process has read since before Ray was imported (tests/conftest.py), so ray_session can join
+    with LocalCluster(token_path=os.environ["RAY_AUTH_TOKEN_PATH"]) as cluster:
         cluster.start_head(num_cpus=2, memory=8 * GiB,
                            object_store_memory=400 * MiB)
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def ray_session(session_cluster):
+    """This pytest process as a driver of the session's cluster, for tests that call Ray in-process; Ray's module.
+    The same cluster as the command-line runs', not a private instance beside it: every Ray instance costs a start
+    and, for the whole session, the idle CPU of its daemons (GCS, raylet, dashboard and its module processes)."""
+    import ray
+
+    from simmim_ray.train.launch import RAY_ENV_DEFAULTS
+
+    # the cluster's State API, which Train's placement-group cleaner calls (the token: tests/conftest.py)
+    os.environ["RAY_API_SERVER_ADDRESS"] = session_cluster.dashboard_url
+    # as the CLI joins a cluster (train/ray_init.py): our Train/Tune defaults travel in the job's runtime env
+    ours = {k: os.environ.get(k, v) for k, v in RAY_ENV_DEFAULTS.items()}
+    ray.init(address=session_cluster.address, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": ours})
+    yield ray
+    ray.shutdown()
 
 
 @pytest.fixture

@@ -148,22 +148,24 @@ def test_public_path_search_end_to_end(tmp_path, monkeypatch, join_cluster):
     assert (exp / "trial_path").read_text().strip() == "public"
 
 
-def kill_a_search(tmp_path) -> tuple:
-    """A 3-trial search SIGKILLed once 2 trials have ended -> (experiment dir, trials ended before the kill, the
-    epochs each trial had reported by then)."""
+def kill_a_search(tmp_path, *extra: str) -> tuple:
+    """A 3-trial search (with `extra` flags) SIGKILLed once 2 trials have ended -> (experiment dir, trials ended
+    before the kill, the epochs each trial had reported by then)."""
     exp = tmp_path / "first" / "digits_quick"
     args = ["search", e2e_space(tmp_path), *shrinking(tmp_path, 3), "--trials", "3", "--storage-path",
-            str(exp.parent), "--target-accuracy", "0.05", "--scheduler", "fifo", *RESUMABLE]
+            str(exp.parent), "--target-accuracy", "0.05", "--scheduler", "fifo", *RESUMABLE, *extra]
     before = start_and_kill(args, exp, tmp_path / "first.log", ended=2)
     assert len(before) >= 2
     return exp, before, trained(exp)
 
 
-def assert_resumed(exp, before: set[str], reports_before: dict) -> None:
+def assert_resumed(exp, before: set[str], reports_before: dict, study_db: str = "") -> None:
     """The resumed search finished its 3 trials, each trained once: a trial that had ended before the kill trained
     no further epoch after it (a re-launched one reports its recorded result again); one set of epochs each in
-    history; the study holds one COMPLETE trial per row and none left RUNNING."""
-    rows = done_rows(exp)
+    history; the study (in `study_db`, default the experiment's SQLite file) holds one COMPLETE trial per row and
+    none left RUNNING."""
+    study_db = study_db or f"sqlite:///{exp}/study.db"
+    rows = done_rows(exp, study_db)
     assert len(rows) == 3 and all(row["status"] == "complete" for row in rows)
     assert before <= {row["trial_id"] for row in rows}
     after = trained(exp)
@@ -175,7 +177,7 @@ def assert_resumed(exp, before: set[str], reports_before: dict) -> None:
         assert os.listdir(exp / "train_runs" / row["trial_id"])  # its checkpoints, in this directory
     keys = [tuple(row[k] for k in ("model.embed_dim", "model.depth", "mask.ratio")) for row in rows]
     assert len(set(keys)) == 3
-    study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{exp}/study.db")
+    study = optuna.load_study(study_name="digits_quick", storage=study_db)
     complete = [t for t in ran(study) if t.state.name == "COMPLETE"]
     assert sorted(t.user_attrs["tune_trial_id"] for t in complete) == sorted(
         row["trial_id"].removeprefix("trial_") for row in rows)
@@ -204,24 +206,13 @@ def test_resume_after_sigkill_runs_none_twice_on_the_directory_copied_or_moved(t
     assert not exp.exists()  # nothing recreated where it was
 
 
-def test_resume_after_sigkill_between_two_tune_state_saves(tmp_path, monkeypatch, join_cluster):
-    """Tune saves its experiment state as seldom as it does on object stores (>= 10 s apart), so a trial starts
-    and finishes between two saves and the restored Tune never knows it: its row still comes from the ledger,
-    and the searcher's budget (counted from the study) starts no fourth trial."""
-    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "60")
-    exp, before, reports_before = kill_a_search(tmp_path)
-    r = cli("search", "--resume", str(exp))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert_resumed(exp, before, reports_before)
-
-
-def done_rows(exp) -> list[dict]:
+def done_rows(exp, study_db: str = "") -> list[dict]:
     """The rows of trials the search finished. A trial the killed driver had started but Tune had not saved yet
     was never continued: its row says `interrupted`, without accuracy, and its study trial failed (orphaned)."""
     rows = trial_rows(str(exp))
     lost = [row for row in rows if row["status"] == INTERRUPTED]
     assert all(row["val_accuracy"] is None and not row["feasible"] for row in lost), lost
-    study = optuna.load_study(study_name="digits_quick", storage=f"sqlite:///{exp}/study.db")
+    study = optuna.load_study(study_name="digits_quick", storage=study_db or f"sqlite:///{exp}/study.db")
     failed = {t.user_attrs.get("tune_trial_id") for t in study.trials if t.state.name == "FAIL"}
     assert {row["trial_id"].removeprefix("trial_") for row in lost} <= failed, (lost, failed)
     return [row for row in rows if row["status"] != INTERRUPTED]
