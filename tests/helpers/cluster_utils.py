@@ -69,22 +69,6 @@ def _pids_naming(text: str) -> set[int]:
     return out
 
 
-# run as a driver of the cluster: a placement group is an orphan when the job that created it is no longer running
-_REMOVE_ORPHANS = """
-import sys
-import ray
-from ray.util.placement_group import PlacementGroup
-from ray.util.state import list_jobs, list_placement_groups
-ray.init(address=sys.argv[1], log_to_driver=False)
-alive = {j.job_id for j in list_jobs(address=sys.argv[2]) if j.status == "RUNNING"}
-alive.add(ray.get_runtime_context().get_job_id())
-for pg in list_placement_groups(address=sys.argv[2], detail=True, filters=[("state", "!=", "REMOVED")]):
-    if pg.creator_job_id not in alive and not pg.is_detached:
-        ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg.placement_group_id))))
-        print(f"{pg.placement_group_id} of job {pg.creator_job_id}: {[b['unit_resources'] for b in pg.bundles]}")
-"""
-
-
 @dataclass
 class RayNode:
     name: str
@@ -231,11 +215,25 @@ class LocalCluster:
     def remove_orphan_placement_groups(self) -> list[str]:
         """Removes the placement groups that drivers already gone left reserved (seen in CI: a finished search's
         1-CPU group, reserved and unused for minutes, starved the next run's Ray Data); -> what it removed. Read
-        from the State API, not `ray status`, whose resource lines lag by seconds."""
-        out = run_with_cluster(self, [sys.executable, "-c", _REMOVE_ORPHANS, self.address, self.dashboard_url],
-                               timeout_s=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        return out.stdout.splitlines()
+        from the State API, not `ray status`, whose resource lines lag by seconds. This process must be a driver
+        of this cluster (tests/scenarios/conftest.py: ray_session): a group is an orphan when the job that created
+        it is no longer running, and this process's own job is."""
+        import ray
+        from ray.util.placement_group import PlacementGroup
+        from ray.util.state import list_jobs, list_placement_groups
+
+        assert ray.is_initialized() and ray.get_runtime_context().gcs_address.endswith(f":{self.gcs_port}")
+        alive = {j.job_id for j in list_jobs(address=self.dashboard_url) if j.status == "RUNNING"}
+        alive.add(ray.get_runtime_context().get_job_id())
+        removed = []
+        for pg in list_placement_groups(address=self.dashboard_url, detail=True,
+                                        filters=[("state", "!=", "REMOVED")]):
+            if pg.creator_job_id not in alive and not pg.is_detached:
+                ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(
+                    bytes.fromhex(pg.placement_group_id))))
+                removed.append(f"{pg.placement_group_id} of job {pg.creator_job_id}: "
+                               f"{[b['unit_resources'] for b in pg.bundles]}")
+        return removed
 
     def shutdown(self) -> None:
         for node in reversed(list(self.nodes)):  # workers before the head

@@ -47,10 +47,11 @@ def ray_session(session_cluster):
 
 
 @pytest.fixture
-def cli_cluster(session_cluster):
+def cli_cluster(session_cluster, ray_session):
     """The session's cluster. After each test that used it, a placement group still reserved by a driver that has
     finished is removed, with a warning naming it: a Ray race seen in CI after a resumed search left 1 CPU
-    reserved for minutes, and the next streamed run's Ray Data waited for that CPU forever."""
+    reserved for minutes, and the next streamed run's Ray Data waited for that CPU forever. (This process, a
+    driver of the cluster through ray_session, finds them: no driver process to start per test.)"""
     yield session_cluster
     removed = session_cluster.remove_orphan_placement_groups()
     if removed:

@@ -28,7 +28,7 @@ ray.kill(ray.get_actor("holder"))
 
 
 @pytest.mark.slow
-def test_a_group_reserved_by_a_finished_driver_is_removed(session_cluster):
+def test_a_group_reserved_by_a_finished_driver_is_removed(session_cluster, ray_session):
     assert session_cluster.remove_orphan_placement_groups() == []  # nothing to remove: nothing removed
     made = run_with_cluster(session_cluster, [sys.executable, "-c", RESERVE, session_cluster.address], 120)
     assert made.returncode == 0, made.stderr[-2000:]

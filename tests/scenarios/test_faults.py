@@ -5,8 +5,9 @@
 - a trial whose loss turns non-finite: marked `error` with its reason in results.parquet, the search goes on;
 - corrupt and truncated images in an image folder and in a Parquet shard: skipped and counted, not fatal.
 
-The subprocess runs start their own Ray (RAY_ADDRESS=local, own RAY_TMPDIR) in their own session, so every
-process signalled here is a descendant of a process this test started.
+The killed worker's run starts its own Ray (RAY_ADDRESS=local, own RAY_TMPDIR) in its own session, so every
+process signalled here is a descendant of a process this test started; the non-finite search joins the session's
+cluster.
 """
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ TINY = {
 
 
 class CliRun:
-    """`python -m simmim_ray ARGS` with a private local Ray; killed with everything it started on exit."""
+    """`python -m simmim_ray ARGS` with a private local Ray (`private`, for runs whose processes are signalled),
+    else on the cluster os.environ names (join_cluster); killed with everything it started on exit."""
 
-    def __init__(self, args: list[str], cwd, log_path) -> None:
+    def __init__(self, args: list[str], cwd, log_path, private: bool = True) -> None:
         self.ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: socket paths must fit 107 bytes
-        env = {**os.environ, "RAY_ADDRESS": "local", "RAY_TMPDIR": self.ray_tmp}
-        env.pop("RAY_API_SERVER_ADDRESS", None)  # the session fixture's; the run sets its own
+        env = dict(os.environ)
+        if private:
+            env.update(RAY_ADDRESS="local", RAY_TMPDIR=self.ray_tmp)
+            env.pop("RAY_API_SERVER_ADDRESS", None)  # the session cluster's; the run sets its own
         self.log_path = str(log_path)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "simmim_ray", *args], stdout=self.log,
@@ -147,16 +151,17 @@ def test_worker_killed_mid_run_resumes_from_latest_checkpoint(tmp_path):
 
 # ---- 2. a trial with a non-finite loss --------------------------------------------------------------------------
 @pytest.mark.slow
-def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path):
+def test_nonfinite_trial_is_marked_error_and_search_goes_on(tmp_path, join_cluster):
     import pyarrow.parquet as pq
 
     (tmp_path / "lr.yaml").write_text("params:\n  train.base_lr: {choice: [1000000.0, 0.002]}\n")
     (tmp_path / "points.yaml").write_text("- {train.base_lr: 1000000.0}\n- {train.base_lr: 0.002}\n")
     args = ["search", "lr.yaml", "--trials", "2", "--storage-path", "exps", "--target-accuracy", "0.05",
-            "--scheduler", "fifo", "--points", "points.yaml", "--max-failures", "0", "--confirm", "0"]
+            "--scheduler", "fifo", "--points", "points.yaml", "--max-failures", "0", "--confirm", "0",
+            "--workers-per-trial", "1"]  # both trials at once on the cluster's 2 CPUs
     for k, v in {**TINY, "train.epochs": 2, "eval.proxy": "none"}.items():
         args += ["--set", f"{k}={v}"]
-    run = CliRun(args, tmp_path, tmp_path / "log.txt")
+    run = CliRun(args, tmp_path, tmp_path / "log.txt", private=False)
     try:
         rc = run.wait(timeout=360)
         log = run.text()

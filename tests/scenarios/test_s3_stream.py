@@ -48,7 +48,9 @@ def test_convert_to_s3_then_search_streams_from_the_bucket(tmp_path, monkeypatch
             # one candidate confirmed with one seed: the answer stage's Train jobs stream from the bucket too
             argv = [*cmd, "search", "imagenet_swin", "--trials", "1", "--warm-start", "0", "--grace-period", "1",
                     "--target-accuracy", "0.01", "--storage-path", str(tmp_path / "exp"), "--points",
-                    str(tmp_path / "points.yaml"), "--confirm", "1", "--confirm-seeds", "1"]
+                    str(tmp_path / "points.yaml"), "--confirm", "1", "--confirm-seeds", "1",
+                    # one Train worker per run: streaming into DDP workers is test_ray_data.py's and data_scaling's
+                    "--workers-per-trial", "1"]
             for s in sets:
                 argv += ["--set", s]
             r = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
