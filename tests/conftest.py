@@ -5,11 +5,11 @@ stopped (never `ray stop`)."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 
 import pytest
+from cluster_utils import new_token
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(TESTS, "scenarios")
@@ -46,10 +46,8 @@ def pytest_collection_modifyitems(config, items):
 # auth mode once, when first imported: the session's token is fixed here, before anything imports Ray. Command-line
 # runs that start a Ray of their own inherit it and use it for theirs; other test clusters set their own.
 SESSION_TOKEN_DIR = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-with open(os.path.join(SESSION_TOKEN_DIR, "auth_token"), "w") as _f:  # the dir is the owner's only (mkdtemp)
-    _f.write(secrets.token_hex(32))
 os.environ["RAY_AUTH_MODE"] = "token"
-os.environ["RAY_AUTH_TOKEN_PATH"] = _f.name
+os.environ["RAY_AUTH_TOKEN_PATH"] = new_token(os.path.join(SESSION_TOKEN_DIR, "auth_token"))
 os.environ.pop("RAY_AUTH_TOKEN", None)  # it would win over the file
 
 

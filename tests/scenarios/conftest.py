@@ -34,14 +34,11 @@ def ray_session(session_cluster):
     and, for the whole session, the idle CPU of its daemons (GCS, raylet, dashboard and its module processes)."""
     import ray
 
-    from simmim_ray.train.launch import RAY_ENV_DEFAULTS
+    from simmim_ray.train.ray_init import init_ray
 
     # the cluster's State API, which Train's placement-group cleaner calls (the token: tests/conftest.py)
     os.environ["RAY_API_SERVER_ADDRESS"] = session_cluster.dashboard_url
-    # as the CLI joins a cluster (train/ray_init.py): our Train/Tune defaults travel in the job's runtime env
-    ours = {k: os.environ.get(k, v) for k, v in RAY_ENV_DEFAULTS.items()}
-    ray.init(address=session_cluster.address, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": ours})
+    init_ray(session_cluster.address, log_to_driver=False)  # joined as the CLI joins a cluster
     yield ray
     ray.shutdown()
 
