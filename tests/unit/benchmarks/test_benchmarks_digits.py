@@ -40,3 +40,28 @@ def test_store_replaces_same_run_and_hides_changed_recipes(tmp_path):
     assert sorted(r["test"] for r in records) == [0.5, 0.7]  # seed 0 replaced, seed 1 kept
     assert len(digits_frontier.current(records, {"a": {"train.epochs": 5}})) == 2
     assert digits_frontier.current(records, {"a": {"train.epochs": 6}}) == []
+
+
+def test_unit_seconds_times_the_finetune_epoch_itself_not_a_difference_of_evaluations(monkeypatch):
+    """A stall in the 0-epoch evaluation (a shared machine's noise) must not make a fine-tune epoch cost nothing:
+    a difference of two whole evaluations came out 0 in CI on the quick recipe."""
+    import time
+
+    from benchmarks.studies import digits_runs as dr
+    from simmim_ray.engine import evaluate
+
+    cfg = dr.run_config({**digits_frontier.QUICK["quick"], "eval.epochs": 10}, 0, 1)
+    accuracies, calls = evaluate.accuracies, []
+
+    def first_one_stalls(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return accuracies(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "accuracies", first_one_stalls)
+    got = dr.unit_seconds(cfg, dr.splits_of(cfg))
+    assert len(calls) == 2
+    assert got["eval_s"] >= 1.0
+    assert 0 < got["finetune_epoch_s"] < 1.0
+    assert got["epoch_s"] > 0 and got["proxy_s"] > 0
