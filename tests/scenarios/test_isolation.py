@@ -1,9 +1,12 @@
 """The test split decides nothing in a search: only confirmation and the baselines read it."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from simmim_ray._compat import trial_path
 from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT
 
 
@@ -71,6 +74,12 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
 
     plain, shuffled = decisions("plain"), decisions("shuffled")
     assert len(plain[0]) == 2 and all(d["status"] == "complete" for _, d in plain[0])
+    # the search's trial path: on the lean (default) one Tune handed the first trial's actor to the second; the
+    # public one ends each trial's actor (its whole search: tests/scenarios/test_search_e2e.py)
+    ids = [e["trial_id"] for e in plain[3].ledger.events("trial_started")]
+    pids = {json.loads(line)["pid"] for t in ids
+            for line in (tmp_path / "plain" / t / "result.json").read_text().splitlines()}
+    assert len(ids) == 2 and len(pids) == (1 if trial_path(say=False) == "lean" else 2), (ids, pids)
     assert plain[0] == shuffled[0] and plain[1] == shuffled[1]
     assert not {TEST_ACCURACY, TEST_COUNT} & (plain[2] | shuffled[2])  # no trial measured the test split
     # the shuffled labels did reach what reads the test split: the pixel baseline falls to about chance

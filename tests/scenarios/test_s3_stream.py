@@ -75,3 +75,9 @@ def test_convert_to_s3_then_search_streams_from_the_bucket(tmp_path, monkeypatch
     for row in rows:  # every validation image of the bucket, once, in the trial
         assert row["val_count"] == plan.sizes["val"] and 0 <= row["val_accuracy"] <= 1
         assert row["model.embed_dim"] == 48
+    # and every test image, once, in the confirmation's Train job (the trial never reads the test split)
+    from simmim_ray.search.record.experiment import Experiment
+
+    conf = Experiment(str(tmp_path / "exp" / "imagenet_swin")).ledger.events("confirmation")
+    assert [len(e["runs"]) for e in conf] == [1], conf
+    assert conf[0]["runs"][0]["test_count"] == plan.sizes["test"], conf

@@ -15,7 +15,7 @@ import pytest
 from proc_utils import e2e_space, kill_run, ran, shrinking, tree
 
 from benchmarks.proc_meter import descendants
-from simmim_ray._compat import ENV_VAR, trial_path
+from simmim_ray._compat import ENV_VAR
 from simmim_ray.metrics import REPLAYED
 from simmim_ray.search.record.experiment import Experiment
 from simmim_ray.search.record.ledger import INTERRUPTED, TRIAL_ENDED, TRIAL_RESULT
@@ -43,10 +43,18 @@ def trial_rows(exp: str) -> list[dict]:
     return pq.read_table(os.path.join(exp, "results.parquet")).to_pylist()
 
 
-def test_search_end_to_end_writes_every_output(tmp_path, join_cluster):
+@pytest.mark.floor_smoke
+def test_search_end_to_end_on_the_public_trial_path_writes_every_output(tmp_path, monkeypatch, join_cluster):
+    """A 2-trial search with ASHA on the public trial path (Ray's TuneReportCallback and TorchConfig, no actor
+    reuse), forced: it finishes, writes every output, each trial in its own actor, and says which path ran. The
+    driver chooses the path and hands it to the trials, so the variable need only reach the driver (the joined
+    cluster's processes never see it). The default (lean) path's searches: every other search test here, and its
+    actor reuse in tests/scenarios/test_isolation.py."""
+    monkeypatch.setenv(ENV_VAR, "public")
     r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 2), "--trials", "2", "--storage-path", str(tmp_path),
             "--target-accuracy", "0.05", "--grace-period", "1", *TINY)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "simmim-ray: public trial path (SIMMIM_RAY_TRIAL_PATH=public)" in r.stderr
     exp = tmp_path / "digits_quick"
     rows = trial_rows(str(exp))
     assert len(rows) == 2 and RESULT_COLUMNS <= set(rows[0])
@@ -78,12 +86,11 @@ def test_search_end_to_end_writes_every_output(tmp_path, join_cluster):
     assert "\x1b[" not in r.stdout and "\r" not in r.stdout and "e+0" not in r.stdout
     assert "RAY_AUTH_MODE=disabled" not in r.stdout  # Ray's banner goes to stderr; ours never repeats it
     assert len([ln for ln in r.stdout.splitlines() if ln.startswith("[")]) == 2  # one line per trial
+    # Tune ended each trial's actor (and with it the trial's Train run)
     pids = {json.loads(line)["pid"] for row in rows
             for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
-    if trial_path(say=False) == "lean":  # Tune handed finished and pruned trials' actors to later trials
-        assert len(pids) < len(rows), pids
-    else:  # Tune ended each trial's actor (and with it the trial's Train run)
-        assert len(pids) == len(rows), pids
+    assert len(pids) == len(rows), pids
+    assert (exp / "trial_path").read_text().strip() == "public"
     # the report reads the stored experiment
     rep = cli("report", str(exp), "--json")
     assert rep.returncode == 0
@@ -125,27 +132,6 @@ def ended_trials(exp) -> set[str]:
     if not os.path.isdir(os.path.join(exp, "ledger")):
         return set()
     return {e["trial_id"] for e in Experiment(str(exp)).ledger.events(TRIAL_ENDED)}
-
-
-@pytest.mark.floor_smoke
-def test_public_path_search_end_to_end(tmp_path, monkeypatch, join_cluster):
-    """The public trial path (Ray's TuneReportCallback and TorchConfig, no actor reuse), forced: a 2-trial search
-    with ASHA finishes, each trial in its own actor, and says which path ran. The driver chooses the path and hands
-    it to the trials, so the variable need only reach the driver (the joined cluster's processes never see it)."""
-    monkeypatch.setenv(ENV_VAR, "public")
-    r = cli("search", e2e_space(tmp_path), *shrinking(tmp_path, 2), "--trials", "2", "--storage-path", str(tmp_path),
-            "--target-accuracy",
-            "0.05", "--grace-period", "1", *TINY)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "simmim-ray: public trial path (SIMMIM_RAY_TRIAL_PATH=public)" in r.stderr
-    exp = tmp_path / "digits_quick"
-    rows = trial_rows(str(exp))
-    assert len(rows) == 2 and {row["status"] for row in rows} <= {"complete", "pruned"}
-    assert any(row["feasible"] for row in rows) and "Winner:" in r.stdout
-    pids = {json.loads(line)["pid"] for row in rows
-            for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
-    assert len(pids) == 2, pids
-    assert (exp / "trial_path").read_text().strip() == "public"
 
 
 def kill_a_search(tmp_path, *extra: str) -> tuple:

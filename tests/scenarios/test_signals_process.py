@@ -33,8 +33,9 @@ def closed_port() -> int:
 
 
 # ---- real searches and runs (Ray) -----------------------------------------------------------------------------
+# one Train worker per run: what is signalled is the driver, whatever the trials' size (DDP: test_search_e2e.py)
 TINY = ["--set", "train.epochs=2", "--set", "eval.epochs=1", "--set", "train.log_images=false",
-        "--set", "model.img_size=16", "--scheduler", "fifo", "--target-accuracy", "0.05"]
+        "--set", "model.img_size=16", "--scheduler", "fifo", "--target-accuracy", "0.05", "--workers-per-trial", "1"]
 
 
 def group(pgid: int) -> str:
