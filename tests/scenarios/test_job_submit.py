@@ -41,7 +41,9 @@ def test_quick_search_as_a_ray_job_on_a_local_head(tmp_path):
             sys.executable, "-m", "simmim_ray", "search", "digits_quick", "--trials", "2",
             "--target-accuracy", "0.05", "--set", "train.epochs=2", "--set", "eval.epochs=1",
             "--set", "train.log_images=false", "--set", "model.img_size=16", "--grace-period", "1",
-            "--storage-path", str(storage), "--address", "auto", "--confirm", "0", timeout_s=480)
+            "--storage-path", str(storage), "--address", "auto", "--confirm", "0",
+            "--workers-per-trial", "1",  # the job's trials on the head's CPUs, one worker each (DDP: test_search_e2e)
+            timeout_s=480)
         assert submit.returncode == 0, (submit.stdout[-3000:], submit.stderr[-3000:])
         assert f"Job '{job_id}' submitted successfully" in submit.stdout + submit.stderr
 
