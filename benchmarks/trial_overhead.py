@@ -173,10 +173,11 @@ def measure(cfg, point: dict, rounds: int, per_tuner: int, reuse: bool) -> list[
     apply_ray_env_defaults()  # what `simmim-ray search` does before starting Ray; naive trials undo it
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     work = tempfile.mkdtemp(prefix="overhead_")
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     cpu = CpuMeter()
     rows = []
     try:
-        start_local(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="rt", dir="/tmp"), log_to_driver=False)
+        start_local(num_cpus=2, temp_dir=ray_tmp, log_to_driver=False)
         for r in range(rounds):
             for variant in ("naive", "ours") if r % 2 == 0 else ("ours", "naive"):
                 got = run_tuner(variant, f"{variant}{r}", per_tuner, cfg, point, work, cpu,
@@ -194,6 +195,7 @@ def measure(cfg, point: dict, rounds: int, per_tuner: int, reuse: bool) -> list[
         ray.shutdown()
         cpu.stop.set()
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     return rows
 
 

@@ -4,6 +4,7 @@ seconds (the handlers themselves: tests/unit/test_signals.py)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -69,6 +70,7 @@ def signal_at(args: list[str], cwd, sig: int, ready) -> tuple[int, str]:
             except ProcessLookupError:
                 pass
             proc.wait()
+            shutil.rmtree(ray_tmp, ignore_errors=True)  # its Ray's session files: nothing of the group is left
     return rc, open(log_path).read()
 
 
