@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -105,6 +106,16 @@ def shrinking(root, n: int) -> list[str]:
             f.write(f"- {{model.embed_dim: {w}, model.depth: 2, model.num_heads: 1, mask.ratio: 0.6, "
                     f"loss.visible_weight: 0.1}}\n")
     return ["--points", path]
+
+
+def trial_pids(exp, trial_ids) -> set[int]:
+    """The pids of the Tune actors that ran these trials (every report in each trial's result.json names one): one
+    per trial where Tune ends each trial's actor, fewer where it hands actors on (`reuse_actors`)."""
+    out = set()
+    for t in trial_ids:
+        with open(os.path.join(str(exp), t, "result.json")) as f:
+            out.update(json.loads(line)["pid"] for line in f)
+    return out
 
 
 def ran(study) -> list:

@@ -1,13 +1,13 @@
 """The test split decides nothing in a search: only confirmation and the baselines read it."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
+from proc_utils import trial_pids
 
 from simmim_ray._compat import trial_path
 from simmim_ray.metrics import TEST_ACCURACY, TEST_COUNT
+from simmim_ray.search.record.ledger import TRIAL_STARTED
 
 
 SEARCH = ["search", "digits_quick", "--trials", "2", "--target-accuracy", "0.05", "--scheduler", "fifo",
@@ -64,7 +64,7 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
         events = exp.ledger.events()
         rows, history = tables.trial_rows(events)
         tables.mark_feasible(rows, 0.05)
-        order = [e["trial_id"] for e in events if e["event"] == "trial_started"]
+        order = [e["trial_id"] for e in events if e["event"] == TRIAL_STARTED]
         by = {r["trial_id"]: r for r in rows}
         trials = [({k: v for k, v in by[t].items() if "." in k}, {k: by[t][k] for k in DECISIONS}) for t in order]
         curves = [[(h["epoch"], h.get("proxy_knn"), h.get("loss")) for h in history if h["trial_id"] == t]
@@ -76,9 +76,8 @@ def test_permuting_the_test_labels_changes_no_search_decision(ray_session, tmp_p
     assert len(plain[0]) == 2 and all(d["status"] == "complete" for _, d in plain[0])
     # the search's trial path: on the lean (default) one Tune handed the first trial's actor to the second; the
     # public one ends each trial's actor (its whole search: tests/scenarios/test_search_e2e.py)
-    ids = [e["trial_id"] for e in plain[3].ledger.events("trial_started")]
-    pids = {json.loads(line)["pid"] for t in ids
-            for line in (tmp_path / "plain" / t / "result.json").read_text().splitlines()}
+    ids = [e["trial_id"] for e in plain[3].ledger.events(TRIAL_STARTED)]
+    pids = trial_pids(tmp_path / "plain", ids)
     assert len(ids) == 2 and len(pids) == (1 if trial_path(say=False) == "lean" else 2), (ids, pids)
     assert plain[0] == shuffled[0] and plain[1] == shuffled[1]
     assert not {TEST_ACCURACY, TEST_COUNT} & (plain[2] | shuffled[2])  # no trial measured the test split

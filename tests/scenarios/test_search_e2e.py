@@ -12,7 +12,7 @@ import time
 import optuna
 import pyarrow.parquet as pq
 import pytest
-from proc_utils import e2e_space, kill_run, ran, shrinking, tree
+from proc_utils import e2e_space, kill_run, ran, shrinking, tree, trial_pids
 
 from benchmarks.proc_meter import descendants
 from simmim_ray._compat import ENV_VAR
@@ -87,8 +87,7 @@ def test_search_end_to_end_on_the_public_trial_path_writes_every_output(tmp_path
     assert "RAY_AUTH_MODE=disabled" not in r.stdout  # Ray's banner goes to stderr; ours never repeats it
     assert len([ln for ln in r.stdout.splitlines() if ln.startswith("[")]) == 2  # one line per trial
     # Tune ended each trial's actor (and with it the trial's Train run)
-    pids = {json.loads(line)["pid"] for row in rows
-            for line in (exp / row["trial_id"] / "result.json").read_text().splitlines()}
+    pids = trial_pids(exp, [row["trial_id"] for row in rows])
     assert len(pids) == len(rows), pids
     assert (exp / "trial_path").read_text().strip() == "public"
     # the report reads the stored experiment
