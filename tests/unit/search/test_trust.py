@@ -194,6 +194,69 @@ def test_callback_records_where_the_experiment_is_now(tmp_path):
     assert not (tmp_path / "was_here").exists()
 
 
+class StartingTrial:
+    """What Tune's JSON logger reads of a trial it starts (hashable, as Tune's trials are)."""
+
+    def __init__(self, staging, exp, name: str) -> None:
+        self.local_path = str(staging / name)
+        self.storage = SimpleNamespace(experiment_driver_staging_path=str(staging), experiment_fs_path=str(exp))
+        self.config = {"model.embed_dim": 64, "mask.ratio": 0.6, "train.epochs": 2}
+        os.makedirs(self.local_path, exist_ok=True)
+
+
+def test_a_trials_params_pickle_is_recorded_before_it_is_written(tmp_path, monkeypatch):
+    """Tune's JSON logger writes params.pkl into the staging directory when a trial starts, while the copy of an
+    earlier save may still be running: a copy that picks it up and a kill before the next save must leave an
+    experiment that verifies. The callback is that logger, and records the pickle's bytes before it writes them."""
+    staging, exp = tmp_path / "staging", tmp_path / "exp"
+    exp.mkdir()
+    cb = PickleDigests(str(exp))
+    trial = StartingTrial(staging, exp, "trial_c")
+    existed = []
+    record_files = trust.record_files
+    monkeypatch.setattr(trust, "record_files", lambda uri, files: (
+        existed.append({rel: (staging / rel).exists() for rel in files}), record_files(uri, files))[1])
+    cb.update_config(trial, trial.config)  # what Tune's log_trial_start calls (checked below)
+    assert existed == [{"trial_c/params.pkl": False}]
+    shutil.copytree(staging, exp, dirs_exist_ok=True)  # the running copy lands; no save follows (a kill)
+    trust.verify(str(exp), trusted=False)
+    assert pickle.loads((exp / "trial_c" / "params.pkl").read_bytes()) == trial.config
+    assert (exp / "trial_c" / "params.json").exists()  # still Tune's logger: params.json too
+
+
+def test_a_params_pickle_recorded_with_other_bytes_is_recorded_at_the_next_save(tmp_path, monkeypatch):
+    """Should Tune's pickle of a config ever differ from the callback's, the next save records what was written."""
+    staging, exp = tmp_path / "staging", tmp_path / "exp"
+    exp.mkdir()
+    cb = PickleDigests(str(exp))
+    trial = StartingTrial(staging, exp, "trial_d")
+    cb.on_step_begin(0, [trial])
+    cb.get_state()
+    monkeypatch.setattr(trust, "record_files", lambda uri, files: None)  # as if the first record were of other bytes
+    cb.update_config(trial, trial.config)
+    monkeypatch.undo()
+    cb.get_state()
+    shutil.copytree(staging, exp, dirs_exist_ok=True)
+    trust.verify(str(exp), trusted=False)
+
+
+def test_trials_made_after_a_copy_is_resumed_record_nothing_in_the_original(tmp_path):
+    """Tune restores its searcher with the location the search started in: the trials it makes after a copied
+    experiment is resumed stage their files under the original's name, where no save copies from. Their params.pkl
+    lands nowhere, and the original is left as it was; the copy's own trials are recorded in the copy."""
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    original.mkdir()
+    copy.mkdir()
+    cb = pickle.loads(pickle.dumps(PickleDigests(str(original))))  # as Tuner.restore gives it back
+    restored = StartingTrial(tmp_path / "staging_copy", copy, "trial_a")
+    made_after = StartingTrial(tmp_path / "staging_original", original, "trial_b")
+    cb.on_step_begin(0, [restored, made_after])
+    cb.update_config(restored, restored.config)
+    cb.update_config(made_after, made_after.config)
+    assert not os.listdir(original)
+    assert set(trust.load_record(str(copy))) == {"trial_a/params.pkl"}
+
+
 def test_ray_still_gives_trials_the_staging_and_experiment_paths():
     """The callback reads Tune's staging directory from each trial's StorageContext (a Ray DeveloperAPI)."""
     from ray.train._internal.storage import StorageContext
@@ -204,3 +267,12 @@ def test_ray_still_gives_trials_the_staging_and_experiment_paths():
     import inspect
 
     assert "self.storage = " in inspect.getsource(Trial.__init__)
+    from ray.tune.logger import JsonLoggerCallback
+    from ray.tune.utils.callback import _create_default_callbacks
+
+    # the callback records each params.pkl where Tune's JSON logger writes it, and stands in for that logger
+    assert "self.update_config(trial, trial.config)" in inspect.getsource(JsonLoggerCallback.log_trial_start)
+    assert "params.pkl" in inspect.getsource(JsonLoggerCallback.update_config) or \
+        "EXPR_PARAM_PICKLE_FILE" in inspect.getsource(JsonLoggerCallback.update_config)
+    callbacks = _create_default_callbacks([PickleDigests("unused")])
+    assert sum(isinstance(c, JsonLoggerCallback) for c in callbacks) == 1
