@@ -21,7 +21,6 @@ from ray.data import ExecutionOptions, ExecutionResources
 from ray.train import DataConfig
 
 from simmim_ray.config import Config
-from simmim_ray.data.decode import StreamTransform
 from simmim_ray.data.scan import StreamPlan, Unit
 from simmim_ray.data.stream_read import Selection, read_unit
 
@@ -46,12 +45,42 @@ class StreamSetup:
         return opts
 
 
-def _read_decode(batch, sel, split: str, transform):
+class Decoder:
+    """decode.StreamTransform(cfg, kind, with_masks), built in the read task that first calls it. Ray Data's split
+    coordinators and dataset managers, and Train's controller, unpickle every pipeline and never run it: built
+    here, the transform would make each of those processes, in every Train run, import torch and torchvision
+    (decode.py's), which only the read tasks use."""
+
+    def __init__(self, cfg: Config, kind: str, with_masks: bool = False) -> None:
+        self.args = (cfg, kind, with_masks)
+        self.transform = None
+
+    def __getstate__(self) -> dict:
+        return {"args": self.args}  # the arguments travel, never a built transform
+
+    def __setstate__(self, state: dict) -> None:
+        self.args, self.transform = state["args"], None
+
+    def __call__(self, table) -> dict[str, np.ndarray]:
+        if self.transform is None:
+            from simmim_ray.data.decode import StreamTransform  # in the read task only (see the class)
+
+            self.transform = StreamTransform(*self.args)
+        return self.transform(table)
+
+
+def _read_decode(batch, sel, split: str, transform: Decoder):
     cols = {k: batch.column(k).to_pylist() for k in batch.column_names}
     for i in range(batch.num_rows):
         table = read_unit(sel, Unit(**{k: v[i] for k, v in cols.items()}), split)
         for a in range(0, table.num_rows, DECODE_ROWS):
             yield transform(table.slice(a, DECODE_ROWS))
+
+
+def read_task(plan: StreamPlan, cfg: Config, split: str, kind: str):
+    """The function of `split`'s read tasks: a batch of units (as `split_dataset`'s items) -> decoded batches."""
+    return functools.partial(_read_decode, sel=Selection.of(plan), split=split,
+                             transform=Decoder(cfg, kind, with_masks=plan.has_masks))
 
 
 def split_dataset(setup: StreamSetup, cfg: Config, split: str, kind: str, units: list[Unit] | None = None):
@@ -61,10 +90,9 @@ def split_dataset(setup: StreamSetup, cfg: Config, split: str, kind: str, units:
     units = plan.units_for(split) if units is None else units
     order = np.random.default_rng(cfg.seed).permutation(len(units))  # no one class's rows all at once
     items = [asdict(units[i]) for i in order]
-    fn = functools.partial(_read_decode, sel=Selection.of(plan), split=split,
-                           transform=StreamTransform(cfg, kind, with_masks=plan.has_masks))
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    ds = ds.map_batches(fn, batch_size=1, batch_format="pyarrow", num_cpus=setup.task_cpus)
+    ds = ds.map_batches(read_task(plan, cfg, split, kind), batch_size=1, batch_format="pyarrow",
+                        num_cpus=setup.task_cpus)
     ds.context.execution_options = setup.execution_options()
     # one run executes these pipelines every epoch: progress bars and banners would flood the workers' logs
     ds.context.enable_progress_bars = False
