@@ -199,7 +199,7 @@ class StartingTrial:
 
     def __init__(self, staging, exp, name: str) -> None:
         self.local_path = str(staging / name)
-        self.storage = SimpleNamespace(experiment_driver_staging_path=str(staging), experiment_fs_path=str(exp))
+        self.storage = staged_trial(staging, exp).storage
         self.config = {"model.embed_dim": 64, "mask.ratio": 0.6, "train.epochs": 2}
         os.makedirs(self.local_path, exist_ok=True)
 

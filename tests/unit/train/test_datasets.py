@@ -12,13 +12,9 @@ import pyarrow as pa
 from ray import cloudpickle
 
 from data_factory import write_parquet_shards
-from simmim_ray.config import Config
 from simmim_ray.data.scan import scan
 from simmim_ray.data.stream_read import Selection, read_unit
 from simmim_ray.train.datasets import read_task
-
-SMALL = {"model": {"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 1, "num_heads": 2},
-         "mask": {"patch_size": 8, "ratio": 0.5}}
 
 # a fresh process, as a Ray actor is: unpickles the task, then runs it on one unit (a batch of Ray Data's items)
 CHILD = """
@@ -33,9 +29,9 @@ print(json.dumps({"unpickled": unpickled, "ran": "torch" in sys.modules, "rows":
 """
 
 
-def test_a_read_task_unpickles_without_torch_and_decodes_where_it_runs(tmp_path):
+def test_a_read_task_unpickles_without_torch_and_decodes_where_it_runs(tmp_path, tiny_cfg):
     write_parquet_shards(str(tmp_path / "pq"), n=40, shards=2)
-    c = Config.from_dict({**SMALL, "data": {"source": "parquet", "path": str(tmp_path / "pq")}})
+    c = tiny_cfg.with_overrides({"data.source": "parquet", "data.path": str(tmp_path / "pq")})
     plan = scan(c)
     unit = plan.units_for("pretrain")[0]
     batch = pa.Table.from_pylist([asdict(unit)])  # what split_dataset's from_items gives a task
