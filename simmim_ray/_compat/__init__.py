@@ -3,7 +3,8 @@
 Every use of a private API of Ray or Optuna (`_internal` modules, `internal_kv`, underscore attributes, methods
 and arguments) lives in this package, one module per dependency: `ray_train.py` (Train's torch backend and default
 callbacks), `ray_tune.py` (Ray's KV store and the Tune session), `ray_core.py` (`ray.init`, version checks),
-`optuna.py` (constraints, storage-level trial updates). tests/unit/project/test_compat_boundary.py checks that
+`placement_groups.py` (the GCS tables: groups Ray left reserved), `optuna.py` (constraints, storage-level trial
+updates). tests/unit/project/test_compat_boundary.py checks that
 nothing outside it touches them.
 
 A search trial runs on one of two paths:

@@ -4,8 +4,12 @@
   own config the controller imports torch (through `ray.train.torch.config`) only to send Ray's process-group
   functions to the workers: CPU-seconds per trial that on a small machine come out of the workers' own start
   (benchmarks/trial_overhead.py). Here the workers get a small function of this module that calls Ray's worker-side
-  function (`_setup_torch_process_group`, `_set_torch_distributed_env_vars`, `_shutdown_torch`) by name, so torch is
-  imported only where it runs. The steps follow Ray's `_TorchBackend.on_start` for CPU and GPU workers.
+  function (`_set_torch_distributed_env_vars`, `_shutdown_torch`) by name, so torch is imported only where it runs.
+  The steps follow Ray's `_TorchBackend.on_start` for CPU and GPU workers but one: the rendezvous. Ray's rank 0
+  finds a free port, closes it and binds it again when the process group starts, seconds later; another process
+  can take the port in between (seen: a trial failed with EADDRINUSE while another trial started beside it). Here
+  rank 0 starts the process group's store on a port the OS assigns at bind time and the others join it, so the port
+  is held from the moment it is chosen.
 - `LeanTorchTrainer` (ray_trainer.py, apart: this module is loaded in the Train controller, which must not import
   `ray.train.torch`, whose package imports torch): no dataset manager actor for a run without Ray Datasets.
 - `PublishController` / `abort_controller`: the Train controller's handle, so a stopped trial can abort its run.
@@ -40,34 +44,67 @@ def _set_master(addr: str, port: int) -> None:
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
 
 
+_MASTER_STORE = None  # rank 0's store server: referenced for as long as the process group may use it
+
+
+def bind_master_store(world_size: int, timeout_s: float) -> tuple[str, int]:
+    """On rank 0: starts the process group's TCPStore on a port the OS assigns as it binds (port 0), and keeps it;
+    -> (this node's address, the port), for the other ranks to join."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    global _MASTER_STORE
+    addr = ray.util.get_node_ip_address()
+    _MASTER_STORE = dist.TCPStore(addr, 0, world_size, is_master=True, timeout=timedelta(seconds=timeout_s),
+                                  wait_for_workers=False)
+    return addr, _MASTER_STORE.port
+
+
+def join_process_group(backend: str, world_rank: int, world_size: int, addr: str, port: int,
+                       timeout_s: float) -> None:
+    """On every rank: `torch.distributed.init_process_group` over rank 0's store (bind_master_store)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if backend == "nccl" and not {"TORCH_NCCL_ASYNC_ERROR_HANDLING", "TORCH_NCCL_BLOCKING_WAIT"} & set(os.environ):
+        os.environ["TORCH_NCCL_ASYNC_ERROR_HANDLING"] = "1"  # as Ray sets it: a timed-out collective fails the run
+    timeout = timedelta(seconds=timeout_s)
+    store = _MASTER_STORE if world_rank == 0 else dist.TCPStore(addr, port, world_size, is_master=False,
+                                                                 timeout=timeout)
+    if store is None:
+        raise RuntimeError("rank 0 joins the process group in the process that ran bind_master_store")
+    dist.init_process_group(backend=backend, store=store, rank=world_rank, world_size=world_size, timeout=timeout)
+
+
+def shutdown_process_group(destroy: bool) -> None:
+    """On every rank: Ray's torch shutdown (device caches; the process group when `destroy`), then the store."""
+    global _MASTER_STORE
+    _ray_torch("_shutdown_torch", destroy_process_group=destroy)
+    _MASTER_STORE = None
+
+
 class LazyTorchBackend(Backend):
     share_cuda_visible_devices: bool = True  # as Ray's torch backend: workers on a node see each other's GPUs
 
     def on_start(self, worker_group, backend_config: "LazyTorchConfig") -> None:
-        from ray._common.network_utils import build_address  # private: this module must import on any Ray
-        from ray.train._internal.utils import get_address_and_port
-
+        if backend_config.init_method not in ("env", "tcp"):
+            raise ValueError(f"`init_method in ('env', 'tcp')` must hold, but got {backend_config.init_method!r}")
         backend = backend_config.backend
         if backend is None:
             backend = "nccl" if worker_group.get_resources_per_worker().get("GPU", 0) > 0 else "gloo"
-        addr, port = worker_group.execute_single(0, get_address_and_port)
-        if backend_config.init_method == "env":
+        n, timeout_s = len(worker_group), backend_config.timeout_s
+        addr, port = worker_group.execute_single(0, bind_master_store, world_size=n, timeout_s=timeout_s)
+        if backend_config.init_method == "env":  # both join the same store; "env" also leaves MASTER_* set
             worker_group.execute(_set_master, addr=addr, port=port)
-            url = "env://"
-        elif backend_config.init_method == "tcp":
-            url = f"tcp://{build_address(addr, port)}"
-        else:
-            raise ValueError(f"`init_method in ('env', 'tcp')` must hold, but got {backend_config.init_method!r}")
         worker_group.execute(_ray_torch, "_set_torch_distributed_env_vars")
-        n = len(worker_group)
-        ray.get([worker_group.execute_single_async(i, _ray_torch, "_setup_torch_process_group", backend=backend,
-                                                   world_rank=i, world_size=n, init_method=url,
-                                                   timeout_s=backend_config.timeout_s)
+        ray.get([worker_group.execute_single_async(i, join_process_group, backend=backend, world_rank=i, world_size=n,
+                                                   addr=addr, port=port, timeout_s=timeout_s)
                  for i in range(n)])
 
     def on_shutdown(self, worker_group, backend_config) -> None:
-        futures = worker_group.execute_async(_ray_torch, "_shutdown_torch",
-                                             destroy_process_group=len(worker_group) > 1)
+        futures = worker_group.execute_async(shutdown_process_group, destroy=len(worker_group) > 1)
         timeout_s = float(os.environ.get(TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
                                          DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S))
         try:
@@ -132,10 +169,7 @@ def abort_controller(published: bytes) -> None:
 _CTL = "ray.train.v2._internal.execution.controller.controller"
 # probe.check arguments; each has a test in tests/unit/_compat/test_compat.py
 CHECKS = (
-    ("ray._common.network_utils", "build_address"),
-    ("ray.train._internal.utils", "get_address_and_port"),
     ("ray.train.v2._internal.util", "TrainingFramework"),
-    (TORCH_CONFIG, "_setup_torch_process_group", ("backend", "world_rank", "world_size", "init_method", "timeout_s")),
     (TORCH_CONFIG, "_set_torch_distributed_env_vars"),
     (TORCH_CONFIG, "_shutdown_torch", ("destroy_process_group",)),
     (TORCH_CONFIG, "TorchConfigContextManager"),

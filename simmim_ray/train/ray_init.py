@@ -10,6 +10,9 @@ from simmim_ray._compat.ray_core import init_local, version_mismatch
 from simmim_ray.errors import UserError
 
 
+PORT_TRIES = 3  # a port found free and taken before Ray binds it: rare; three in a row, something else is wrong
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -19,11 +22,19 @@ def free_port() -> int:
 def start_local(num_cpus: int | None = None, temp_dir: str | None = None, **kwargs) -> None:
     """Start a private local Ray instance whose processes find *its* State API, even when other Ray instances
     run on the same host (Train's placement-group cleaner otherwise fails with "multiple active Ray instances").
-    The dashboard (which serves the State API) binds to loopback only."""
-    port = free_port()
-    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"  # inherited by every Ray process
-    init_local(temp_dir, num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-               configure_logging=False, **kwargs)
+    The dashboard (which serves the State API) binds to loopback only. Its port is found free here and bound by
+    Ray moments later: should another process take it in between, Ray refuses it before starting anything, and
+    another free port is tried."""
+    for attempt in range(1, PORT_TRIES + 1):
+        port = free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"  # inherited by every Ray process
+        try:
+            init_local(temp_dir, num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                       dashboard_port=port, configure_logging=False, **kwargs)
+            return
+        except ValueError as e:
+            if "already occupied" not in str(e) or attempt == PORT_TRIES:
+                raise
 
 
 # HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray Client server) answers
@@ -124,3 +135,20 @@ def init_ray(address: str | None, num_cpus: int | None = None, log_to_driver: bo
         if not address:
             raise UserError(f"cannot start a local Ray instance: {str(e).splitlines()[0]}") from None
         raise UserError(f"--address {address!r}: cannot connect to Ray: {str(e).splitlines()[0]}") from None
+    if address:
+        free_leaked_placement_groups()
+
+
+def free_leaked_placement_groups() -> None:
+    """Frees, on a cluster just joined, the placement groups that finished jobs left reserved and Ray did not remove
+    (simmim_ray/_compat/placement_groups.py), with one line saying so: otherwise their CPUs stay lost to this run
+    and every later one. Best effort: a cluster that does not answer the question is left as it is."""
+    from simmim_ray._compat import placement_groups
+
+    try:
+        freed = placement_groups.free_leaked()
+    except Exception:  # noqa: BLE001 - a clean-up of others' leftovers must never stop the run
+        return
+    if freed:
+        print(f"simmim-ray: freed {len(freed)} placement group(s) that finished jobs left reserved and Ray did not "
+              f"remove: {', '.join(map(str, freed))}", file=sys.stderr, flush=True)

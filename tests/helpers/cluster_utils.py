@@ -212,27 +212,35 @@ class LocalCluster:
         out = run_with_cluster(self, [RAY_BIN, "status", "--address", self.address], timeout_s=60)
         return out.stdout + out.stderr
 
-    def remove_orphan_placement_groups(self) -> list[str]:
-        """Removes the placement groups that drivers already gone left reserved (seen in CI: a finished search's
-        1-CPU group, reserved and unused for minutes, starved the next run's Ray Data); -> what it removed. Read
-        from the State API, not `ray status`, whose resource lines lag by seconds. This process must be a driver
-        of this cluster (tests/scenarios/conftest.py: ray_session): a group is an orphan when the job that created
-        it is no longer running, and this process's own job is."""
+    def settle(self, wait_s: float = 15) -> list[str]:
+        """Hands the cluster back idle after a test: waits up to `wait_s` for every placement group to be gone (a
+        finished run's is removed within a second or two), then removes what is left: first what the product frees
+        (simmim_ray/_compat/placement_groups.py: Ray's rule, where a race left a dead job's group reserved), then
+        any other group not held by a detached actor (at a test's end no run of this session is active, this
+        process's included); -> what it removed. Read from the State API, not `ray status`, whose resource lines
+        lag by seconds. This process must be a driver of this cluster (tests/scenarios/conftest.py: ray_session)."""
         import ray
         from ray.util.placement_group import PlacementGroup
-        from ray.util.state import list_jobs, list_placement_groups
+        from ray.util.state import list_placement_groups
+
+        from simmim_ray._compat.placement_groups import free_leaked
 
         assert ray.is_initialized() and ray.get_runtime_context().gcs_address.endswith(f":{self.gcs_port}")
-        alive = {j.job_id for j in list_jobs(address=self.dashboard_url) if j.status == "RUNNING"}
-        alive.add(ray.get_runtime_context().get_job_id())
-        removed = []
-        for pg in list_placement_groups(address=self.dashboard_url, detail=True,
-                                        filters=[("state", "!=", "REMOVED")]):
-            if pg.creator_job_id not in alive and not pg.is_detached:
-                ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(
-                    bytes.fromhex(pg.placement_group_id))))
-                removed.append(f"{pg.placement_group_id} of job {pg.creator_job_id}: "
-                               f"{[b['unit_resources'] for b in pg.bundles]}")
+
+        def left():
+            return [pg for pg in list_placement_groups(address=self.dashboard_url, detail=True,
+                                                       filters=[("state", "!=", "REMOVED")]) if not pg.is_detached]
+
+        deadline = time.monotonic() + wait_s
+        while (groups := left()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not groups:
+            return []
+        removed = [f"{leak} (leaked: freed by the product's rule)" for leak in free_leaked()]
+        for pg in left():
+            ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg.placement_group_id))))
+            removed.append(f"{pg.placement_group_id} of job {pg.creator_job_id}: "
+                           f"{[b['unit_resources'] for b in pg.bundles]}")
         return removed
 
     def shutdown(self) -> None:
