@@ -55,14 +55,19 @@ def free_leaked() -> list[Leaked]:
     """Removes what `find_leaked` finds; -> what it removed (empty where this Ray lacks the pieces)."""
     if missing():
         return []
+    removed = []
+    for leak in find_leaked():
+        remove(leak.placement_group_id)
+        removed.append(leak)
+    return removed
+
+
+def remove(placement_group_id: str) -> None:
+    """Removes the placement group of this hex id (Ray's public call takes a handle, which the tables do not give)."""
     import ray
     from ray.util.placement_group import PlacementGroup
 
-    removed = []
-    for leak in find_leaked():
-        ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(leak.placement_group_id))))
-        removed.append(leak)
-    return removed
+    ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(placement_group_id))))
 
 
 # probe.check arguments; each has a test in tests/unit/_compat/test_compat.py

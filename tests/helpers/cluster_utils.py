@@ -216,14 +216,13 @@ class LocalCluster:
         """Hands the cluster back idle after a test: waits up to `wait_s` for every placement group to be gone (a
         finished run's is removed within a second or two), then removes what is left: first what the product frees
         (simmim_ray/_compat/placement_groups.py: Ray's rule, where a race left a dead job's group reserved), then
-        any other group not held by a detached actor (at a test's end no run of this session is active, this
+        any other group that is not itself detached (at a test's end no run of this session is active, this
         process's included); -> what it removed. Read from the State API, not `ray status`, whose resource lines
         lag by seconds. This process must be a driver of this cluster (tests/scenarios/conftest.py: ray_session)."""
         import ray
-        from ray.util.placement_group import PlacementGroup
         from ray.util.state import list_placement_groups
 
-        from simmim_ray._compat.placement_groups import free_leaked
+        from simmim_ray._compat.placement_groups import free_leaked, remove
 
         assert ray.is_initialized() and ray.get_runtime_context().gcs_address.endswith(f":{self.gcs_port}")
 
@@ -236,9 +235,13 @@ class LocalCluster:
             time.sleep(0.5)
         if not groups:
             return []
-        removed = [f"{leak} (leaked: freed by the product's rule)" for leak in free_leaked()]
+        freed = free_leaked()
+        removed = [f"{leak} (leaked: freed by the product's rule)" for leak in freed]
+        gone = {leak.placement_group_id for leak in freed}  # the State API may list them a moment longer
         for pg in left():
-            ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(pg.placement_group_id))))
+            if pg.placement_group_id in gone:
+                continue
+            remove(pg.placement_group_id)
             removed.append(f"{pg.placement_group_id} of job {pg.creator_job_id}: "
                            f"{[b['unit_resources'] for b in pg.bundles]}")
         return removed
